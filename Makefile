@@ -1,0 +1,60 @@
+# Ly: two commands for a fresh Debian/Ubuntu machine.
+#   make run   set up, migrate, load municipalities and demo data, serve http://localhost:8000
+#   make test  set up, run the whole test suite
+# DATABASE_URL, when set, points Ly at an existing PostgreSQL+PostGIS server instead of the
+# local one that scripts/provision-db.sh sets up.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+LOCAL_DB_URL := postgresql://ly:ly@127.0.0.1:5432/ly
+ifeq ($(origin DATABASE_URL),undefined)
+  export DATABASE_URL := $(LOCAL_DB_URL)
+  PROVISION := env -u DATABASE_URL bash scripts/provision-db.sh
+else
+  PROVISION := bash scripts/provision-db.sh
+endif
+export LY_TEST_DATABASE_URL ?= $(patsubst %/ly,%/ly_test,$(DATABASE_URL))
+HOST ?= 0.0.0.0
+PORT ?= 8000
+
+.PHONY: setup venv db system-deps run serve migrate demo test bench clean
+
+setup: venv db
+
+# Python interpreter with venv and headers; Chromium for the browser tests (root only).
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(BIN)/.installed: pyproject.toml | system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+db:
+	@$(PROVISION)
+
+migrate: setup
+	$(BIN)/ly migrate
+
+demo: migrate
+	$(BIN)/ly load-municipalities
+	$(BIN)/ly load-demo
+
+run: demo
+	$(BIN)/ly serve --host $(HOST) --port $(PORT)
+
+serve: venv
+	$(BIN)/ly serve --host $(HOST) --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info test-output

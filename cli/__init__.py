@@ -1,0 +1,1 @@
+"""The `ly` command line."""

@@ -1,0 +1,255 @@
+"""Rules a shelter must satisfy before it is stored.
+
+`validate_feature` turns a client's GeoJSON Feature into column values, or raises
+`Invalid` listing every problem with the field it concerns (`properties.pladser`,
+`geometry.coordinates`, …). It knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+from pyproj import Transformer
+
+from datamodel import crs as crsmod
+from datamodel.codelists import load_codelists
+from datamodel.fields import FIELDS_BY_NAME, READ_ONLY_NAMES, SHELTER_FIELDS, Field
+
+BETONDAEKNINGSGRAV = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    detail: str
+
+
+class Invalid(ValueError):
+    """The input breaks one or more rules; nothing may be stored."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p.field}: {p.detail}" for p in problems))
+
+
+@lru_cache(maxsize=8)
+def _to_storage(srid: int) -> Transformer:
+    return Transformer.from_crs(srid, 25832, always_xy=True)
+
+
+def _inside(box: tuple[float, float, float, float], x: float, y: float) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+def point_from_geojson(geometry: Any, in_crs: crsmod.Crs, problems: list[Problem]):
+    """(x, y) in EPSG:25832 from a GeoJSON Point or one-point MultiPoint, or None."""
+    if not isinstance(geometry, dict):
+        problems.append(Problem("geometry", "must be a GeoJSON geometry object (a Point)"))
+        return None
+    gtype = geometry.get("type")
+    coords = geometry.get("coordinates")
+    if gtype == "MultiPoint":
+        if not isinstance(coords, list) or len(coords) != 1:
+            problems.append(Problem("geometry.coordinates",
+                                    "a MultiPoint is accepted only with exactly one point"))
+            return None
+        coords = coords[0]
+    elif gtype != "Point":
+        problems.append(Problem("geometry.type",
+                                f"must be Point (or a MultiPoint with one point), not {gtype!r}"))
+        return None
+    if not isinstance(coords, list) or len(coords) == 0:
+        problems.append(Problem("geometry.coordinates", "the point is empty"))
+        return None
+    if len(coords) not in (2, 3) or not all(
+        isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in coords
+    ):
+        problems.append(Problem("geometry.coordinates",
+                                "a position is two (or three) finite numbers"))
+        return None
+    a, b = float(coords[0]), float(coords[1])
+    lon_lat = (b, a) if in_crs.lat_first else (a, b)
+    x, y = _project(lon_lat, in_crs)
+    if x is not None and _inside(crsmod.DENMARK_25832_BOX, x, y):
+        return x, y
+    sx, sy = _project((lon_lat[1], lon_lat[0]), in_crs)
+    if sx is not None and _inside(crsmod.DENMARK_25832_BOX, sx, sy):
+        order = "latitude, longitude" if in_crs.lat_first else "longitude, latitude"
+        problems.append(Problem(
+            "geometry.coordinates",
+            f"the axes look swapped: {in_crs.uri} expects {order} ({a}, {b} lies outside Denmark, "
+            f"{b}, {a} inside)"))
+        return None
+    problems.append(Problem("geometry.coordinates",
+                            f"({a}, {b}) in {in_crs.uri} lies outside Denmark"))
+    return None
+
+
+def _project(xy: tuple[float, float], in_crs: crsmod.Crs):
+    if in_crs.srid == 25832:
+        return xy
+    if in_crs.geographic and not _inside(crsmod.ETRS89_LONLAT_BOX, *xy):
+        return None, None
+    x, y = _to_storage(in_crs.srid).transform(*xy)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return None, None
+    return x, y
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _coerce(f: Field, value: Any) -> tuple[Any, str | None]:
+    """The column value for `value`, or an error message."""
+    if f.type == "integer":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()
+        ):
+            return None, f"must be an integer, not {value!r}"
+        value = int(value)
+    elif f.type == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None, f"must be a number, not {value!r}"
+    elif f.type == "string":
+        if not isinstance(value, str):
+            return None, f"must be a string, not {value!r}"
+        if f.max_length and len(value) > f.max_length:
+            return None, f"is {len(value)} characters long; at most {f.max_length} are allowed"
+    elif f.type == "uuid":
+        try:
+            value = UUID(str(value)) if isinstance(value, str) else None
+        except ValueError:
+            value = None
+        if value is None:
+            return None, "must be a UUID"
+    elif f.type == "date":
+        if not isinstance(value, str) or not _DATE_RE.match(value):
+            return None, "must be a date (YYYY-MM-DD)"
+        try:
+            value = date.fromisoformat(value)
+        except ValueError:
+            return None, "must be a valid date (YYYY-MM-DD)"
+    elif f.type == "date-time":
+        try:
+            value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None, "must be an RFC 3339 date-time"
+    if f.minimum is not None and value < f.minimum or f.maximum is not None and value > f.maximum:
+        return None, f"must be between {_num(f.minimum)} and {_num(f.maximum)}, not {value}"
+    if f.codelist:
+        codes = load_codelists()[f.codelist]
+        code = codes.get(value)
+        if code is None:
+            allowed = ", ".join(f"{c.kode} {c.tekst}" for c in codes.values if c.aktiv)
+            return None, f"{value} is not a code of {f.codelist} (allowed: {allowed})"
+        if not code.aktiv:
+            return None, f"{value} ({code.tekst}) is no longer an active code of {f.codelist}"
+    return value, None
+
+
+def _num(v: float | None) -> str:
+    return "…" if v is None else (str(int(v)) if float(v).is_integer() else str(v))
+
+
+def validate_properties(props: Any, problems: list[Problem], previous: dict | None = None) -> dict:
+    """Column values for the writable properties a client sent.
+
+    Read-only properties (ids, system times, text twins, derived fields) are ignored, so a
+    client may send back a feature as it read it. `previous` holds the current version's values:
+    an inactive code that is kept unchanged stays valid.
+    """
+    if props is None:
+        return {}
+    if not isinstance(props, dict):
+        problems.append(Problem("properties", "must be a JSON object"))
+        return {}
+    values: dict[str, Any] = {}
+    for name, value in props.items():
+        if name in READ_ONLY_NAMES:
+            continue
+        f = FIELDS_BY_NAME.get(name)
+        if f is None:
+            problems.append(Problem(f"properties.{name}", "is not an attribute of beskyttelsesrum"))
+            continue
+        if value is None:
+            values[name] = None
+            continue
+        if previous is not None and f.codelist and previous.get(name) == value:
+            values[name] = value
+            continue
+        coerced, error = _coerce(f, value)
+        if error:
+            problems.append(Problem(f"properties.{name}", error))
+        else:
+            values[name] = coerced
+    return values
+
+
+def complete(values: dict, problems: list[Problem]) -> dict:
+    """A full record for create/replace: defaults applied, required fields and cross-field rules
+    checked. Fields the client did not send are NULL (or their default)."""
+    record: dict[str, Any] = {}
+    for f in SHELTER_FIELDS:
+        if not f.writable:
+            continue
+        value = values.get(f.name)
+        if value is None and f.default is not None:
+            value = f.default
+        if value is None and f.required:
+            problems.append(Problem(f"properties.{f.name}", "is required"))
+        record[f.name] = value
+    undertype = record.get("undertype_kode")
+    if undertype is not None and record.get("beskyt_rum_kode") != BETONDAEKNINGSGRAV:
+        problems.append(Problem("properties.undertype_kode",
+                                "only a betondækningsgrav (beskyt_rum_kode 3) has a sub-type"))
+    return record
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A validated shelter ready to be written: column values and a point in EPSG:25832."""
+
+    record: dict
+    x: float | None
+    y: float | None
+
+    @property
+    def ewkt(self) -> str | None:
+        if self.x is None:
+            return None
+        return f"SRID=25832;POINT({self.x:.3f} {self.y:.3f})"
+
+
+def validate_feature(body: Any, in_crs: crsmod.Crs = crsmod.DEFAULT, *,
+                     previous: dict | None = None, partial: bool = False) -> Candidate:
+    """Validate a GeoJSON Feature for create/replace, or a merge patch when `partial`.
+
+    With `partial` only the members present are validated and returned; the caller merges
+    them into the current version and validates the result again with `complete`.
+    """
+    problems: list[Problem] = []
+    if not isinstance(body, dict):
+        raise Invalid([Problem("body", "must be a GeoJSON Feature object")])
+    if not partial and body.get("type") != "Feature":
+        problems.append(Problem("type", f"must be \"Feature\", not {body.get('type')!r}"))
+    unknown = set(body) - {"type", "id", "geometry", "properties", "links", "bbox"}
+    for member in sorted(unknown):
+        problems.append(Problem(member, "is not a member of a GeoJSON Feature"))
+    xy = (None, None)
+    if "geometry" in body or not partial:
+        if body.get("geometry") is None:
+            problems.append(Problem("geometry", "is required (a Point in Denmark)"))
+        else:
+            xy = point_from_geojson(body["geometry"], in_crs, problems) or (None, None)
+    values = validate_properties(body.get("properties"), problems, previous)
+    if not partial:
+        values = complete(values, problems)
+    if problems:
+        raise Invalid(problems)
+    return Candidate(values, *xy)

@@ -1,0 +1,1 @@
+"""Ly's loaders: reference data, demo data, imports and exports."""

@@ -1,0 +1,1 @@
+"""Ly's HTTP service: OGC API - Features over the shelter register."""

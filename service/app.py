@@ -1,0 +1,51 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from pathlib import Path
+
+from service import errors, features, ogc, openapi, transactions
+from service.db import make_pool
+from service.http import OPENAPI_JSON, json_response
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    pool = make_pool(settings.database_url, settings.pool_min_size, settings.pool_max_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await pool.open(wait=True, timeout=30)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title=settings.title, description=settings.description, version="0.1.0",
+                  openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.pool = pool
+    errors.install(app)
+    app.include_router(ogc.router)
+    app.include_router(features.router)
+    app.include_router(transactions.router)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
+              name="static")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request):
+        if not hasattr(app.state, "openapi_doc"):
+            app.state.openapi_doc = openapi.build(app)
+        return json_response(app.state.openapi_doc, media_type=OPENAPI_JSON)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=settings.title)
+
+    return app

@@ -1,0 +1,125 @@
+"""One error model: RFC 9457 problem details (application/problem+json) for every error.
+
+A problem names what was wrong: `errors` lists `{field, detail}` pairs, and `detail` repeats
+the first of them in words. Nothing that reaches a client is a bare 500 traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import orjson
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from datamodel.rules import Invalid
+
+log = logging.getLogger("ly")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://ly.beredskab.dk/problemer/"
+
+
+class Problem(Exception):
+    def __init__(self, status: int, detail: str, *, kind: str | None = None,
+                 errors: list[dict] | None = None, headers: dict | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind
+        self.errors = errors or []
+        self.headers = headers or {}
+
+
+def bad_request(field: str, detail: str, kind: str = "invalid-parameter") -> Problem:
+    return Problem(400, f"{field}: {detail}", kind=kind, errors=[{"field": field, "detail": detail}])
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, f"{what} findes ikke", kind="not-found")
+
+
+def problem_response(p: Problem, instance: str | None = None) -> Response:
+    body = {
+        "type": PROBLEM_BASE + p.kind if p.kind else "about:blank",
+        "title": HTTPStatus(p.status).phrase,
+        "status": p.status,
+        "detail": p.detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if p.errors:
+        body["errors"] = p.errors
+    return Response(orjson.dumps(body), status_code=p.status, media_type=PROBLEM_MEDIA_TYPE,
+                    headers=p.headers)
+
+
+def invalid(exc: Invalid, status: int = 422) -> Problem:
+    errors = [{"field": pr.field, "detail": pr.detail} for pr in exc.problems]
+    first = exc.problems[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return Problem(status, f"{first.field} {first.detail}{more}", kind="invalid-feature",
+                   errors=errors)
+
+
+def from_database(exc: psycopg.Error) -> Problem | None:
+    """A client's problem the database caught (a backstop behind datamodel.rules)."""
+    diag = exc.diag
+    column = diag.column_name or (diag.constraint_name or "").removesuffix("_range")
+    state = diag.sqlstate or ""
+    if state == "LY422" or isinstance(exc, (psycopg.errors.CheckViolation,
+                                             psycopg.errors.ForeignKeyViolation,
+                                             psycopg.errors.NotNullViolation,
+                                             psycopg.errors.StringDataRightTruncation,
+                                             psycopg.errors.NumericValueOutOfRange,
+                                             psycopg.errors.InvalidTextRepresentation)):
+        field = f"properties.{column}" if column and column != "geometri" else "geometry"
+        detail = diag.message_primary or str(exc)
+        return Problem(422, f"{field}: {detail}", kind="invalid-feature",
+                       errors=[{"field": field, "detail": detail}])
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return Problem(409, diag.message_primary or "findes allerede", kind="conflict")
+    return None
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(Invalid)
+    async def _invalid(request: Request, exc: Invalid):
+        return problem_response(invalid(exc), request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errors = []
+        for e in exc.errors():
+            loc = [str(x) for x in e.get("loc", ()) if x not in ("query", "path", "header")]
+            errors.append({"field": ".".join(loc) or "request", "detail": e.get("msg", "invalid")})
+        first = errors[0] if errors else {"field": "request", "detail": "invalid"}
+        return problem_response(
+            Problem(400, f"{first['field']}: {first['detail']}", kind="invalid-parameter",
+                    errors=errors), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return problem_response(Problem(exc.status_code, str(exc.detail), headers=exc.headers),
+                                request.url.path)
+
+    @app.exception_handler(psycopg.Error)
+    async def _database(request: Request, exc: psycopg.Error):
+        p = from_database(exc)
+        if p is None:
+            log.exception("database error on %s", request.url.path, exc_info=exc)
+            p = Problem(503, "Databasen svarede ikke som ventet; prøv igen.", kind="database")
+        return problem_response(p, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+        return problem_response(Problem(500, "Uventet fejl; den er logget."), request.url.path)

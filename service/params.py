@@ -1,0 +1,122 @@
+"""Parsing and checking query parameters (OGC API - Features Parts 1-3).
+
+Unknown parameters are refused with 400, as Part 1 requires; each problem names the
+parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from uuid import UUID
+
+from fastapi import Request
+
+from datamodel import crs as crsmod
+from service.errors import Problem, bad_request
+
+FORMAT_JSON, FORMAT_HTML = "json", "html"
+_F_VALUES = {"json": FORMAT_JSON, "geojson": FORMAT_JSON, "html": FORMAT_HTML}
+
+
+def check_known(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        names = ", ".join(unknown)
+        raise Problem(400, f"unknown query parameter(s): {names}", kind="unknown-parameter",
+                      errors=[{"field": n, "detail": "is not a parameter of this resource"}
+                              for n in unknown])
+    for key in set(request.query_params.keys()):
+        if len(request.query_params.getlist(key)) > 1:
+            raise bad_request(key, "may be given only once")
+
+
+def output_format(request: Request) -> str:
+    f = request.query_params.get("f")
+    if f is not None:
+        if f.lower() not in _F_VALUES:
+            raise bad_request("f", f"must be one of {', '.join(sorted(_F_VALUES))}")
+        return _F_VALUES[f.lower()]
+    accept = request.headers.get("accept", "")
+    if "text/html" in accept and "json" not in accept.split("text/html")[0]:
+        return FORMAT_HTML
+    return FORMAT_JSON
+
+
+def parse_crs(value: str | None, name: str, default: crsmod.Crs = crsmod.DEFAULT) -> crsmod.Crs:
+    if value is None:
+        return default
+    found = crsmod.lookup(value)
+    if found is None:
+        supported = ", ".join(crsmod.SUPPORTED)
+        raise bad_request(name, f"{value!r} is not supported; use one of {supported}",
+                          kind="unsupported-crs")
+    return found
+
+
+def parse_bbox(value: str | None, name: str = "bbox") -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise bad_request(name, "must be 4 or 6 comma-separated numbers") from None
+    if len(numbers) not in (4, 6) or not all(math.isfinite(n) for n in numbers):
+        raise bad_request(name, "must be 4 or 6 comma-separated finite numbers")
+    half = len(numbers) // 2
+    for i in range(half):
+        if numbers[i] > numbers[i + half]:
+            raise bad_request(name, "a lower corner value is greater than the upper corner's")
+    return numbers
+
+
+def parse_instant(value: str, name: str) -> datetime:
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise bad_request(name, f"{value!r} is not an RFC 3339 date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None] | None:
+    """An instant or an interval `a/b`, `../b`, `a/..` (Part 1 `datetime`)."""
+    if value is None:
+        return None
+    if "/" in value:
+        start_s, _, end_s = value.partition("/")
+        start = None if start_s in ("..", "") else parse_instant(start_s, "datetime")
+        end = None if end_s in ("..", "") else parse_instant(end_s, "datetime")
+        if start is None and end is None:
+            raise bad_request("datetime", "an interval needs at least one end")
+        if start and end and start > end:
+            raise bad_request("datetime", "the interval's start is after its end")
+        return start, end
+    moment = parse_instant(value, "datetime")
+    return moment, moment
+
+
+def parse_uuid(value: str | None, name: str) -> UUID | None:
+    if value is None:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise bad_request(name, f"{value!r} is not a UUID") from None
+
+
+def parse_limit(value: str | None, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        raise bad_request("limit", f"{value!r} is not an integer") from None
+    if limit < 1:
+        raise bad_request("limit", "must be at least 1")
+    return min(limit, maximum)

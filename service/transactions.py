@@ -1,0 +1,265 @@
+"""Writing shelters (OGC API - Features Part 4): create, replace, update, delete.
+
+Every write goes through the view `ly.t_6101_beskyt_rum`, whose triggers keep GeoFA's
+history: a new version per change, delete only closes the current version. `If-Match`
+carries the `versions_id` a client last saw; a stale one gets 412 and changes nothing.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Request
+from psycopg import sql
+from starlette.responses import Response
+
+from datamodel import crs as crsmod
+from datamodel import query
+from datamodel.fields import WRITABLE_FIELDS
+from datamodel.rules import Candidate, Invalid, Problem as RuleProblem, complete, \
+    validate_feature, validate_properties
+from service import collection, params
+from service.db import transaction
+from service.errors import Problem, not_found
+from service.features import _require_collection, etag
+from service.http import GEOJSON, url
+
+router = APIRouter(tags=["Beskyttelsesrum (redigering)"])
+
+ITEMS_ALLOW = "GET, HEAD, POST, OPTIONS"
+ITEM_ALLOW = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"
+FEATURE_TYPES = ("application/geo+json", "application/json")
+PATCH_TYPES = ("application/merge-patch+json", "application/json", "application/geo+json")
+WRITABLE = [f.name for f in WRITABLE_FIELDS]
+
+_BODY_RESPONSES = {
+    400: {"description": "Malformed JSON or parameter"},
+    404: {"description": "No such shelter"},
+    412: {"description": "If-Match does not match the current version"},
+    413: {"description": "Body too large"},
+    415: {"description": "Unsupported content type"},
+    422: {"description": "The feature breaks a rule; the problem names the field"},
+}
+
+
+async def read_json(request: Request, allowed_types: tuple[str, ...]):
+    """The request body as JSON, refusing wrong media types, oversize bodies and bad JSON."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in allowed_types:
+        raise Problem(415, f"Content-Type must be one of {', '.join(allowed_types)}",
+                      kind="unsupported-media-type",
+                      errors=[{"field": "Content-Type", "detail": f"{ctype or 'none'} given"}])
+    limit = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"body: not valid JSON ({exc})", kind="invalid-json",
+                      errors=[{"field": "body", "detail": f"not valid JSON: {exc}"}]) from None
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(413, f"body: larger than {limit} bytes", kind="too-large",
+                   errors=[{"field": "body", "detail": f"at most {limit} bytes"}])
+
+
+def content_crs(request: Request) -> crsmod.Crs:
+    value = request.headers.get("content-crs")
+    if value is None:
+        return crsmod.DEFAULT
+    return params.parse_crs(value.strip().strip("<>"), "Content-Crs")
+
+
+def if_match(request: Request) -> list[UUID] | None:
+    """The versions a write is conditional on (None: unconditional, [] with `*`)."""
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    tags = [t.strip() for t in value.split(",") if t.strip()]
+    if tags == ["*"]:
+        return []
+    versions = []
+    for t in tags:
+        t = t.removeprefix("W/").strip('"')
+        try:
+            versions.append(UUID(t))
+        except ValueError:
+            raise Problem(412, f"If-Match: {t!r} is not an ETag of this API",
+                          kind="precondition-failed",
+                          errors=[{"field": "If-Match", "detail": "not a current ETag"}]) from None
+    return versions
+
+
+def _assignments(record: dict, cand: Candidate, bruger_id: str):
+    cols = [sql.Identifier(name) for name in WRITABLE] + [sql.Identifier("bruger_id")]
+    vals: list = [record.get(name) for name in WRITABLE] + [bruger_id]
+    if cand.ewkt is not None:
+        cols.append(sql.Identifier("geometri"))
+        vals.append(cand.ewkt)
+    return cols, vals
+
+
+def _geom_value(col: sql.Identifier) -> sql.Composable:
+    return sql.SQL("ST_GeomFromEWKT(%s)") if col == sql.Identifier("geometri") else sql.SQL("%s")
+
+
+async def _feature_response(request: Request, conn, objekt_id: UUID, status: int,
+                            headers: dict | None = None) -> Response:
+    stmt, args = query.feature_sql(objekt_id, crsmod.DEFAULT)
+    feature_json, versions_id = await (await conn.execute(stmt, args)).fetchone()
+    out = {"ETag": etag(versions_id), "Content-Crs": crsmod.header(crsmod.DEFAULT)}
+    out.update(headers or {})
+    return Response(feature_json, status_code=status, media_type=GEOJSON, headers=out)
+
+
+@router.post("/collections/{collection_id}/items", status_code=201, response_class=Response,
+             summary="Opret et beskyttelsesrum",
+             responses={201: {"description": "Created; Location names the new shelter"},
+                        **_BODY_RESPONSES})
+async def create(request: Request, collection_id: str) -> Response:
+    _require_collection(collection_id)
+    params.check_known(request, set())
+    body = await read_json(request, FEATURE_TYPES)
+    cand = validate_feature(body, content_crs(request))
+    cols, vals = _assignments(cand.record, cand, request.app.state.settings.default_bruger_id)
+    stmt = sql.SQL("INSERT INTO {view} ({cols}) VALUES ({vals}) RETURNING objekt_id").format(
+        view=query.CURRENT_VIEW,
+        cols=sql.SQL(", ").join(cols),
+        vals=sql.SQL(", ").join(_geom_value(c) for c in cols),
+    )
+    async with transaction(request.app.state.pool) as conn:
+        objekt_id = (await (await conn.execute(stmt, vals)).fetchone())[0]
+        location = url(request, f"/collections/{collection.COLLECTION_ID}/items/{objekt_id}")
+        return await _feature_response(request, conn, objekt_id, 201, {"Location": location})
+
+
+async def _current(conn, objekt_id: UUID) -> dict | None:
+    """The current version's stored values (JSON types), or None."""
+    cur = await conn.execute(
+        sql.SQL("SELECT row_to_json(t) FROM {} t WHERE objekt_id = %s").format(query.CURRENT_VIEW),
+        [objekt_id])
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+def _check_precondition(current: dict | None, expected: list[UUID] | None, feature_id: str):
+    if current is None:
+        if expected is not None:
+            raise Problem(412, "If-Match: the shelter does not exist", kind="precondition-failed",
+                          errors=[{"field": "If-Match", "detail": "no current version"}])
+        raise not_found(f"Beskyttelsesrummet {feature_id}")
+    if expected and UUID(current["versions_id"]) not in expected:
+        raise Problem(412, "If-Match: the shelter has changed since that version was read",
+                      kind="precondition-failed",
+                      errors=[{"field": "If-Match",
+                               "detail": f"the current ETag is {etag(current['versions_id'])}"}],
+                      headers={"ETag": etag(current["versions_id"])})
+
+
+async def _write_version(request: Request, feature_id: str, cand: Candidate,
+                         merge_from_current: bool, patch_props: dict | None = None) -> Response:
+    objekt_id = params.parse_uuid(feature_id, "featureId")
+    expected = if_match(request)
+    async with transaction(request.app.state.pool) as conn:
+        current = await _current(conn, objekt_id)
+        _check_precondition(current, expected, feature_id)
+        record = cand.record
+        if merge_from_current:
+            record = _merge(current, patch_props or {})
+        cols, vals = _assignments(record, cand, request.app.state.settings.default_bruger_id)
+        sets = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(c, _geom_value(c)) for c in cols
+        )
+        stmt = sql.SQL(
+            "UPDATE {view} SET {sets} WHERE objekt_id = %s AND versions_id = %s "
+            "RETURNING versions_id"
+        ).format(view=query.CURRENT_VIEW, sets=sets)
+        row = await (await conn.execute(stmt, vals + [objekt_id, current["versions_id"]])).fetchone()
+        if row is None:  # closed by a concurrent writer between our read and our update
+            raise Problem(412, "If-Match: the shelter changed while this write was applied",
+                          kind="precondition-failed",
+                          errors=[{"field": "If-Match", "detail": "concurrent change"}])
+        return await _feature_response(request, conn, objekt_id, 200)
+
+
+def _merge(current: dict, patch_props: dict) -> dict:
+    """RFC 7396 merge of a patch's properties into the current version, validated whole."""
+    problems: list[RuleProblem] = []
+    base = {name: current.get(name) for name in WRITABLE}
+    merged_input = {**base, **patch_props}
+    values = validate_properties(merged_input, problems, previous=current)
+    record = complete(values, problems)
+    if problems:
+        raise Invalid(problems)
+    return record
+
+
+@router.put("/collections/{collection_id}/items/{featureId}", response_class=Response,
+            summary="Erstat et beskyttelsesrum (ny version)",
+            responses={200: {"description": "Replaced; ETag is the new version"},
+                       **_BODY_RESPONSES})
+async def replace(request: Request, collection_id: str, featureId: str) -> Response:
+    _require_collection(collection_id)
+    params.check_known(request, set())
+    body = await read_json(request, FEATURE_TYPES)
+    cand = validate_feature(body, content_crs(request))
+    return await _write_version(request, featureId, cand, merge_from_current=False)
+
+
+@router.patch("/collections/{collection_id}/items/{featureId}", response_class=Response,
+              summary="Opdater et beskyttelsesrum (JSON merge patch, ny version)",
+              responses={200: {"description": "Updated; ETag is the new version"},
+                         **_BODY_RESPONSES})
+async def update(request: Request, collection_id: str, featureId: str) -> Response:
+    _require_collection(collection_id)
+    params.check_known(request, set())
+    body = await read_json(request, PATCH_TYPES)
+    cand = validate_feature(body, content_crs(request), partial=True)
+    props = body.get("properties") or {}
+    if not isinstance(props, dict):
+        raise Invalid([RuleProblem("properties", "must be a JSON object")])
+    return await _write_version(request, featureId, cand, merge_from_current=True,
+                                patch_props=props)
+
+
+@router.delete("/collections/{collection_id}/items/{featureId}", status_code=204,
+               response_class=Response, summary="Afslut et beskyttelsesrum (historikken bevares)",
+               responses={204: {"description": "Ended"}, 404: {"description": "No such shelter"},
+                          412: {"description": "If-Match does not match"}})
+async def delete(request: Request, collection_id: str, featureId: str) -> Response:
+    _require_collection(collection_id)
+    params.check_known(request, set())
+    objekt_id = params.parse_uuid(featureId, "featureId")
+    expected = if_match(request)
+    async with transaction(request.app.state.pool) as conn:
+        current = await _current(conn, objekt_id)
+        _check_precondition(current, expected, featureId)
+        cur = await conn.execute(
+            sql.SQL("DELETE FROM {} WHERE objekt_id = %s AND versions_id = %s").format(
+                query.CURRENT_VIEW), [objekt_id, current["versions_id"]])
+        if cur.rowcount == 0:
+            raise Problem(412, "If-Match: the shelter changed while it was being deleted",
+                          kind="precondition-failed")
+    return Response(status_code=204)
+
+
+@router.options("/collections/{collection_id}/items", include_in_schema=True,
+                summary="Tilladte metoder", responses={200: {"description": "Allow header"}})
+async def items_options(collection_id: str) -> Response:
+    _require_collection(collection_id)
+    return Response(status_code=200, headers={"Allow": ITEMS_ALLOW})
+
+
+@router.options("/collections/{collection_id}/items/{featureId}", include_in_schema=True,
+                summary="Tilladte metoder", responses={200: {"description": "Allow header"}})
+async def item_options(collection_id: str, featureId: str) -> Response:
+    _require_collection(collection_id)
+    return Response(status_code=200, headers={"Allow": ITEM_ALLOW})

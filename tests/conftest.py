@@ -1,0 +1,161 @@
+"""Test fixtures: a real PostGIS, one fresh database per test.
+
+A template database is built once per session (migrated, municipalities, postal areas and
+the demo register loaded); each test that may write gets its own copy
+(`CREATE DATABASE … TEMPLATE`), so tests are isolated and need no cleanup. Read-only tests
+share one copy. Black-box tests talk to a real uvicorn server on a loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from cli.main import migrate
+from datamodel.db import psycopg_url, with_database
+from loaders.demo import load_demo
+from loaders.reference import load_municipalities, load_postal_codes
+from service.app import create_app
+from service.settings import Settings
+
+BASE_URL = psycopg_url(os.environ.get("LY_TEST_DATABASE_URL",
+                                      "postgresql://ly:ly@127.0.0.1:5432/ly_test"))
+DEMO_COUNT = 3000
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+COLLECTION = "/collections/beskyttelsesrum"
+ITEMS = COLLECTION + "/items"
+
+
+def _admin():
+    return psycopg.connect(BASE_URL, autocommit=True)
+
+
+def _drop(name: str) -> None:
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _clone(template: str, name: str) -> str:
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return with_database(BASE_URL, name)
+
+
+@pytest.fixture(scope="session")
+def template_db():
+    """Name of the session's template database."""
+    name = f"ly_tmpl_{os.getpid()}"
+    _drop(name)
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(BASE_URL, name)
+    migrate(url)
+    with psycopg.connect(url) as conn:
+        load_municipalities(conn)
+        load_postal_codes(conn)
+        load_demo(conn, count=DEMO_COUNT)
+    yield name
+    _drop(name)
+
+
+@pytest.fixture
+def db_url(template_db):
+    """A fresh database with the demo register, for this test alone."""
+    name = f"ly_t_{uuid.uuid4().hex[:12]}"
+    url = _clone(template_db, name)
+    yield url
+    _drop(name)
+
+
+@pytest.fixture(scope="session")
+def shared_db_url(template_db):
+    """A database shared by read-only tests (they must not write)."""
+    name = f"ly_ro_{os.getpid()}"
+    url = _clone(template_db, name)
+    yield url
+    _drop(name)
+
+
+def make_settings(url: str, **overrides) -> Settings:
+    return Settings(database_url=url, pool_min_size=1, pool_max_size=4, **overrides)
+
+
+@pytest.fixture
+def client(db_url):
+    with TestClient(create_app(make_settings(db_url))) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def ro_client(shared_db_url):
+    with TestClient(create_app(make_settings(shared_db_url))) as c:
+        yield c
+
+
+class LiveServer:
+    """The app under uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, url: str):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(create_app(make_settings(url)), host="127.0.0.1",
+                                port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_ro(shared_db_url):
+    with LiveServer(shared_db_url) as server:
+        yield server
+
+
+@pytest.fixture
+def live_rw(db_url):
+    with LiveServer(db_url) as server:
+        yield server
+
+
+def query(url: str, sql: str, params=None) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def snapshot(url: str) -> tuple:
+    """Everything stored about shelters, to prove a refused request changed nothing."""
+    return tuple(query(url, "SELECT count(*), md5(string_agg(b::text, '|' ORDER BY versions_id))"
+                            " FROM ly.beskyttelsesrum b")[0])
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT

@@ -1,0 +1,452 @@
+"""CQL2 -> SQL: every filter is executed against PostGIS and the matching rows are checked."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from datamodel.cql2sql import (
+    MAX_COORDINATES,
+    MAX_DEPTH,
+    FilterError,
+    Queryable,
+    parse_filter,
+    to_sql,
+)
+
+DB_URL = os.environ.get("LY_TEST_DATABASE_URL", "postgresql://ly:ly@127.0.0.1:5432/ly_test")
+
+QUERYABLES = {
+    q.name: q
+    for q in [
+        Queryable("pladser", "c_int", "integer"),
+        Queryable("areal", "c_num", "number"),
+        Queryable("navn", 'the "name"', "string"),  # a column name that needs quoting
+        Queryable("aktiv", "c_bool", "boolean"),
+        Queryable("opdateret", "c_ts", "date-time"),
+        Queryable("dato", "c_date", "date"),
+        Queryable("objekt_id", "c_uuid", "uuid"),
+        Queryable("geometri", "c_geom", "geometry"),
+        Queryable("kode", "c_int", "integer", frozenset({5, 11, 20, 50, 100})),
+    ]
+}
+
+# id, pladser, areal, navn, aktiv, opdateret, dato, objekt_id, lon, lat
+ROWS = [
+    (1, 100, "12.5", "København", True, "2020-01-01T10:00:00Z", "2020-01-01", 1, 12.5683, 55.6761),
+    (2, 50, "7.25", "Aarhus", False, "2021-06-15T12:00:00Z", "2021-06-15", 2, 10.2039, 56.1629),
+    (3, 20, None, "Odense", True, "2019-03-01T00:00:00Z", "2019-03-01", 3, 10.3883, 55.3959),
+    (4, 5, "0.5", "ærø 100%_", None, None, None, None, None, None),
+    (5, 11, "3.0", "Rønne", False, "2020-01-01T00:00:00Z", "2020-01-02", 5, 14.7, 55.1),
+]
+ALL = {1, 2, 3, 4, 5}
+WITH_GEOM = {1, 2, 3, 5}
+
+
+@pytest.fixture(scope="module")
+def conn():
+    with psycopg.connect(DB_URL, autocommit=True) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        c.execute(
+            'CREATE TEMP TABLE cql_test (id int PRIMARY KEY, c_int int, c_num numeric, '
+            '"the ""name""" text, c_bool boolean, c_ts timestamptz, c_date date, c_uuid uuid, '
+            'c_geom geometry(Point, 25832))'
+        )
+        for (i, n, a, name, b, ts, d, u, lon, lat) in ROWS:
+            c.execute(
+                """INSERT INTO cql_test VALUES (%s, %s, %s::numeric, %s, %s, %s::timestamptz,
+                     %s::date, %s::uuid,
+                     ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 25832))""",
+                (i, n, a, name, b, ts, d,
+                 None if u is None else f"00000000-0000-0000-0000-{u:012d}", lon, lat),
+            )
+        yield c
+
+
+def run(conn, expr, **kw) -> set[int]:
+    clause, params = to_sql(expr, QUERYABLES, **kw)
+    stmt = sql.SQL("SELECT id FROM cql_test WHERE {} ORDER BY id").format(clause)
+    assert stmt.as_string(conn).count("%s") == len(params)
+    return {r[0] for r in conn.execute(stmt, params)}
+
+
+def ids(conn, text: str, lang: str | None = None, **kw) -> set[int]:
+    return run(conn, parse_filter(text, lang), **kw)
+
+
+JUTLAND_CRS84 = "BBOX(8.0, 55.6, 11.0, 57.8)"
+
+CASES = [
+    # basic-cql2
+    ("pladser > 10", {1, 2, 3, 5}),
+    ("pladser >= 50 AND aktiv = true", {1}),
+    ("pladser = 20 OR navn = 'Aarhus'", {2, 3}),
+    ("NOT (pladser < 50)", {1, 2}),
+    ("pladser <> 100", {2, 3, 4, 5}),
+    ("5 < pladser AND 50 >= pladser", {2, 3, 5}),
+    ("pladser = 20.0", {3}),
+    ("pladser = 20.5", set()),
+    ("pladser > 10.5 AND pladser < 20.5", {3, 5}),
+    ("pladser = -1", set()),
+    ("kode = 11", {5}),
+    ("areal > 7", {1, 2}),
+    ("areal = 7.25", {2}),
+    ("areal IS NULL", {3}),
+    ("geometri IS NULL", {4}),
+    ("aktiv IS NOT NULL", {1, 2, 3, 5}),
+    ("aktiv", {1, 3}),
+    ("NOT aktiv", {2, 5}),
+    ("aktiv = false", {2, 5}),
+    ("navn = 'København'", {1}),
+    ("navn > 'P'", {5, 4}),
+    ("objekt_id = '00000000-0000-0000-0000-000000000002'", {2}),
+    ("objekt_id <> '00000000-0000-0000-0000-000000000002'", {1, 3, 5}),
+    ("pladser > areal", {1, 2, 4, 5}),
+    ("areal < pladser AND navn <> 'Rønne'", {1, 2, 4}),
+    ("true", ALL),
+    ("false", set()),
+    ("pladser > 10 AND (navn = 'Odense' OR navn = 'Rønne') AND NOT aktiv", {5}),
+    # advanced comparison
+    ("navn LIKE 'O%'", {3}),
+    ("navn LIKE '_arhus'", {2}),
+    ("navn LIKE '%\\%%'", {4}),  # escaped %: names containing a percent sign
+    ("navn NOT LIKE '%e%'", {2, 4}),
+    ("navn IN ('Aarhus', 'Odense')", {2, 3}),
+    ("navn NOT IN ('Aarhus', 'Odense')", {1, 4, 5}),
+    ("pladser IN (20, 20.5, 100)", {1, 3}),
+    ("pladser BETWEEN 11 AND 50", {2, 3, 5}),
+    ("pladser NOT BETWEEN 11 AND 50", {1, 4}),
+    ("areal BETWEEN 0.5 AND 7.25", {2, 4, 5}),
+    ("objekt_id IN ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000003')",
+     {1, 3}),
+    # case-insensitive
+    ("CASEI(navn) = CASEI('AARHUS')", {2}),
+    ("CASEI('aarhus') = CASEI(navn)", {2}),
+    ("CASEI(navn) = 'ODENSE'", {3}),
+    ("CASEI(navn) LIKE CASEI('KØB%')", {1}),
+    ("CASEI(navn) IN (CASEI('RØNNE'), 'aarhus')", {2, 5}),
+    ("navn = 'AARHUS'", set()),
+    # temporal
+    ("opdateret > TIMESTAMP('2020-06-01T00:00:00Z')", {2}),
+    ("opdateret = TIMESTAMP('2020-01-01T12:00:00+02:00')", {1}),
+    ("T_AFTER(opdateret, TIMESTAMP('2020-06-01T00:00:00Z'))", {2}),
+    ("T_BEFORE(opdateret, TIMESTAMP('2020-01-01T00:00:00Z'))", {3}),
+    ("T_INTERSECTS(opdateret, INTERVAL('2020-01-01T00:00:00Z', '2020-12-31T23:59:59Z'))", {1, 5}),
+    ("T_DURING(opdateret, INTERVAL('2020-01-01', '..'))", {1, 2}),
+    ("T_INTERSECTS(opdateret, INTERVAL('..', '2019-12-31'))", {3}),
+    ("T_EQUALS(dato, DATE('2019-03-01'))", {3}),
+    ("T_INTERSECTS(dato, INTERVAL('2020-01-01', '2020-01-02'))", {1, 5}),
+    ("T_DISJOINT(dato, INTERVAL('2019-01-01', '2020-12-31'))", {2}),
+    ("T_AFTER(dato, opdateret)", {5}),
+    ("T_STARTS(INTERVAL(opdateret, '..'), INTERVAL('2020-01-01T10:00:00Z', '..'))", set()),
+    ("T_STARTEDBY(INTERVAL(opdateret, '2030-01-01'), INTERVAL('2020-01-01T10:00:00Z', "
+     "'2025-01-01'))", {1}),
+    ("T_METBY(opdateret, INTERVAL('2021-01-01', '2021-06-15T12:00:00Z'))", {2}),
+    ("dato = DATE('2021-06-15')", {2}),
+    ("dato < DATE('2020-01-02')", {1, 3}),
+    ("opdateret = DATE('2020-01-01')", {5}),  # a date is midnight UTC against date-times
+    ("opdateret BETWEEN TIMESTAMP('2019-01-01T00:00:00Z') AND TIMESTAMP('2020-01-01T00:00:00Z')",
+     {3, 5}),
+    ("dato IN (DATE('2019-03-01'), DATE('2021-06-15'))", {2, 3}),
+    ("opdateret IS NULL", {4}),
+    # spatial
+    (f"S_INTERSECTS(geometri, {JUTLAND_CRS84})", {2}),
+    (f"INTERSECTS(geometri, {JUTLAND_CRS84})", {2}),
+    (f"S_DISJOINT(geometri, {JUTLAND_CRS84})", {1, 3, 5}),
+    ("S_INTERSECTS(geometri, BBOX(8.0, 55.6, 0, 11.0, 57.8, 100))", {2}),
+    ("S_INTERSECTS(geometri, BBOX(-180, -90, 180, 90))", WITH_GEOM),
+    ("S_WITHIN(geometri, POLYGON((12.0 55.4, 12.8 55.4, 12.8 56.1, 12.0 56.1, 12.0 55.4)))", {1}),
+    ("S_CONTAINS(POLYGON((12.0 55.4, 12.8 55.4, 12.8 56.1, 12.0 56.1, 12.0 55.4)), geometri)", {1}),
+    ("S_INTERSECTS(geometri, MULTIPOLYGON(((12.0 55.4, 12.8 55.4, 12.8 56.1, 12.0 55.4)),"
+     "((10.0 55.0, 11.0 55.0, 11.0 55.6, 10.0 55.6, 10.0 55.0))))", {1, 3}),
+    ("S_INTERSECTS(geometri, GEOMETRYCOLLECTION(POLYGON((10.0 55.0, 11.0 55.0, 11.0 55.6, "
+     "10.0 55.0)), POLYGON((14 54.5, 15.5 54.5, 15.5 55.5, 14 55.5, 14 54.5))))", {5}),
+    ("S_EQUALS(geometri, POINT(10.2039 56.1629))", {2}),
+    ("S_INTERSECTS(geometri, BBOX(10.2039, 56.1629, 10.2039, 56.1629))", {2}),  # a point bbox
+    ("S_TOUCHES(geometri, LINESTRING(10.0 56.1629, 10.2039 56.1629))", {2}),
+    ("S_CROSSES(geometri, LINESTRING(10.0 56.0, 10.2039 56.1629, 10.5 56.2))", set()),
+    ("S_OVERLAPS(geometri, POLYGON((0 0, 1 0, 1 1, 0 0)))", set()),
+    ("S_INTERSECTS(geometri, POINT Z(10.2039 56.1629 12.0))", {2}),
+    (f"S_INTERSECTS(geometri, {JUTLAND_CRS84}) OR pladser < 10", {2, 4}),
+]
+
+
+@pytest.mark.parametrize("text,expected", CASES, ids=[c[0][:60] for c in CASES])
+def test_cql2_text(conn, text, expected):
+    assert ids(conn, text) == expected
+
+
+@pytest.mark.parametrize("text,expected", CASES[::4], ids=[c[0][:60] for c in CASES[::4]])
+def test_cql2_json_gives_the_same(conn, text, expected):
+    as_json = json.dumps(parse_filter(text, "cql2-text"))
+    assert ids(conn, as_json, "cql2-json") == expected
+    assert ids(conn, as_json, None) == expected  # detected by the leading "{"
+
+
+def test_hand_written_json(conn):
+    f = {
+        "op": "and",
+        "args": [
+            {"op": ">=", "args": [{"property": "pladser"}, 11]},
+            {"op": "in", "args": [{"property": "navn"}, ["Aarhus", "Rønne", "Odense"]]},
+            {"op": "s_intersects", "args": [{"property": "geometri"},
+                                            {"type": "Point", "coordinates": [10.2039, 56.1629]}]},
+            {"op": "t_after", "args": [{"property": "opdateret"},
+                                       {"timestamp": "2020-01-01T00:00:00.5+01:00"}]},
+            {"op": "t_intersects", "args": [{"property": "dato"},
+                                            {"interval": [{"date": "2021-01-01"}, ".."]}]},
+        ],
+    }
+    assert ids(conn, json.dumps(f), "cql2-json") == {2}
+
+
+# -- coordinate reference systems --------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "bbox,srid,flip",
+    [
+        ("BBOX(8.0, 55.6, 11.0, 57.8)", 4326, False),  # CRS84
+        ("BBOX(55.6, 8.0, 57.8, 11.0)", 4326, True),  # EPSG:4326, lat/lon
+        ("BBOX(440000, 6165000, 650000, 6410000)", 25832, False),
+        ("BBOX(890555.93, 7479195.60, 1224514.40, 7925420.61)", 3857, False),
+    ],
+)
+def test_jutland_bbox_in_each_crs(conn, bbox, srid, flip):
+    assert ids(conn, f"S_INTERSECTS(geometri, {bbox})", filter_srid=srid, flip_axes=flip) == {2}
+    assert ids(conn, f"S_DISJOINT(geometri, {bbox})", filter_srid=srid, flip_axes=flip) == {1, 3, 5}
+
+
+def test_polygon_in_lat_lon_order(conn):
+    zealand_latlon = "POLYGON((55.4 12.0, 55.4 12.8, 56.1 12.8, 56.1 12.0, 55.4 12.0))"
+    assert ids(conn, f"S_WITHIN(geometri, {zealand_latlon})", flip_axes=True) == {1}
+    assert ids(conn, f"S_WITHIN(geometri, {zealand_latlon})") == set()  # read as lon/lat
+    assert ids(conn, "S_EQUALS(geometri, POINT(56.1629 10.2039))", flip_axes=True) == {2}
+
+
+def test_world_envelopes_are_clipped_before_transforming(conn):
+    # a transverse Mercator projection of the whole world collapses onto its central meridian
+    assert ids(conn, "S_INTERSECTS(geometri, BBOX(-180, -90, 180, 90))") == WITH_GEOM
+    assert ids(conn, "S_INTERSECTS(geometri, BBOX(-90, -180, 90, 180))", flip_axes=True) \
+        == WITH_GEOM
+    world_3857 = "BBOX(-20037508.34, -20048966.1, 20037508.34, 20048966.1)"
+    assert ids(conn, f"S_INTERSECTS(geometri, {world_3857})", filter_srid=3857) == WITH_GEOM
+    assert ids(conn, "S_WITHIN(geometri, POLYGON((-170 -80, 170 -80, 170 80, -170 80, -170 -80)))"
+               ) == WITH_GEOM
+    assert ids(conn, "S_INTERSECTS(geometri, POINT(150 -30))") == set()
+    assert ids(conn, "S_DISJOINT(geometri, POINT(150 -30))") == WITH_GEOM
+
+
+def test_geometry_sql_shape():
+    clause, params = to_sql(parse_filter(f"S_INTERSECTS(geometri, {JUTLAND_CRS84})", None),
+                            QUERYABLES)
+    text = clause.as_string(None)
+    assert "ST_Transform(" in text and "ST_MakeEnvelope(" in text and "25832" not in text
+    assert 25832 in params and 4326 in params
+    clause, params = to_sql(parse_filter("S_INTERSECTS(geometri, POINT(55 10))", None),
+                            QUERYABLES, flip_axes=True)
+    text = clause.as_string(None)
+    assert "ST_FlipCoordinates(ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(%s::text), %s::int)))" \
+        in text
+    clause, params = to_sql(parse_filter("S_INTERSECTS(geometri, BBOX(1, 2, 3, 4))", None),
+                            QUERYABLES, filter_srid=25832)
+    assert "ST_Transform" not in clause.as_string(None)
+    assert params == [1.0, 2.0, 3.0, 4.0, 25832]
+
+
+def test_table_alias(conn):
+    clause, params = to_sql(parse_filter("pladser > 10 AND navn LIKE '%e%'", None), QUERYABLES,
+                            alias="t")
+    assert '"t"."c_int"' in clause.as_string(conn)
+    stmt = sql.SQL("SELECT id FROM cql_test t WHERE {} ORDER BY id").format(clause)
+    assert [r[0] for r in conn.execute(stmt, params)] == [1, 3, 5]
+
+
+# -- safety ------------------------------------------------------------------------------
+
+def test_injection_in_a_string_literal_is_a_parameter(conn):
+    text = "navn = 'x'' OR 1=1 --'"
+    clause, params = to_sql(parse_filter(text, None), QUERYABLES)
+    rendered = clause.as_string(conn)
+    assert "1=1" not in rendered and "OR" not in rendered
+    assert params == ["x' OR 1=1 --"]
+    assert ids(conn, text) == set()
+    assert ids(conn, "navn LIKE '%'' OR ''1''=''1'") == set()
+
+
+def test_every_literal_is_a_parameter(conn):
+    text = ("pladser = 4711 AND navn = 'Ærø' AND opdateret = TIMESTAMP('2031-02-03T04:05:06Z') "
+            "AND S_INTERSECTS(geometri, POINT(9.87654 55.4321))")
+    rendered = to_sql(parse_filter(text, None), QUERYABLES)[0].as_string(conn)
+    for literal in ("4711", "Ærø", "2031", "9.87654", "55.4321"):
+        assert literal not in rendered
+
+
+def test_property_names_are_whitelisted():
+    with pytest.raises(FilterError) as e:
+        to_sql(parse_filter('"x"" OR 1=1 --" = 1', None), QUERYABLES)
+    assert e.value.field == 'x" OR 1=1 --'
+    assert "unknown queryable" in e.value.detail
+
+
+@pytest.mark.parametrize(
+    "text,field,fragment",
+    [
+        ("nope = 1", "nope", "unknown queryable 'nope'"),
+        ("pladser > 1 AND NOT (Pladser = 2)", "Pladser", "unknown queryable"),
+        ("pladser = 'ti'", "pladser", "integer"),
+        ("areal < 'x'", "areal", "number"),
+        ("navn > 5", "navn", "string"),
+        ("aktiv = 1", "aktiv", "boolean"),
+        ("objekt_id = 'not-a-uuid'", "objekt_id", "UUID"),
+        ("objekt_id = 7", "objekt_id", "UUID"),
+        ("objekt_id < '00000000-0000-0000-0000-000000000002'", "objekt_id", "<"),
+        ("opdateret > '2020-01-01'", "opdateret", "TIMESTAMP("),
+        ("dato = 2020", "dato", "DATE("),
+        ("geometri = POINT(1 2)", "geometri", "spatial function"),
+        ("pladser LIKE '1%'", "pladser", "LIKE"),
+        ("CASEI(pladser) = 'a'", "pladser", "CASEI"),
+        ("S_INTERSECTS(navn, POINT(10 56))", "navn", "geometries"),
+        ("S_INTERSECTS(geometri, pladser)", "pladser", "geometries"),
+        ("T_AFTER(pladser, TIMESTAMP('2020-01-01T00:00:00Z'))", "pladser", "temporal"),
+        ("pladser BETWEEN 'a' AND 'b'", "pladser", "integer"),
+        ("navn BETWEEN 'a' AND 'b'", "navn", "BETWEEN"),
+        ("pladser IN (1, 'to')", "pladser", "integer"),
+        ("pladser = navn", "navn", "cannot compare"),
+        ("pladser", "pladser", "not a boolean"),
+        ("pladser = NULL", "pladser", "IS NULL"),
+        ("ACCENTI(navn) = ACCENTI('aero')", "filter", "not supported"),
+        ("pladser + 1 = 3", "filter", "arithmetic"),
+        ("A_CONTAINS(pladser, (1, 2))", "filter", "not supported"),
+        ("FOO(pladser) = 1", "filter", "unknown function"),
+        ("S_INTERSECTS(geometri, BBOX(11, 55.6, 8, 57.8))", "filter", "BBOX"),
+        ("S_INTERSECTS(geometri, POINT(10 95))", "filter", "out of range"),
+        ("opdateret > TIMESTAMP('2020-02-30T00:00:00Z')", "filter", "invalid timestamp"),
+        ("dato > DATE('2020-13-01')", "filter", "invalid date"),
+        ("pladser = 1e999", "filter", "finite"),
+    ],
+)
+def test_refused_filters(text, field, fragment):
+    with pytest.raises(FilterError) as e:
+        to_sql(parse_filter(text, None), QUERYABLES)
+    assert e.value.field == field
+    assert fragment in e.value.detail
+
+
+@pytest.mark.parametrize(
+    "expr,fragment",
+    [
+        ({"op": "s_intersects", "args": [{"property": "geometri"},
+                                         {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}]},
+         "ring"),
+        ({"op": "s_intersects", "args": [{"property": "geometri"}, {"bbox": [1, 2, 3]}]}, "BBOX"),
+        ({"op": "=", "args": [{"property": "opdateret"}, {"timestamp": "yesterday"}]},
+         "invalid timestamp"),
+        ({"op": "=", "args": [{"property": "pladser"}]}, "2 arguments"),
+        ({"op": "and", "args": [{"op": "=", "args": [{"property": "pladser"}, 1]}]}, "at least 2"),
+        ({"op": "in", "args": [{"property": "pladser"}, []]}, "at least one"),
+        ({"op": "in", "args": [{"property": "pladser"}, [1, [2]]]}, "list"),
+        ({"op": "=", "args": [{"property": "navn"}, "a\x00b"]}, "NUL"),
+    ],
+)
+def test_refused_json(expr, fragment):
+    with pytest.raises(FilterError) as e:
+        to_sql(expr, QUERYABLES)
+    assert fragment in e.value.detail
+
+
+def test_parse_error_is_short_and_readable():
+    with pytest.raises(FilterError) as e:
+        parse_filter("pladser > 10 AND", "cql2-text")
+    assert e.value.field == "filter"
+    assert "line 1, column 17" in e.value.detail and "\n" not in e.value.detail
+    with pytest.raises(FilterError) as e:
+        parse_filter("navn = 'a' || 'b'", None)
+    assert "column 12" in e.value.detail and "near '|| 'b''" in e.value.detail
+    with pytest.raises(FilterError) as e:
+        parse_filter('{"op": "=", "args": [', None)
+    assert e.value.detail.startswith("invalid CQL2 JSON")
+    with pytest.raises(FilterError) as e:
+        parse_filter('{"op": "=", "args": [{"property": "x"}, {"foo": 1}]}', "cql2-json")
+    assert e.value.detail == "invalid CQL2 JSON: not a valid CQL2 expression"
+    with pytest.raises(FilterError):
+        parse_filter("   ", None)
+
+
+@pytest.mark.parametrize("lang", ["cql-text", "ecql", "CQL2-JSONB"])
+def test_unknown_filter_lang(lang):
+    with pytest.raises(FilterError) as e:
+        parse_filter("pladser > 1", lang)
+    assert e.value.field == "filter-lang"
+
+
+def test_filter_lang_is_case_insensitive_and_explicit():
+    assert parse_filter("pladser > 1", "CQL2-Text") == parse_filter("pladser > 1", None)
+    with pytest.raises(FilterError):  # JSON text read as CQL2 text
+        parse_filter('{"op": ">", "args": [{"property": "pladser"}, 1]}', "cql2-text")
+
+
+def test_depth_limit():
+    ok = "NOT (" * (MAX_DEPTH - 2) + "aktiv" + ")" * (MAX_DEPTH - 2)
+    to_sql(parse_filter(ok, None), QUERYABLES)
+    for n in (MAX_DEPTH + 1, 5000, 100_000):  # the cql2 parser itself dies (SIGSEGV) on ~2000
+        with pytest.raises(FilterError) as e:
+            parse_filter("NOT (" * n + "aktiv" + ")" * n, None)
+        assert "nested too deeply" in e.value.detail
+    deep: dict = {"property": "aktiv"}
+    for _ in range(MAX_DEPTH + 5):
+        deep = {"op": "not", "args": [deep]}
+    with pytest.raises(FilterError) as e:
+        to_sql(deep, QUERYABLES)
+    assert "nested too deeply" in e.value.detail
+    with pytest.raises(FilterError) as e:
+        parse_filter(json.dumps(deep), None)
+    assert "nested too deeply" in e.value.detail
+    with pytest.raises(FilterError) as e:
+        parse_filter("[" * 100_000 + "]" * 100_000, "cql2-json")
+    assert "nested too deeply" in e.value.detail
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NOT " * 20_000 + "aktiv",
+        " AND ".join(["aktiv"] * 30_000),
+        "pladser = " + "+".join(["1"] * 20_000),
+        "pladser = " + "-" * 20_000 + "1",
+        "pladser IN (" + ", ".join(str(i) for i in range(2000)) + ")",
+    ],
+    ids=["not-chain", "and-chain", "plus-chain", "minus-chain", "long-in-list"],
+)
+def test_node_limit(text):
+    with pytest.raises(FilterError) as e:
+        parse_filter(text, None)
+    assert "too complex" in e.value.detail
+
+
+def test_geometry_size_limit(conn):
+    def ring(n):  # a closed ring of n positions: a small circle south-west of Aarhus
+        pts = [f"{10 + 0.01 * math.cos(2 * math.pi * i / (n - 1)):.7f} "
+               f"{56 + 0.01 * math.sin(2 * math.pi * i / (n - 1)):.7f}" for i in range(n - 1)]
+        return "POLYGON((" + ", ".join(pts + pts[:1]) + "))"
+
+    assert ids(conn, f"S_INTERSECTS(geometri, {ring(MAX_COORDINATES - 10)})") == set()
+    assert ids(conn, f"S_DISJOINT(geometri, {ring(MAX_COORDINATES - 10)})") == WITH_GEOM
+    with pytest.raises(FilterError) as e:
+        parse_filter(f"S_INTERSECTS(geometri, {ring(MAX_COORDINATES + 1)})", None)
+    assert "geometry too large" in e.value.detail
+    many = {"op": "or", "args": [
+        {"op": "s_intersects", "args": [{"property": "geometri"}, {
+            "type": "LineString", "coordinates": [[10, 56 + i * 1e-4] for i in range(3000)]}]}
+        for _ in range(4)]}
+    with pytest.raises(FilterError):
+        to_sql(many, QUERYABLES)  # 12,000 coordinates in all
+
+
+def test_negative_coordinates_do_not_count_as_operators(conn):
+    pts = ", ".join(f"{-5 - i * 1e-3} {-10 - i * 1e-3}" for i in range(3000))
+    assert ids(conn, f"S_INTERSECTS(geometri, LINESTRING({pts}))") == set()
