@@ -57,15 +57,22 @@ __all__ = [
     "MAX_NODES",
     "MAX_COORDINATES",
     "MAX_FILTER_LENGTH",
+    "MAX_TEXT_OPERATORS",
 ]
 
 MAX_DEPTH = 50  # nesting of operators (and of parentheses in CQL2 text)
 MAX_NODES = 1000  # operators, properties and literals (a geometry literal counts as one)
 MAX_COORDINATES = 10_000  # positions in all geometry literals of a filter together
 MAX_FILTER_LENGTH = 1_000_000  # characters of the filter string
+# Operators (AND, OR, NOT, = < > + - * / % ^) in CQL2 text, counted before parsing: the
+# cql2 parser needs some 3-4 KiB of C stack per nested operator and ~8 KiB per parenthesis,
+# so these limits keep it well inside a default 8 MiB thread stack.
+MAX_TEXT_OPERATORS = 500
 MAX_DENSIFIED_VERTICES = 20_000  # vertices ST_Segmentize may add to one geometry literal
 
-TYPES = frozenset({"integer", "number", "string", "boolean", "date-time", "date", "uuid", "geometry"})
+TYPES = frozenset(
+    {"integer", "number", "string", "boolean", "date-time", "date", "uuid", "geometry"}
+)
 _NUMERIC = frozenset({"integer", "number"})
 _TEMPORAL = frozenset({"date-time", "date"})
 _ORDERED = _NUMERIC | _TEMPORAL | {"string"}
@@ -148,33 +155,37 @@ def parse_filter(text_or_json: str, lang: str | None) -> dict:
     return expr
 
 
-_GEOMETRY_WORDS = frozenset({
+# WKT keywords: inside their parentheses a "-" directly before a digit is a sign, not an
+# operator (BBOX is not among them: its arguments are parsed as expressions).
+_WKT_WORDS = frozenset({
     "POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON",
-    "GEOMETRYCOLLECTION", "BBOX", "ENVELOPE",
+    "GEOMETRYCOLLECTION",
 })
 _OPERATOR_WORDS = frozenset({"AND", "OR", "NOT"})
 _OPERATOR_CHARS = frozenset("=<>+-*/%^")
+_TOO_COMPLEX = f"filter too complex (more than {MAX_TEXT_OPERATORS} operators)"
 
 
 def _prescan_text(text: str) -> None:
     """Bound parenthesis depth and operator count of CQL2 text before the parser sees it."""
     depth = 0
     operators = 0
-    geom_depth: int | None = None  # parenthesis level where a geometry literal's body starts
-    geom_pending = False  # just read a geometry keyword (and maybe Z)
+    wkt_depth: int | None = None  # parenthesis level where a WKT literal's body starts
+    wkt_pending = False  # just read a WKT keyword (and maybe Z)
     word: list[str] = []
     i, n = 0, len(text)
 
     def end_word() -> None:
-        nonlocal operators, geom_pending
+        nonlocal operators, wkt_pending
         if not word:
             return
         w = "".join(word).upper()
         word.clear()
-        if geom_depth is None:
-            if w in _OPERATOR_WORDS:
-                operators += 1
-            geom_pending = w in _GEOMETRY_WORDS or (w == "Z" and geom_pending)
+        if w in _OPERATOR_WORDS:
+            operators += 1
+            if operators > MAX_TEXT_OPERATORS:
+                raise FilterError(_TOO_COMPLEX)
+        wkt_pending = w in _WKT_WORDS or (w == "Z" and wkt_pending)
 
     while i < n:
         c = text[i]
@@ -193,29 +204,30 @@ def _prescan_text(text: str) -> None:
                     break
                 j += 1
             i = j + 1
-            geom_pending = False
+            wkt_pending = False
             continue
         if c in "([":
             depth += 1
             if depth > MAX_DEPTH:
                 raise FilterError(f"filter nested too deeply (more than {MAX_DEPTH} levels)")
-            if geom_depth is None and geom_pending:
-                geom_depth = depth
-            geom_pending = False
+            if wkt_depth is None and wkt_pending:
+                wkt_depth = depth
+            wkt_pending = False
         elif c in ")]":
-            if geom_depth is not None and depth == geom_depth:
-                geom_depth = None
+            if wkt_depth is not None and depth == wkt_depth:
+                wkt_depth = None
             depth -= 1
         elif not c.isspace():
-            geom_pending = False
-            if c in _OPERATOR_CHARS and geom_depth is None:
-                operators += 1
-                if operators > MAX_NODES:
-                    raise FilterError(f"filter too complex (more than {MAX_NODES} operators)")
+            wkt_pending = False
+            if c in _OPERATOR_CHARS:
+                sign = (c == "-" and wkt_depth is not None and i + 1 < n
+                        and (text[i + 1].isdigit() or text[i + 1] == "."))
+                if not sign:
+                    operators += 1
+                    if operators > MAX_TEXT_OPERATORS:
+                        raise FilterError(_TOO_COMPLEX)
         i += 1
     end_word()
-    if operators > MAX_NODES:
-        raise FilterError(f"filter too complex (more than {MAX_NODES} operators)")
 
 
 def _parse_error_message(what: str, text: str, exc: BaseException) -> str:
@@ -418,7 +430,9 @@ _DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 def _parse_timestamp(s: Any, field: str) -> datetime:
     m = _TS_RE.match(s) if isinstance(s, str) else None
     if not m:
-        raise FilterError(f"invalid timestamp {str(s)[:40]!r}; use e.g. 2024-01-31T12:00:00Z", field)
+        raise FilterError(
+            f"invalid timestamp {str(s)[:40]!r}; use e.g. 2024-01-31T12:00:00Z", field
+        )
     y, mo, d, h, mi, sec, frac, tz = m.groups()
     try:
         if tz in ("Z", "z"):
@@ -818,7 +832,8 @@ class _Compiler:
             return base
         clip = _clip_box(self.storage_srid)
         if clip is None or (srid not in _GEOGRAPHIC_SRIDS and srid != 3857):
-            return sql.SQL("ST_Transform({}, {})").format(base, self._param(self.storage_srid, "int"))
+            return sql.SQL("ST_Transform({}, {})").format(
+                base, self._param(self.storage_srid, "int"))
         g = base
         if srid == 3857:
             length_m = _path_length(lonlat_pts)
@@ -937,9 +952,9 @@ _GEOJSON_DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString
 def _validate_geojson(geom: dict) -> list[list[tuple[float, float]]]:
     """Check a GeoJSON geometry; its vertex sequences (x, y) for length/extent estimates."""
     parts: list[list[tuple[float, float]]] = []
-    stack = [geom]
+    stack = [(geom, 1)]
     while stack:
-        g = stack.pop()
+        g, depth = stack.pop()
         if not isinstance(g, dict):
             raise FilterError("invalid geometry literal")
         gtype = g.get("type")
@@ -947,12 +962,14 @@ def _validate_geojson(geom: dict) -> list[list[tuple[float, float]]]:
             members = g.get("geometries")
             if not isinstance(members, list):
                 raise FilterError("invalid GeometryCollection literal")
-            stack.extend(members)
+            if depth >= MAX_DEPTH:
+                raise FilterError("GeometryCollection literal nested too deeply")
+            stack.extend((m, depth + 1) for m in members)
             continue
         if gtype not in _GEOJSON_DEPTH:
             raise FilterError(f"unsupported geometry type {str(gtype)[:30]!r}")
         coords = g.get("coordinates")
-        depth = _GEOJSON_DEPTH[gtype]
+        nesting = _GEOJSON_DEPTH[gtype]
 
         def pos(p: Any) -> tuple[float, float]:
             if (not isinstance(p, list) or len(p) not in (2, 3)
@@ -977,7 +994,7 @@ def _validate_geojson(geom: dict) -> list[list[tuple[float, float]]]:
                 raise FilterError(f"invalid {gtype} literal")
             return s
 
-        if depth == 0:
+        if nesting == 0:
             parts.append([pos(coords)])
         elif gtype == "MultiPoint":
             parts.extend([pos(p)] for p in lst(coords))

@@ -62,7 +62,7 @@ def _cql(request: Request) -> tuple | None:
     try:
         expr = parse_filter(text, lang)
         return to_sql(expr, collection.queryables(), filter_srid=filter_crs.srid,
-                      flip_axes=filter_crs.lat_first)
+                      flip_axes=filter_crs.lat_first, alias="t")
     except FilterError as exc:
         raise bad_request(exc.field, exc.detail, kind="invalid-filter") from None
 

@@ -145,8 +145,10 @@ def live_rw(db_url):
 
 
 def query(url: str, sql: str, params=None) -> list[tuple]:
+    """Run one statement in its own committed transaction; its rows, if it returns any."""
     with psycopg.connect(url) as conn:
-        return conn.execute(sql, params).fetchall()
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
 
 
 def snapshot(url: str) -> tuple:

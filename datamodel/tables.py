@@ -1,0 +1,112 @@
+"""The register's tables as SQLAlchemy Core metadata (GeoAlchemy2 for geometry).
+
+The migrations are the source of truth for the database; this module describes the same
+tables for code that wants typed table objects (loaders, exports) and is checked against a
+migrated database in the tests (`alembic` autogenerate finds no difference).
+"""
+
+from __future__ import annotations
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (CheckConstraint, Column, DateTime, ForeignKey, Index, Integer, MetaData,
+                        Numeric, SmallInteger, String, Table, text)
+from sqlalchemy.dialects.postgresql import UUID
+
+from datamodel.fields import CODED_FIELDS
+
+SCHEMA = "ly"
+metadata = MetaData(schema=SCHEMA)
+
+
+def _codelist(name: str, *extra: Column) -> Table:
+    return Table(
+        name, metadata,
+        Column("kode", Integer, primary_key=True, autoincrement=False),
+        Column("tekst", String(128), nullable=False),
+        Column("aktiv", SmallInteger, CheckConstraint("aktiv IN (0, 1)"), nullable=False,
+               server_default=text("1")),
+        Column("begrebsdefinition", String),
+        *extra,
+    )
+
+
+CODELIST_TABLES = {
+    name: _codelist(name)
+    for name in sorted({f.codelist for f in CODED_FIELDS} | {"d_6122_ja_nej_ved_ikke",
+                                                            "d_6122_beskyt_rum"})
+    if name != "d_basis_ansvarlig_myndighed"
+}
+CODELIST_TABLES["d_basis_ansvarlig_myndighed"] = _codelist(
+    "d_basis_ansvarlig_myndighed", Column("kommunekode", Integer))
+
+kommune = Table(
+    "kommune", metadata,
+    Column("kommunekode", Integer, primary_key=True, autoincrement=False),
+    Column("navn", String(60), nullable=False),
+    Column("cvr_kode", Integer),
+    Column("geometri", Geometry("MULTIPOLYGON", srid=25832, spatial_index=False), nullable=False),
+    Index("kommune_geometri_gist", "geometri", postgresql_using="gist"),
+)
+
+postnummer = Table(
+    "postnummer", metadata,
+    Column("postnr", Integer, primary_key=True, autoincrement=False),
+    Column("navn", String(40), nullable=False),
+    Column("geometri", Geometry("MULTIPOLYGON", srid=25832, spatial_index=False), nullable=False),
+    Index("postnummer_geometri_gist", "geometri", postgresql_using="gist"),
+)
+
+
+def _code(name: str, codelist: str, nullable: bool = True, **kw) -> Column:
+    return Column(name, Integer, ForeignKey(f"{SCHEMA}.{codelist}.kode"), nullable=nullable, **kw)
+
+
+#: Every version of every shelter (GeoFA: fkg.generel joined with t_6101_beskyt_rum_t).
+beskyttelsesrum = Table(
+    "beskyttelsesrum", metadata,
+    Column("versions_id", UUID(as_uuid=True), primary_key=True),
+    Column("objekt_id", UUID(as_uuid=True), nullable=False),
+    Column("systid_fra", DateTime(timezone=True), nullable=False),
+    Column("systid_til", DateTime(timezone=True)),
+    Column("oprettet", DateTime(timezone=True), nullable=False),
+    _code("cvr_kode", "d_basis_ansvarlig_myndighed", nullable=False),
+    Column("bruger_id", String(128), nullable=False),
+    _code("oprindkode", "d_basis_oprindelse", nullable=False),
+    _code("statuskode", "d_basis_status", nullable=False),
+    _code("off_kode", "d_basis_offentlig", nullable=False, server_default=text("3")),
+    Column("noegle", String(128)),
+    Column("note", String(254)),
+    _code("beskyt_rum_kode", "d_6101_beskyt_rum", nullable=False),
+    _code("klargjort_kode", "d_basis_ja_nej", nullable=False),
+    Column("pladser", Integer, CheckConstraint("pladser BETWEEN 1 AND 9999", name="pladser_range"),
+           nullable=False),
+    Column("link", String(1024)),
+    Column("adr_id", UUID(as_uuid=True)),
+    Column("vejkode", Integer, CheckConstraint("vejkode BETWEEN 0 AND 9999", name="vejkode_range")),
+    Column("vejnavn", String(40)),
+    Column("husnr", String(4)),
+    Column("postnr", Integer, CheckConstraint("postnr BETWEEN 800 AND 9999", name="postnr_range")),
+    Column("postnr_by", String(30)),
+    Column("beliggenhedskommune", Integer),
+    Column("navn", String(254)),
+    Column("bbr_bygning_id", UUID(as_uuid=True)),
+    _code("undertype_kode", "d_ly_undertype"),
+    Column("areal_m2", Numeric(9, 1), CheckConstraint("areal_m2 > 0", name="areal_m2_range")),
+    _code("beskyt_rum_anvendelse_kode", "d_6122_beskyt_rum_anvendelse"),
+    _code("trinfri_adgang_kode", "d_basis_ja_nej"),
+    _code("funktionsstatus_kode", "d_basis_funktionsstatus", nullable=False),
+    _code("pladser_kilde_kode", "d_ly_pladser_kilde", nullable=False),
+    Column("pladser_verificeret", Integer,
+           CheckConstraint("pladser_verificeret BETWEEN 0 AND 9999",
+                           name="pladser_verificeret_range")),
+    _code("egnethed_kode", "d_ly_egnethed", nullable=False),
+    Column("geometri", Geometry("POINT", srid=25832, spatial_index=False), nullable=False),
+    CheckConstraint("systid_til IS NULL OR systid_til >= systid_fra", name="systid_order"),
+    Index("beskyttelsesrum_aktuel_uk", "objekt_id", unique=True,
+          postgresql_where=text("systid_til IS NULL")),
+    Index("beskyttelsesrum_historik", "objekt_id", "systid_fra"),
+    Index("beskyttelsesrum_aktuel_gist", "geometri", postgresql_using="gist",
+          postgresql_where=text("systid_til IS NULL")),
+    Index("beskyttelsesrum_gist", "geometri", postgresql_using="gist"),
+    Index("beskyttelsesrum_systid", "systid_fra", "systid_til"),
+)
