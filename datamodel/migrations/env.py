@@ -7,6 +7,8 @@ never deleted: old data may still use a code that is no longer active).
 
 from __future__ import annotations
 
+import os
+
 from alembic import context
 from sqlalchemy import create_engine, pool
 
@@ -17,7 +19,8 @@ config = context.config
 
 
 def run_migrations_online() -> None:
-    url = config.get_main_option("sqlalchemy.url") or ""
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get(
+        "DATABASE_URL", "postgresql://ly:ly@127.0.0.1:5432/ly")
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=None, version_table_schema="public")
