@@ -119,6 +119,8 @@ def _coerce(f: Field, value: Any) -> tuple[Any, str | None]:
     elif f.type == "string":
         if not isinstance(value, str):
             return None, f"must be a string, not {value!r}"
+        if "\x00" in value:
+            return None, "must not contain NUL characters"
         if f.max_length and len(value) > f.max_length:
             return None, f"is {len(value)} characters long; at most {f.max_length} are allowed"
     elif f.type == "uuid":
