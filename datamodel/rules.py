@@ -203,7 +203,8 @@ def complete(values: dict, problems: list[Problem]) -> dict:
         value = values.get(f.name)
         if value is None and f.default is not None:
             value = f.default
-        if value is None and f.required:
+        already = any(p.field == f"properties.{f.name}" for p in problems)
+        if value is None and f.required and not already:
             problems.append(Problem(f"properties.{f.name}", "is required"))
         record[f.name] = value
     undertype = record.get("undertype_kode")

@@ -95,6 +95,7 @@ def _page_links(request: Request, next_cursor) -> list[dict]:
     return links
 
 
+@router.head("/collections/{collection_id}/items", include_in_schema=False)
 @router.get(
     "/collections/{collection_id}/items",
     summary="Beskyttelsesrum (features)",
@@ -180,6 +181,7 @@ def etag(versions_id) -> str:
     return f'"{versions_id}"'
 
 
+@router.head("/collections/{collection_id}/items/{featureId}", include_in_schema=False)
 @router.get(
     "/collections/{collection_id}/items/{featureId}",
     summary="Et beskyttelsesrum",
@@ -217,6 +219,7 @@ async def item(
     return Response(orjson.dumps(feature), media_type=GEOJSON, headers=headers)
 
 
+@router.head("/collections/{collection_id}/items/{featureId}/history", include_in_schema=False)
 @router.get(
     "/collections/{collection_id}/items/{featureId}/history",
     summary="Alle versioner af et beskyttelsesrum",

@@ -27,8 +27,11 @@ def check_known(request: Request, allowed: set[str]) -> None:
                       errors=[{"field": n, "detail": "is not a parameter of this resource"}
                               for n in unknown])
     for key in set(request.query_params.keys()):
-        if len(request.query_params.getlist(key)) > 1:
+        values = request.query_params.getlist(key)
+        if len(values) > 1:
             raise bad_request(key, "may be given only once")
+        if "\x00" in values[0]:
+            raise bad_request(key, "must not contain NUL characters")
 
 
 def output_format(request: Request) -> str:

@@ -88,7 +88,11 @@ def if_match(request: Request) -> list[UUID] | None:
         return []
     versions = []
     for t in tags:
-        t = t.removeprefix("W/").strip('"')
+        if t.startswith("W/"):
+            # If-Match uses the strong comparison (RFC 9110 13.1.1): a weak tag never matches.
+            raise Problem(412, "If-Match: weak ETags never match", kind="precondition-failed",
+                          errors=[{"field": "If-Match", "detail": "weak ETag"}])
+        t = t.strip('"')
         try:
             versions.append(UUID(t))
         except ValueError:
@@ -164,16 +168,20 @@ def _check_precondition(current: dict | None, expected: list[UUID] | None, featu
                       headers={"ETag": etag(current["versions_id"])})
 
 
-async def _write_version(request: Request, feature_id: str, cand: Candidate,
-                         merge_from_current: bool, patch_props: dict | None = None) -> Response:
+async def _write_version(request: Request, feature_id: str, body, *, partial: bool) -> Response:
+    """Write a new version of a shelter: PUT (`partial` False) or merge patch (True).
+
+    The body is validated against the current version, so an inactive code the shelter already
+    has stays valid when it is sent back unchanged.
+    """
     objekt_id = params.parse_uuid(feature_id, "featureId")
     expected = if_match(request)
+    in_crs = content_crs(request)
     async with transaction(request.app.state.pool) as conn:
         current = await _current(conn, objekt_id)
         _check_precondition(current, expected, feature_id)
-        record = cand.record
-        if merge_from_current:
-            record = _merge(current, patch_props or {})
+        cand = validate_feature(body, in_crs, previous=current, partial=partial)
+        record = _merge(current, body.get("properties") or {}) if partial else cand.record
         cols, vals = _assignments(record, cand, request.app.state.settings.default_bruger_id)
         sets = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(c, _geom_value(c)) for c in cols
@@ -210,8 +218,7 @@ async def replace(request: Request, collection_id: str, featureId: str) -> Respo
     _require_collection(collection_id)
     params.check_known(request, set())
     body = await read_json(request, FEATURE_TYPES)
-    cand = validate_feature(body, content_crs(request))
-    return await _write_version(request, featureId, cand, merge_from_current=False)
+    return await _write_version(request, featureId, body, partial=False)
 
 
 @router.patch("/collections/{collection_id}/items/{featureId}", response_class=Response,
@@ -222,12 +229,7 @@ async def update(request: Request, collection_id: str, featureId: str) -> Respon
     _require_collection(collection_id)
     params.check_known(request, set())
     body = await read_json(request, PATCH_TYPES)
-    cand = validate_feature(body, content_crs(request), partial=True)
-    props = body.get("properties") or {}
-    if not isinstance(props, dict):
-        raise Invalid([RuleProblem("properties", "must be a JSON object")])
-    return await _write_version(request, featureId, cand, merge_from_current=True,
-                                patch_props=props)
+    return await _write_version(request, featureId, body, partial=True)
 
 
 @router.delete("/collections/{collection_id}/items/{featureId}", status_code=204,

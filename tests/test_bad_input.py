@@ -8,8 +8,8 @@ before and after. A 500 would surface as an exception from the TestClient.
 
 from __future__ import annotations
 
-import uuid
 import dataclasses
+import uuid
 from dataclasses import dataclass
 
 import orjson
@@ -164,7 +164,8 @@ CASES = [
          patch={"geometry": point(12.5683, 55.6761)}),
     # --- unknown codes ---
     Case("beskyt_rum_kode-7", body=feature(beskyt_rum_kode=7),
-         field="properties.beskyt_rum_kode", put=True, patch={"properties": {"beskyt_rum_kode": 7}}),
+         field="properties.beskyt_rum_kode", put=True,
+         patch={"properties": {"beskyt_rum_kode": 7}}),
     Case("beskyt_rum_kode-string", body=feature(beskyt_rum_kode="sikringsrum"),
          field="properties.beskyt_rum_kode"),
     Case("off_kode-9", body=feature(off_kode=9), field="properties.off_kode", put=True,
@@ -279,7 +280,7 @@ def target(bad_db) -> tuple[str, str]:
 
 
 def _send(client, method: str, path: str, content: bytes, headers: dict):
-    headers = {k: v for k, v in headers.items()}
+    headers = dict(headers)
     if headers.get("Content-Type") == "":
         del headers["Content-Type"]  # no Content-Type header at all
     return client.request(method, path, content=content, headers=headers)
@@ -366,7 +367,7 @@ def test_oversized_chunked_body_without_content_length_is_413(bad_client, bad_db
     assert snapshot(bad_db) == before
 
 
-def test_body_of_exactly_the_limit_is_not_refused_as_too_large(bad_client, bad_db, target):
+def test_body_of_exactly_the_limit_is_not_refused_as_too_large(bad_client, bad_db):
     # a valid feature padded to exactly max_body_bytes is refused only for its content:
     # here its off_kode, so the database stays unchanged and the size check is proven lenient
     data = _pad(feature(off_kode=9), MAX_BODY)
@@ -409,3 +410,11 @@ def test_stale_if_match_with_bad_body_changes_nothing(bad_client, bad_db, target
          "If-Match")
     _run(bad_client, bad_db, "PUT", f"{ITEMS}/{target[0]}", orjson.dumps(feature()),
          {"Content-Type": GEOJSON, "If-Match": "not-an-etag"}, 412, "If-Match")
+
+
+@pytest.mark.parametrize("name", ["noegle", "navn", "vejnavn"])
+def test_nul_in_a_property_filter_is_a_client_error(bad_client, name):
+    """The `?property=value` filters of items refuse a NUL like the CQL2 filter does
+    (PostgreSQL cannot hold it in text), instead of failing in the database."""
+    r = bad_client.get(ITEMS, params={name: "før\x00efter"})
+    _assert_problem(r, 400, name)
