@@ -4,6 +4,9 @@
     ly load-municipalities     load the 98 municipalities and the postal-code areas
     ly load-demo [--count N]   load the deterministic demo register
     ly serve [--port 8000]     serve the API with uvicorn
+    ly dev-key                 create the local development signing key
+    ly dev-token --role R ...  print a development token (development configurations only)
+    ly api-key create --name N --role R ...   create an API key for a machine client
 """
 
 from __future__ import annotations
@@ -76,6 +79,60 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_dev_key(args) -> int:
+    from service.devtokens import ensure_key
+
+    print(ensure_key(args.key_file))
+    return 0
+
+
+def cmd_dev_token(args) -> int:
+    from service.devtokens import ensure_key, issue
+    from service.settings import Settings
+
+    settings = Settings()
+    if settings.environment == "production":
+        print("refused: development tokens are for development configurations only",
+              file=sys.stderr)
+        return 2
+    key = ensure_key(args.key_file)
+    kommuner = [int(k) for k in args.kommune]
+    cvr = args.cvr
+    if cvr is None and kommuner:
+        cvr = _municipality_cvr(kommuner[0])
+    print(issue(key, subject=args.subject, roles=args.role, cvr=cvr, kommuner=kommuner,
+                level=args.level, name=args.name, ttl_seconds=args.ttl,
+                issuer=settings.dev_issuer, audience=settings.dev_audience))
+    return 0
+
+
+def _municipality_cvr(kommunekode: int) -> int | None:
+    import csv
+
+    from loaders.reference import KOMMUNER_CSV
+
+    with KOMMUNER_CSV.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if int(row["kommunekode"]) == kommunekode:
+                return int(row["cvr_kode"])
+    return None
+
+
+def cmd_api_key(args) -> int:
+    import secrets
+
+    from service.auth import hash_api_key
+
+    key = "ly_" + secrets.token_urlsafe(32)
+    with psycopg.connect(psycopg_url(_database_url(args))) as conn:
+        conn.execute(
+            "INSERT INTO ly.api_noegle (navn, hash, roller, cvr_kode, kommuner) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [args.name, hash_api_key(key), args.role, args.cvr, [int(k) for k in args.kommune]])
+    print(key)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ly", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,6 +151,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=6101)
     p.add_argument("--replace", action="store_true", help="end the old demo set and reload")
     p.set_defaults(func=cmd_load_demo)
+
+    from datamodel.access import ROLES
+
+    p = sub.add_parser("dev-key", help="create the local development signing key")
+    p.add_argument("--key-file", default=".ly/dev-key.pem")
+    p.set_defaults(func=cmd_dev_key)
+
+    p = sub.add_parser("dev-token", help="print a development token")
+    p.add_argument("--key-file", default=".ly/dev-key.pem")
+    p.add_argument("--subject", default="udvikler@ly.local")
+    p.add_argument("--name")
+    p.add_argument("--role", action="append", required=True, choices=sorted(ROLES))
+    p.add_argument("--kommune", action="append", default=[], help="kommunekode (repeatable)")
+    p.add_argument("--cvr", type=int, help="default: the first municipality's CVR")
+    p.add_argument("--level", default="substantial", choices=["low", "substantial", "high"])
+    p.add_argument("--ttl", type=int, default=8 * 3600, help="seconds")
+    p.set_defaults(func=cmd_dev_token)
+
+    p = sub.add_parser("api-key", help="API keys for machine clients")
+    keys = p.add_subparsers(dest="action", required=True)
+    k = keys.add_parser("create", help="create a key; it is printed once, only a hash is kept")
+    k.add_argument("--name", required=True)
+    k.add_argument("--role", action="append", required=True, choices=sorted(ROLES))
+    k.add_argument("--cvr", type=int)
+    k.add_argument("--kommune", action="append", default=[])
+    k.set_defaults(func=cmd_api_key)
 
     p = sub.add_parser("serve", help="serve the API")
     p.add_argument("--host", default="127.0.0.1")

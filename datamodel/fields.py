@@ -59,10 +59,10 @@ SHELTER_FIELDS: tuple[Field, ...] = (
     # --- FKG generic attributes (fkg.generel) ---
     Field("objekt_id", "uuid", "Objekt-ID", "Identitet over objektets levetid", origin=SYSTEM,
           public=True),
-    Field("versions_id", "uuid", "Versions-ID", "Identitet for denne version", origin=SYSTEM),
-    Field("systid_fra", "date-time", "Systemtid fra", "Versionens start", origin=SYSTEM),
+    Field("versions_id", "uuid", "Versions-ID", "Identitet for denne version", origin=SYSTEM, public=True),
+    Field("systid_fra", "date-time", "Systemtid fra", "Versionens start", origin=SYSTEM, public=True),
     Field("systid_til", "date-time", "Systemtid til", "Versionens slut; tom = gældende",
-          origin=SYSTEM),
+          origin=SYSTEM, public=True),
     Field("oprettet", "date-time", "Oprettet", "Første systid_fra for objektet", origin=SYSTEM),
     Field("cvr_kode", "integer", "Ansvarlig myndighed (CVR)", codelist="d_basis_ansvarlig_myndighed",
           twin="cvr_navn", description="Standard: kommunen punktet ligger i"),
@@ -80,7 +80,7 @@ SHELTER_FIELDS: tuple[Field, ...] = (
     Field("beskyt_rum_kode", "integer", "Type beskyttelsesrum", codelist="d_6101_beskyt_rum",
           twin="beskyt_rum", required=True, public=True, feltnavn10="beskyt_rum"),
     Field("klargjort_kode", "integer", "Klargjort til akut brug", codelist="d_basis_ja_nej",
-          twin="klargjort", default=3, required=True, feltnavn10="klargjort"),
+          twin="klargjort", default=3, required=True, feltnavn10="klargjort", public=True),
     Field("pladser", "integer", "Pladser", "Antal pladser (kapacitet)", minimum=1, maximum=9999,
           required=True, public=True),
     Field("link", "string", "Link", max_length=1024),
@@ -106,10 +106,10 @@ SHELTER_FIELDS: tuple[Field, ...] = (
           codelist="d_6122_beskyt_rum_anvendelse", twin="beskyt_rum_anvendelse", fkg=False,
           feltnavn10="anvendelse"),
     Field("trinfri_adgang_kode", "integer", "Trinfri adgang", codelist="d_basis_ja_nej",
-          twin="trinfri_adgang", fkg=False, feltnavn10="trinfri"),
+          twin="trinfri_adgang", fkg=False, feltnavn10="trinfri", public=True),
     Field("funktionsstatus_kode", "integer", "Livscyklus", "Aktiv, midlertidig lukket, lukket …",
           codelist="d_basis_funktionsstatus", twin="funktionsstatus", default=3, required=True,
-          fkg=False, feltnavn10="funktionss"),
+          fkg=False, feltnavn10="funktionss", public=True),
     Field("pladser_kilde_kode", "integer", "Kilde til pladstal", codelist="d_ly_pladser_kilde",
           twin="pladser_kilde", default=9, required=True, fkg=False, feltnavn10="pl_kilde"),
     Field("pladser_verificeret", "integer", "Verificerede pladser",
@@ -127,5 +127,6 @@ WRITABLE_FIELDS: tuple[Field, ...] = tuple(f for f in SHELTER_FIELDS if f.writab
 READ_ONLY_NAMES: frozenset[str] = frozenset(
     [f.name for f in SHELTER_FIELDS if not f.writable] + list(TWIN_NAMES) + ["temakode", "temanavn"]
 )
+PUBLIC_FIELDS: tuple[Field, ...] = tuple(f for f in SHELTER_FIELDS if f.public)
 GEOMETRY_COLUMN = "geometri"
 STORAGE_SRID = 25832

@@ -13,10 +13,13 @@ from uuid import UUID
 from psycopg import sql
 
 from datamodel import crs as crsmod
-from datamodel.fields import GEOMETRY_COLUMN, SHELTER_FIELDS, STORAGE_SRID
+from datamodel.fields import GEOMETRY_COLUMN, PUBLIC_FIELDS, SHELTER_FIELDS, STORAGE_SRID
 
 CURRENT_VIEW = sql.Identifier("ly", "t_6101_beskyt_rum")
 HISTORY_VIEW = sql.Identifier("ly", "hist_t_6101_beskyt_rum")
+# The public's views expose only the public attributes (the database refuses the others).
+PUBLIC_CURRENT_VIEW = sql.Identifier("ly", "offentlig_t_6101_beskyt_rum")
+PUBLIC_HISTORY_VIEW = sql.Identifier("ly", "offentlig_hist_t_6101_beskyt_rum")
 
 
 def property_columns(fields=SHELTER_FIELDS) -> list[str]:
@@ -29,6 +32,17 @@ def property_columns(fields=SHELTER_FIELDS) -> list[str]:
     return names
 
 
+def views(public: bool) -> tuple[sql.Identifier, sql.Identifier]:
+    """(current, history) views for an audience."""
+    if public:
+        return PUBLIC_CURRENT_VIEW, PUBLIC_HISTORY_VIEW
+    return CURRENT_VIEW, HISTORY_VIEW
+
+
+def audience_properties(public: bool) -> list[str]:
+    return property_columns(PUBLIC_FIELDS if public else SHELTER_FIELDS)
+
+
 def geometry_expr(out: crsmod.Crs, column: str = GEOMETRY_COLUMN) -> sql.Composable:
     geom = sql.SQL("t.{}").format(sql.Identifier(column))
     if out.srid != STORAGE_SRID:
@@ -38,9 +52,9 @@ def geometry_expr(out: crsmod.Crs, column: str = GEOMETRY_COLUMN) -> sql.Composa
     return sql.SQL("ST_AsGeoJSON({}, {})::json").format(geom, sql.Literal(out.decimals))
 
 
-def feature_expr(out: crsmod.Crs, properties: list[str] | None = None) -> sql.Composable:
+def feature_expr(out: crsmod.Crs, properties: list[str]) -> sql.Composable:
     """One GeoJSON Feature as JSON text, built by PostgreSQL from the row `t`."""
-    props = properties or property_columns()
+    props = properties
     cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(p)) for p in props)
     return sql.SQL(
         "json_build_object('type', 'Feature', 'id', t.objekt_id, 'geometry', {geom}, "
@@ -87,6 +101,11 @@ class ItemsQuery:
     equals: dict[str, object] = field(default_factory=dict)  # property = value filters
     cql: tuple[sql.Composable, list] | None = None  # from datamodel.cql2sql.to_sql
     objekt_id: UUID | None = None
+    public: bool = False  # the public's attributes and views
+
+    @property
+    def properties(self) -> list[str]:
+        return audience_properties(self.public)
 
 
 def _where(q: ItemsQuery) -> tuple[sql.Composable, list]:
@@ -123,10 +142,11 @@ def _where(q: ItemsQuery) -> tuple[sql.Composable, list]:
 
 
 def source(q: ItemsQuery) -> sql.Composable:
-    return HISTORY_VIEW if q.asof is not None else CURRENT_VIEW
+    current, history = views(q.public)
+    return history if q.asof is not None else current
 
 
-def items_sql(q: ItemsQuery, properties: list[str] | None = None) -> tuple[sql.Composed, list]:
+def items_sql(q: ItemsQuery) -> tuple[sql.Composed, list]:
     """One page of features (`limit + 1` rows, to tell whether a next page exists).
 
     Rows: (feature json text, objekt_id). Keyset paging on objekt_id keeps deep pages as fast
@@ -140,7 +160,8 @@ def items_sql(q: ItemsQuery, properties: list[str] | None = None) -> tuple[sql.C
     stmt = sql.SQL(
         "SELECT {feature}, t.objekt_id FROM {src} t WHERE {where}{keyset} "
         "ORDER BY t.objekt_id LIMIT %s"
-    ).format(feature=feature_expr(q.out, properties), src=source(q), where=where, keyset=keyset)
+    ).format(feature=feature_expr(q.out, q.properties), src=source(q), where=where,
+             keyset=keyset)
     return stmt, params + [q.limit + 1]
 
 
@@ -154,27 +175,27 @@ def count_sql(q: ItemsQuery, cap: int) -> tuple[sql.Composed, list]:
 
 
 def feature_sql(objekt_id: UUID, out: crsmod.Crs, asof: datetime | None = None,
-                properties: list[str] | None = None) -> tuple[sql.Composed, list]:
+                public: bool = False) -> tuple[sql.Composed, list]:
     """One feature (current, or as of an instant). Rows: (feature json, versions_id)."""
-    q = ItemsQuery(out=out, asof=asof, objekt_id=objekt_id)
+    q = ItemsQuery(out=out, asof=asof, objekt_id=objekt_id, public=public)
     where, params = _where(q)
     stmt = sql.SQL("SELECT {feature}, t.versions_id FROM {src} t WHERE {where}").format(
-        feature=feature_expr(out, properties), src=source(q), where=where
+        feature=feature_expr(out, q.properties), src=source(q), where=where
     )
     return stmt, params
 
 
 def history_sql(objekt_id: UUID, out: crsmod.Crs,
-                properties: list[str] | None = None) -> tuple[sql.Composed, list]:
+                public: bool = False) -> tuple[sql.Composed, list]:
     """Every version of one object, oldest first. Rows: (feature json, versions_id)."""
     stmt = sql.SQL(
         "SELECT {feature}, t.versions_id FROM {src} t WHERE t.objekt_id = %s "
         "ORDER BY t.systid_fra, t.systid_til NULLS LAST"
-    ).format(feature=feature_expr(out, properties), src=HISTORY_VIEW)
+    ).format(feature=feature_expr(out, audience_properties(public)), src=views(public)[1])
     return stmt, [objekt_id]
 
 
-def extent_sql() -> sql.Composed:
+def extent_sql(public: bool = False) -> sql.Composed:
     """Spatial extent (CRS84) and the start of system time of the current register.
 
     The convex hull is taken in storage CRS and only its (densified) outline is transformed,
@@ -182,7 +203,7 @@ def extent_sql() -> sql.Composed:
     """
     return sql.SQL(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e), "
-        "(SELECT min(systid_fra) FROM ly.beskyttelsesrum) "
+        "(SELECT min(systid_fra) FROM {}) "
         "FROM (SELECT ST_Transform(ST_Segmentize(ST_ConvexHull(ST_Collect(geometri)), 1000), "
         "4326) e FROM {}) x"
-    ).format(CURRENT_VIEW)
+    ).format(views(public)[1], views(public)[0])

@@ -8,9 +8,9 @@ migrated database in the tests (`alembic` autogenerate finds no difference).
 from __future__ import annotations
 
 from geoalchemy2 import Geometry
-from sqlalchemy import (CheckConstraint, Column, DateTime, ForeignKey, Index, Integer, MetaData,
-                        Numeric, SmallInteger, String, Table, text)
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, Index,
+                        Integer, MetaData, Numeric, SmallInteger, String, Table, Text, text)
+from sqlalchemy.dialects.postgresql import ARRAY, CHAR, JSONB, UUID
 
 from datamodel.fields import CODED_FIELDS
 
@@ -109,4 +109,64 @@ beskyttelsesrum = Table(
           postgresql_where=text("systid_til IS NULL")),
     Index("beskyttelsesrum_gist", "geometri", postgresql_using="gist"),
     Index("beskyttelsesrum_systid", "systid_fra", "systid_til"),
+)
+
+# --- access control (migration 0002) ---
+
+#: The national activation switch; append-only, the newest row is in force.
+aktivering = Table(
+    "aktivering", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("aktiv", Boolean, nullable=False),
+    Column("begrundelse", String(500), nullable=False),
+    Column("tid", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("subjekt", String(256), nullable=False, server_default=text("ly.actor_subject()")),
+    Column("cvr_kode", Integer, server_default=text("ly.actor_cvr()")),
+)
+
+#: Which inspector (subject) may see which shelter.
+tildeling = Table(
+    "tildeling", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("objekt_id", UUID(as_uuid=True), nullable=False),
+    Column("subjekt", String(256), nullable=False),
+    Column("cvr_kode", Integer),
+    Column("aktiv", Boolean, nullable=False, server_default=text("true")),
+    Column("tid", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("tildelt_af", String(256), nullable=False,
+           server_default=text("ly.actor_subject()")),
+    Index("tildeling_subjekt", "subjekt", "objekt_id", postgresql_where=text("aktiv")),
+)
+
+#: The audit trail: who, when, what (before and after versions), through which client.
+revision = Table(
+    "revision", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("tid", DateTime(timezone=True), nullable=False,
+           server_default=text("clock_timestamp()")),
+    Column("subjekt", String(256), nullable=False),
+    Column("cvr_kode", Integer),
+    Column("roller", ARRAY(Text), nullable=False),
+    Column("klient", String(256)),
+    Column("handling", String(20), nullable=False),
+    Column("tabel", String(63), nullable=False),
+    Column("objekt_id", UUID(as_uuid=True)),
+    Column("foer_versions_id", UUID(as_uuid=True)),
+    Column("efter_versions_id", UUID(as_uuid=True)),
+    Column("detaljer", JSONB),
+    Index("revision_objekt", "objekt_id", "tid"),
+    Index("revision_cvr", "cvr_kode", "tid"),
+)
+
+#: API keys of machine clients; only a SHA-256 hash of each key is kept.
+api_noegle = Table(
+    "api_noegle", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("navn", String(128), nullable=False, unique=True),
+    Column("hash", CHAR(64), nullable=False, unique=True),
+    Column("roller", ARRAY(Text), nullable=False),
+    Column("cvr_kode", Integer),
+    Column("kommuner", ARRAY(Integer), nullable=False, server_default=text("'{}'")),
+    Column("aktiv", Boolean, nullable=False, server_default=text("true")),
+    Column("oprettet", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )

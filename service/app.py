@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from pathlib import Path
 
-from service import errors, features, ogc, openapi, transactions
+from service import admin, errors, features, ogc, openapi, transactions
+from service.auth import build_issuers, current_actor
 from service.db import make_pool
 from service.http import OPENAPI_JSON, json_response
 from service.settings import Settings
@@ -27,14 +28,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await pool.close()
 
+    # Every request is authenticated first: no credentials means the public; credentials that
+    # do not verify are a 401 on any resource.
     app = FastAPI(title=settings.title, description=settings.description, version="0.1.0",
-                  openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+                  openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan,
+                  dependencies=[Depends(current_actor)])
     app.state.settings = settings
     app.state.pool = pool
+    app.state.issuers = build_issuers(settings)
+    app.state.extent_cache = {}
     errors.install(app)
     app.include_router(ogc.router)
     app.include_router(features.router)
     app.include_router(transactions.router)
+    app.include_router(admin.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static")
 

@@ -10,7 +10,9 @@ from datamodel import crs as crsmod
 from datamodel import query
 from datamodel.codelists import load_codelists
 from datamodel.cql2sql import Queryable
-from datamodel.fields import SHELTER_FIELDS, Field
+from datamodel.access import Actor
+from datamodel.fields import PUBLIC_FIELDS, SHELTER_FIELDS, Field
+from service.db import acting_as
 from service.http import GEOJSON, HTML, JSON, SCHEMA_JSON, link, self_links, url
 
 COLLECTION_ID = "beskyttelsesrum"
@@ -26,8 +28,13 @@ ITEM_ID_PATH = "/collections/" + COLLECTION_ID + "/items/{featureId}"
 _EXTENT_TTL = 60.0
 
 
-def queryables() -> dict[str, Queryable]:
-    out = {f.name: Queryable(f.name, f.name, f.type) for f in SHELTER_FIELDS}
+def audience_fields(public: bool) -> tuple[Field, ...]:
+    return PUBLIC_FIELDS if public else SHELTER_FIELDS
+
+
+def queryables(public: bool = False) -> dict[str, Queryable]:
+    """What an audience may filter on: the attributes it may read, and the geometry."""
+    out = {f.name: Queryable(f.name, f.name, f.type) for f in audience_fields(public)}
     out["geometri"] = Queryable("geometri", "geometri", "geometry")
     return out
 
@@ -61,8 +68,8 @@ def property_schema(f: Field, *, with_codes: bool = True) -> dict:
     return schema
 
 
-def queryables_document(request: Request) -> dict:
-    props = {f.name: property_schema(f) for f in SHELTER_FIELDS}
+def queryables_document(request: Request, public: bool = False) -> dict:
+    props = {f.name: property_schema(f) for f in audience_fields(public)}
     props["geometri"] = {"title": "Geometri", "format": "geometry-point",
                          "x-ogc-role": "primary-geometry"}
     return {
@@ -75,10 +82,10 @@ def queryables_document(request: Request) -> dict:
     }
 
 
-def schema_document(request: Request) -> dict:
+def schema_document(request: Request, public: bool = False) -> dict:
     """Part 5 schema: returnables and receivables, with text twins as read-only strings."""
     props: dict = {}
-    for f in SHELTER_FIELDS:
+    for f in audience_fields(public):
         props[f.name] = property_schema(f)
         if f.twin:
             props[f.twin] = {"title": f"{f.title} (tekst)", "type": "string", "readOnly": True}
@@ -96,14 +103,16 @@ def schema_document(request: Request) -> dict:
     }
 
 
-async def extent(request: Request) -> dict:
-    """The collection's extent, cached for a minute (it scans the current register)."""
+async def extent(request: Request, actor: Actor) -> dict:
+    """The extent of what the actor sees, cached for a minute per scope (it scans the
+    current register)."""
     state = request.app.state
-    cached = getattr(state, "extent_cache", None)
+    cache = state.extent_cache
+    cached = cache.get(actor.scope_key)
     if cached and time.monotonic() - cached[0] < _EXTENT_TTL:
         return cached[1]
-    async with state.pool.connection() as conn:
-        cur = await conn.execute(query.extent_sql())
+    async with acting_as(state.pool, actor) as conn:
+        cur = await conn.execute(query.extent_sql(actor.public))
         row = await cur.fetchone()
     xmin, ymin, xmax, ymax, first = row
     spatial_bbox = [[round(xmin, 5), round(ymin, 5), round(xmax, 5), round(ymax, 5)]] \
@@ -115,11 +124,13 @@ async def extent(request: Request) -> dict:
             "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian",
         },
     }
-    state.extent_cache = (time.monotonic(), out)
+    if len(cache) > 1000:
+        cache.clear()
+    cache[actor.scope_key] = (time.monotonic(), out)
     return out
 
 
-async def description(request: Request) -> dict:
+async def description(request: Request, actor: Actor) -> dict:
     path = f"/collections/{COLLECTION_ID}"
     return {
         "id": COLLECTION_ID,
@@ -134,7 +145,7 @@ async def description(request: Request) -> dict:
             link(url(request, path + "/schema"), REL_SCHEMA, SCHEMA_JSON, "Skema"),
             link(url(request, "/kodelister"), "describedby", JSON, "Kodelister"),
         ],
-        "extent": await extent(request),
+        "extent": await extent(request, actor),
         "crs": list(crsmod.SUPPORTED),
         "storageCrs": crsmod.STORAGE.uri,
         "x-ly-temakode": 6101,

@@ -1,14 +1,17 @@
-"""The connection pool (psycopg 3, async) and a small query helper."""
+"""The connection pool (psycopg 3, async), and transactions that act for an actor."""
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+from fastapi import Request
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from datamodel.access import Actor, transaction_settings
 from datamodel.db import psycopg_url
+from service.auth import current_actor
 
 
 def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
@@ -22,9 +25,30 @@ def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
     )
 
 
+def _set_actor_sql(settings: dict[str, str]) -> tuple[str, list]:
+    parts = [f"set_config(%s, %s, true)" for _ in settings]
+    # Activation is read from its table by the database, never taken from the request.
+    parts.append("set_config('ly.aktiveret', ly.activation_in_force()::text, true)")
+    params: list = []
+    for name, value in settings.items():
+        params += [name, value]
+    return "SELECT " + ", ".join(parts), params
+
+
 @asynccontextmanager
-async def transaction(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
-    """A connection in one transaction: committed on success, rolled back on any error."""
+async def acting_as(pool: AsyncConnectionPool, actor: Actor) -> AsyncIterator[AsyncConnection]:
+    """A transaction in which PostgreSQL acts for `actor`: its database role and scope are
+    set for this transaction only, so row-level security decides what it sees and changes."""
+    stmt, params = _set_actor_sql(transaction_settings(actor))
     async with pool.connection() as conn:
         async with conn.transaction():
+            await conn.execute(stmt, params)
             yield conn
+
+
+@asynccontextmanager
+async def acting(request: Request) -> AsyncIterator[AsyncConnection]:
+    """`acting_as` for the actor of the request."""
+    actor = await current_actor(request)
+    async with acting_as(request.app.state.pool, actor) as conn:
+        yield conn

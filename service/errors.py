@@ -81,6 +81,10 @@ def from_database(exc: psycopg.Error) -> Problem | None:
         detail = diag.message_primary or str(exc)
         return Problem(422, f"{field}: {detail}", kind="invalid-feature",
                        errors=[{"field": field, "detail": detail}])
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return Problem(403, "the register does not let you write this shelter there "
+                       "(outside your municipality or role)", kind="forbidden",
+                       errors=[{"field": "geometry", "detail": "outside your scope"}])
     if isinstance(exc, psycopg.errors.UniqueViolation):
         return Problem(409, diag.message_primary or "findes allerede", kind="conflict")
     return None

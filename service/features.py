@@ -13,7 +13,9 @@ from datamodel import query
 from datamodel.cql2sql import FilterError, parse_filter, to_sql
 from datamodel.fields import FIELDS_BY_NAME
 from service import collection, params
-from service.errors import Problem, bad_request, not_found
+from service.auth import current_actor
+from service.db import acting
+from service.errors import bad_request, not_found
 from service.http import GEOJSON, HTML, JSON, html_response, link, url
 
 router = APIRouter(tags=["Beskyttelsesrum"])
@@ -28,7 +30,7 @@ def _require_collection(collection_id: str) -> None:
         raise not_found(f"Samlingen {collection_id!r}")
 
 
-def _equals_filters(request: Request) -> dict[str, object]:
+def _equals_filters(request: Request, public: bool) -> dict[str, object]:
     """`?property=value` filters for queryables (Part 3 queryables-query-parameters)."""
     out: dict[str, object] = {}
     for name, raw in request.query_params.items():
@@ -51,7 +53,7 @@ def _equals_filters(request: Request) -> dict[str, object]:
     return out
 
 
-def _cql(request: Request) -> tuple | None:
+def _cql(request: Request, public: bool) -> tuple | None:
     text = request.query_params.get("filter")
     lang = request.query_params.get("filter-lang")
     if text is None:
@@ -61,7 +63,7 @@ def _cql(request: Request) -> tuple | None:
     filter_crs = params.parse_crs(request.query_params.get("filter-crs"), "filter-crs")
     try:
         expr = parse_filter(text, lang)
-        return to_sql(expr, collection.queryables(), filter_srid=filter_crs.srid,
+        return to_sql(expr, collection.queryables(public), filter_srid=filter_crs.srid,
                       flip_axes=filter_crs.lat_first, alias="t")
     except FilterError as exc:
         raise bad_request(exc.field, exc.detail, kind="invalid-filter") from None
@@ -123,7 +125,9 @@ async def items(
 ) -> Response:
     _require_collection(collection_id)
     settings = request.app.state.settings
-    params.check_known(request, ITEMS_PARAMS | set(collection.queryables()) - {"geometri"})
+    actor = await current_actor(request)
+    params.check_known(request,
+                       ITEMS_PARAMS | set(collection.queryables(actor.public)) - {"geometri"})
     fmt = params.output_format(request)
     out = params.parse_crs(crs, "crs")
     q = query.ItemsQuery(
@@ -135,11 +139,12 @@ async def items(
         bbox_crs=params.parse_crs(bbox_crs, "bbox-crs"),
         datetime_range=params.parse_datetime(datetime_),
         asof=_asof(request),
-        equals=_equals_filters(request),
-        cql=_cql(request),
+        equals=_equals_filters(request, actor.public),
+        cql=_cql(request, actor.public),
+        public=actor.public,
     )
     stmt, args = query.items_sql(q)
-    async with request.app.state.pool.connection() as conn:
+    async with acting(request) as conn:
         rows = await (await conn.execute(stmt, args)).fetchall()
         matched = None
         if q.after is None:
@@ -169,8 +174,9 @@ async def items(
 async def _read_feature(request: Request, featureId: str, out: crsmod.Crs,
                         asof: datetime | None):
     objekt_id = params.parse_uuid(featureId, "featureId")
-    stmt, args = query.feature_sql(objekt_id, out, asof)
-    async with request.app.state.pool.connection() as conn:
+    actor = await current_actor(request)
+    stmt, args = query.feature_sql(objekt_id, out, asof, public=actor.public)
+    async with acting(request) as conn:
         row = await (await conn.execute(stmt, args)).fetchone()
     if row is None:
         raise not_found(f"Beskyttelsesrummet {featureId}")
@@ -234,8 +240,9 @@ async def history(request: Request, collection_id: str, featureId: str,
     fmt = params.output_format(request)
     out = params.parse_crs(crs, "crs")
     objekt_id = params.parse_uuid(featureId, "featureId")
-    stmt, args = query.history_sql(objekt_id, out)
-    async with request.app.state.pool.connection() as conn:
+    actor = await current_actor(request)
+    stmt, args = query.history_sql(objekt_id, out, public=actor.public)
+    async with acting(request) as conn:
         rows = await (await conn.execute(stmt, args)).fetchall()
     if not rows:
         raise not_found(f"Beskyttelsesrummet {featureId}")

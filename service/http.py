@@ -52,5 +52,6 @@ def json_response(data, status: int = 200, media_type: str = JSON, headers=None)
 def html_response(request: Request, template: str, status: int = 200, headers=None,
                   **context) -> Response:
     context.setdefault("settings", request.app.state.settings)
+    context.setdefault("actor", getattr(request.state, "actor", None))
     return templates.TemplateResponse(request, template, context, status_code=status,
                                       headers=headers)

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from datamodel.codelists import load_codelists
 from datamodel.concepts import load_concepts
 from service import collection, params
+from service.auth import current_actor
 from service.errors import not_found
 from service.features import _require_collection
 from service.http import (HTML, JSON, OPENAPI_JSON, SCHEMA_JSON, html_response, json_response,
@@ -84,8 +85,9 @@ async def conformance(request: Request, f: str | None = _F) -> Response:
                        400: {"description": "Invalid parameter"}})
 async def collections(request: Request, f: str | None = _F) -> Response:
     params.check_known(request, {"f"})
+    actor = await current_actor(request)
     body = {"links": self_links(request, "/collections"),
-            "collections": [await collection.description(request)]}
+            "collections": [await collection.description(request, actor)]}
     if params.output_format(request) == params.FORMAT_HTML:
         return html_response(request, "collections.html", data=body)
     return json_response(body)
@@ -99,7 +101,7 @@ async def collections(request: Request, f: str | None = _F) -> Response:
 async def collection_page(request: Request, collection_id: str, f: str | None = _F) -> Response:
     _require_collection(collection_id)
     params.check_known(request, {"f"})
-    body = await collection.description(request)
+    body = await collection.description(request, await current_actor(request))
     if params.output_format(request) == params.FORMAT_HTML:
         return html_response(request, "collection.html", data=body)
     return json_response(body)
@@ -112,7 +114,7 @@ async def collection_page(request: Request, collection_id: str, f: str | None = 
 async def queryables(request: Request, collection_id: str, f: str | None = _F) -> Response:
     _require_collection(collection_id)
     params.check_known(request, {"f"})
-    body = collection.queryables_document(request)
+    body = collection.queryables_document(request, (await current_actor(request)).public)
     if params.output_format(request) == params.FORMAT_HTML:
         return html_response(request, "schema.html", data=body, kind="Queryables")
     return json_response(body, media_type=SCHEMA_JSON)
@@ -125,7 +127,7 @@ async def queryables(request: Request, collection_id: str, f: str | None = _F) -
 async def schema(request: Request, collection_id: str, f: str | None = _F) -> Response:
     _require_collection(collection_id)
     params.check_known(request, {"f"})
-    body = collection.schema_document(request)
+    body = collection.schema_document(request, (await current_actor(request)).public)
     if params.output_format(request) == params.FORMAT_HTML:
         return html_response(request, "schema.html", data=body, kind="Skema")
     return json_response(body, media_type=SCHEMA_JSON)

@@ -63,6 +63,16 @@ def build(app: FastAPI) -> dict:
                        routes=app.routes, tags=app.openapi_tags)
     spec = _to_30(spec)
     spec["openapi"] = "3.0.3"
+    spec.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                   "description": "OIDC access token from the identity broker (claims: sub, "
+                                  "cvr, kommunekode, roles, loa). Writes need NSIS "
+                                  "substantial or high."},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                   "description": "API key of a machine client (ly api-key create)."},
+    }
+    # Reading works without credentials (as the public); signing in widens what is seen.
+    spec["security"] = [{}, {"bearer": []}, {"apiKey": []}]
     items = spec["paths"].get("/collections/{collection_id}/items", {}).get("get")
     if items is not None:
         items.setdefault("parameters", []).extend(_queryable_parameters())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,5 +29,33 @@ class Settings(BaseSettings):
     #: numberMatched is given only when exact; counting stops after this many matches.
     count_cap: int = 100_000
     max_body_bytes: int = 1_000_000
-    #: The editing user recorded in `bruger_id` until authentication is configured.
-    default_bruger_id: str = "ly"
+
+    # --- authentication ---
+    #: "production" refuses development keys and requires an identity broker for sign-in.
+    environment: Literal["development", "production"] = "development"
+    #: OIDC identity broker: issuer, audience, and its JWKS (URL, or a local file of keys).
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_jwks_file: str | None = None
+    #: Claim names after the broker's mapping.
+    claim_cvr: str = "cvr"
+    claim_kommunekode: str = "kommunekode"
+    claim_roles: str = "roles"
+    claim_level: str = "loa"
+    claim_name: str = "name"
+    #: A locally generated key (`ly dev-key`) that signs development tokens (`ly dev-token`).
+    dev_key_file: str | None = None
+    dev_issuer: str = "ly-dev"
+    dev_audience: str = "ly"
+
+    @model_validator(mode="after")
+    def _production_refuses_dev_keys(self):
+        if self.environment == "production" and self.dev_key_file:
+            raise ValueError("a production configuration refuses development keys "
+                             "(unset LY_DEV_KEY_FILE)")
+        if self.oidc_issuer and not (self.oidc_jwks_url or self.oidc_jwks_file):
+            raise ValueError("LY_OIDC_ISSUER needs LY_OIDC_JWKS_URL or LY_OIDC_JWKS_FILE")
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("LY_OIDC_ISSUER needs LY_OIDC_AUDIENCE")
+        return self

@@ -19,8 +19,10 @@ from datamodel import query
 from datamodel.fields import WRITABLE_FIELDS
 from datamodel.rules import Candidate, Invalid, Problem as RuleProblem, complete, \
     validate_feature, validate_properties
+from datamodel.access import EDITING_ROLES, Actor
 from service import collection, params
-from service.db import transaction
+from service.auth import current_actor, forbidden, unauthorized
+from service.db import acting
 from service.errors import Problem, not_found
 from service.features import _require_collection, etag
 from service.http import GEOJSON, url
@@ -102,6 +104,20 @@ def if_match(request: Request) -> list[UUID] | None:
     return versions
 
 
+async def require_editor(request: Request) -> Actor:
+    """The actor of a write: signed in (401), with an editing role and NSIS "substantial"
+    or higher (403). Scope is the database's to judge."""
+    actor = await current_actor(request)
+    if not actor.authenticated:
+        raise unauthorized("writing needs a signed-in user or an API key")
+    if not actor.has(*EDITING_ROLES):
+        raise forbidden(f"the role(s) {', '.join(sorted(actor.roles))} may not edit shelters")
+    if not actor.may_write_level:
+        raise forbidden("writing needs NSIS assurance level substantial or high "
+                        f"(this sign-in: {actor.level or 'unknown'})")
+    return actor
+
+
 def _assignments(record: dict, cand: Candidate, bruger_id: str):
     cols = [sql.Identifier(name) for name in WRITABLE] + [sql.Identifier("bruger_id")]
     vals: list = [record.get(name) for name in WRITABLE] + [bruger_id]
@@ -118,9 +134,14 @@ def _geom_value(col: sql.Identifier) -> sql.Composable:
 async def _feature_response(request: Request, conn, objekt_id: UUID, status: int,
                             headers: dict | None = None) -> Response:
     stmt, args = query.feature_sql(objekt_id, crsmod.DEFAULT)
-    feature_json, versions_id = await (await conn.execute(stmt, args)).fetchone()
-    out = {"ETag": etag(versions_id), "Content-Crs": crsmod.header(crsmod.DEFAULT)}
-    out.update(headers or {})
+    # The new version may lie outside what the writer can read back (e.g. off_kode 2 of
+    # another authority); the write stands and the response says so without the body.
+    row = await (await conn.execute(stmt, args)).fetchone()
+    out = dict(headers or {})
+    if row is None:
+        return Response(status_code=204 if status == 200 else status, headers=out)
+    feature_json, versions_id = row
+    out.update({"ETag": etag(versions_id), "Content-Crs": crsmod.header(crsmod.DEFAULT)})
     return Response(feature_json, status_code=status, media_type=GEOJSON, headers=out)
 
 
@@ -131,35 +152,44 @@ async def _feature_response(request: Request, conn, objekt_id: UUID, status: int
 async def create(request: Request, collection_id: str) -> Response:
     _require_collection(collection_id)
     params.check_known(request, set())
+    actor = await require_editor(request)
     body = await read_json(request, FEATURE_TYPES)
     cand = validate_feature(body, content_crs(request))
-    cols, vals = _assignments(cand.record, cand, request.app.state.settings.default_bruger_id)
+    cols, vals = _assignments(cand.record, cand, actor.subject)
     stmt = sql.SQL("INSERT INTO {view} ({cols}) VALUES ({vals}) RETURNING objekt_id").format(
         view=query.CURRENT_VIEW,
         cols=sql.SQL(", ").join(cols),
         vals=sql.SQL(", ").join(_geom_value(c) for c in cols),
     )
-    async with transaction(request.app.state.pool) as conn:
+    async with acting(request) as conn:
         objekt_id = (await (await conn.execute(stmt, vals)).fetchone())[0]
         location = url(request, f"/collections/{collection.COLLECTION_ID}/items/{objekt_id}")
         return await _feature_response(request, conn, objekt_id, 201, {"Location": location})
 
 
 async def _current(conn, objekt_id: UUID) -> dict | None:
-    """The current version's stored values (JSON types), or None."""
+    """The current version's stored values (JSON types) as the actor may see them, with
+    `_may_edit` telling whether the actor may change it; None when hidden or absent."""
     cur = await conn.execute(
-        sql.SQL("SELECT row_to_json(t) FROM {} t WHERE objekt_id = %s").format(query.CURRENT_VIEW),
+        sql.SQL("SELECT row_to_json(t), ly.may_edit(t.cvr_kode, t.beliggenhedskommune) "
+                "FROM {} t WHERE objekt_id = %s").format(query.CURRENT_VIEW),
         [objekt_id])
     row = await cur.fetchone()
-    return row[0] if row else None
+    if row is None:
+        return None
+    return {**row[0], "_may_edit": row[1]}
 
 
 def _check_precondition(current: dict | None, expected: list[UUID] | None, feature_id: str):
+    """404 for what the actor cannot see, 403 for what it sees but may not change, 412 for a
+    stale If-Match."""
     if current is None:
         if expected is not None:
             raise Problem(412, "If-Match: the shelter does not exist", kind="precondition-failed",
                           errors=[{"field": "If-Match", "detail": "no current version"}])
         raise not_found(f"Beskyttelsesrummet {feature_id}")
+    if not current["_may_edit"]:
+        raise forbidden("this shelter belongs to another authority's register")
     if expected and UUID(current["versions_id"]) not in expected:
         raise Problem(412, "If-Match: the shelter has changed since that version was read",
                       kind="precondition-failed",
@@ -174,15 +204,16 @@ async def _write_version(request: Request, feature_id: str, body, *, partial: bo
     The body is validated against the current version, so an inactive code the shelter already
     has stays valid when it is sent back unchanged.
     """
+    actor = await require_editor(request)
     objekt_id = params.parse_uuid(feature_id, "featureId")
     expected = if_match(request)
     in_crs = content_crs(request)
-    async with transaction(request.app.state.pool) as conn:
+    async with acting(request) as conn:
         current = await _current(conn, objekt_id)
         _check_precondition(current, expected, feature_id)
         cand = validate_feature(body, in_crs, previous=current, partial=partial)
         record = _merge(current, body.get("properties") or {}) if partial else cand.record
-        cols, vals = _assignments(record, cand, request.app.state.settings.default_bruger_id)
+        cols, vals = _assignments(record, cand, actor.subject)
         sets = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(c, _geom_value(c)) for c in cols
         )
@@ -239,9 +270,10 @@ async def update(request: Request, collection_id: str, featureId: str) -> Respon
 async def delete(request: Request, collection_id: str, featureId: str) -> Response:
     _require_collection(collection_id)
     params.check_known(request, set())
+    await require_editor(request)
     objekt_id = params.parse_uuid(featureId, "featureId")
     expected = if_match(request)
-    async with transaction(request.app.state.pool) as conn:
+    async with acting(request) as conn:
         current = await _current(conn, objekt_id)
         _check_precondition(current, expected, featureId)
         cur = await conn.execute(

@@ -25,6 +25,7 @@ from datamodel.db import psycopg_url, with_database
 from loaders.demo import load_demo
 from loaders.reference import load_municipalities, load_postal_codes
 from service.app import create_app
+from service.devtokens import ensure_key, issue
 from service.settings import Settings
 
 BASE_URL = psycopg_url(os.environ.get("LY_TEST_DATABASE_URL",
@@ -33,6 +34,25 @@ DEMO_COUNT = 3000
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 COLLECTION = "/collections/beskyttelsesrum"
 ITEMS = COLLECTION + "/items"
+KEY_FILE = OUTPUT / "keys" / f"dev-key-{os.getpid()}.pem"
+SAMS_CVR = 41575727  # Styrelsen for Samfundssikkerhed
+
+
+def token(roles, *, subject: str = "tester", cvr: int | None = None,
+          kommuner: list[int] | None = None, level: str | None = "substantial", **kw) -> str:
+    """A development token signed by the test session's key."""
+    return issue(ensure_key(KEY_FILE), subject=subject, roles=list(roles), cvr=cvr,
+                 kommuner=kommuner, level=level, **kw)
+
+
+def bearer(roles, **kw) -> dict:
+    return {"Authorization": "Bearer " + token(roles, **kw)}
+
+
+#: The national administrator: sees and may change everything. The general API tests act as
+#: this role; tests/test_access.py covers every role.
+ADMIN_HEADERS = bearer(["national_admin"], subject="sams-admin", cvr=SAMS_CVR,
+                       ttl_seconds=24 * 3600)
 
 
 def _admin():
@@ -87,17 +107,27 @@ def shared_db_url(template_db):
 
 
 def make_settings(url: str, **overrides) -> Settings:
+    overrides.setdefault("dev_key_file", str(ensure_key(KEY_FILE)))
     return Settings(database_url=url, pool_min_size=1, pool_max_size=4, **overrides)
 
 
 @pytest.fixture
 def client(db_url):
-    with TestClient(create_app(make_settings(db_url))) as c:
+    """A client signed in as the national administrator, on a fresh database."""
+    with TestClient(create_app(make_settings(db_url)), headers=ADMIN_HEADERS) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
 def ro_client(shared_db_url):
+    """A client signed in as the national administrator, on the shared read-only database."""
+    with TestClient(create_app(make_settings(shared_db_url)), headers=ADMIN_HEADERS) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def anon_client(shared_db_url):
+    """A client without credentials (the public), on the shared read-only database."""
     with TestClient(create_app(make_settings(shared_db_url))) as c:
         yield c
 

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from tests.conftest import ITEMS, _clone, _drop, make_settings, query, snapshot
+from tests.conftest import ADMIN_HEADERS, ITEMS, _clone, _drop, make_settings, query, snapshot
 
 PROBLEM = "application/problem+json"
 CRS84 = "<http://www.opengis.net/def/crs/OGC/1.3/CRS84>"
@@ -265,7 +265,7 @@ def bad_db(template_db):
 
 @pytest.fixture(scope="module")
 def bad_client(bad_db):
-    with TestClient(create_app(make_settings(bad_db))) as c:
+    with TestClient(create_app(make_settings(bad_db)), headers=ADMIN_HEADERS) as c:
         yield c
 
 

@@ -11,7 +11,7 @@ import orjson
 import psycopg
 import pytest
 
-from tests.conftest import ITEMS, query, snapshot
+from tests.conftest import ADMIN_HEADERS, ITEMS, query, snapshot
 
 GEOJSON = "application/geo+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -107,7 +107,7 @@ def test_create_stores_the_feature_with_defaults_and_derived_fields(client, db_u
     assert props["versions_id"] != sent_ids["versions_id"]
     assert props["systid_til"] is None and not props["systid_fra"].startswith("2000")
     assert props["oprettet"] == props["systid_fra"]
-    assert props["bruger_id"] == "ly"
+    assert props["bruger_id"] == "sams-admin"  # the signed-in actor (ADMIN_HEADERS)
     # derived from the point, and the responsible authority defaulted to its municipality
     assert props["beliggenhedskommune"] == 751
     assert props["cvr_kode"] == kommune_cvr(db_url, 751)
@@ -464,12 +464,13 @@ def test_concurrent_writers_with_the_same_etag_exactly_one_wins(live_rw, db_url)
     feature_id = str(query(db_url, "SELECT objekt_id FROM ly.t_6101_beskyt_rum "
                                    "ORDER BY objekt_id LIMIT 1")[0][0])
     url = f"{live_rw.url}{ITEMS}/{feature_id}"
-    etag = httpx.get(url).headers["etag"]
+    etag = httpx.get(url, headers=ADMIN_HEADERS).headers["etag"]
     before = len(versions(db_url, feature_id))
 
     def write(n):
         return httpx.patch(url, content=orjson.dumps({"properties": {"pladser": 100 + n}}),
-                           headers={"Content-Type": MERGE_PATCH, "If-Match": etag}, timeout=30)
+                           headers={"Content-Type": MERGE_PATCH, "If-Match": etag,
+                                    **ADMIN_HEADERS}, timeout=30)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(write, range(8)))
@@ -477,7 +478,7 @@ def test_concurrent_writers_with_the_same_etag_exactly_one_wins(live_rw, db_url)
     assert statuses == [200] + [412] * 7, statuses
     winner = next(r for r in results if r.status_code == 200)
     assert len(versions(db_url, feature_id)) == before + 1
-    current = httpx.get(url)
+    current = httpx.get(url, headers=ADMIN_HEADERS)
     assert current.headers["etag"] == winner.headers["etag"]
     assert current.json()["properties"]["pladser"] == winner.json()["properties"]["pladser"]
 
