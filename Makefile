@@ -44,11 +44,18 @@ demo: migrate
 	$(BIN)/ly load-municipalities
 	$(BIN)/ly load-demo
 
+# Local sign-in without an identity provider: a development key signs tokens from
+# `ly dev-token` (see README). LY_ENVIRONMENT=production refuses such keys.
+DEV_KEY := .ly/dev-key.pem
+
 run: demo
-	$(BIN)/ly serve --host $(HOST) --port $(PORT)
+	@$(BIN)/ly dev-key --key-file $(DEV_KEY) >/dev/null
+	@echo "Sign in for writing: TOKEN=\$$($(BIN)/ly dev-token --role municipal_editor --kommune 101)"
+	LY_DEV_KEY_FILE=$(DEV_KEY) $(BIN)/ly serve --host $(HOST) --port $(PORT)
 
 serve: venv
-	$(BIN)/ly serve --host $(HOST) --port $(PORT)
+	@$(BIN)/ly dev-key --key-file $(DEV_KEY) >/dev/null
+	LY_DEV_KEY_FILE=$(DEV_KEY) $(BIN)/ly serve --host $(HOST) --port $(PORT)
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
