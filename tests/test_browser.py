@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 from html.parser import HTMLParser
+from urllib.parse import urlencode
 
 import pytest
 
@@ -58,6 +59,7 @@ class Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.rows: list[tuple[dict, list[str]]] = []
         self.links: list[tuple[dict, str]] = []
+        self.form_fields: list[dict] = []  # <input>s of the page's forms, in document order
         self._cell: list[str] | None = None
         self._link: tuple[dict, list[str]] | None = None
         self.feed(dom)
@@ -71,6 +73,8 @@ class Page(HTMLParser):
             self._cell = []
         elif tag == "a":
             self._link = (attrs, [])
+        elif tag == "input":
+            self.form_fields.append(attrs)
 
     def handle_endtag(self, tag):
         if tag in ("td", "th") and self._cell is not None:
@@ -143,3 +147,28 @@ def test_items_page_screenshot(chromium, live_ro, output_dir):
     data = target.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 10_000, len(data)
+
+
+def test_items_search_form_works_as_a_browser_submits_it(chromium, live_ro, shared_db_url):
+    """The search form of the items page, submitted with only a filter filled in.
+
+    A browser submits a GET form's every text input, empty ones as `name=` (HTML form
+    submission); the page must treat an empty bbox or filter as not given.
+    """
+    items_url = f"{live_ro.url}{ITEMS}?f=html&limit=25"
+    form = Page(chromium("--dump-dom", items_url)).form_fields
+    names = [f.get("name") for f in form if f.get("name")]
+    assert {"f", "bbox", "filter", "limit"} <= set(names), names
+    values = [(f["name"], "pladser > 500" if f["name"] == "filter" else f.get("value", ""))
+              for f in form if f.get("name")]
+    submitted = f"{live_ro.url}{ITEMS}?{urlencode(values)}"  # e.g. ...&bbox=&filter=...
+    assert "bbox=&" in submitted
+    page = Page(chromium("--dump-dom", submitted))
+    (expected,) = query(shared_db_url, "SELECT count(*) FROM ly.t_6101_beskyt_rum "
+                                       "WHERE off_kode = 1 AND pladser > 500")[0]
+    rows = page.feature_rows()
+    assert expected > 0
+    assert len(rows) == min(25, expected), page.text[:600]
+    header = next(cells for a, cells in page.rows if "Pladser" in cells)
+    col = header.index("Pladser")
+    assert all(int(cells[col]) > 500 for _, cells in rows)
