@@ -126,18 +126,19 @@ async def items(
     _require_collection(collection_id)
     settings = request.app.state.settings
     actor = await current_actor(request)
+    params.drop_blank_for_html(request)
     params.check_known(request,
                        ITEMS_PARAMS | set(collection.queryables(actor.public)) - {"geometri"})
     fmt = params.output_format(request)
-    out = params.parse_crs(crs, "crs")
+    qp = request.query_params  # read here, not from the arguments: blank form fields dropped
+    out = params.parse_crs(qp.get("crs"), "crs")
     q = query.ItemsQuery(
         out=out,
-        limit=params.parse_limit(request.query_params.get("limit"), settings.default_limit,
-                                 settings.max_limit),
-        after=params.parse_uuid(cursor, "cursor"),
-        bbox=params.parse_bbox(bbox),
-        bbox_crs=params.parse_crs(bbox_crs, "bbox-crs"),
-        datetime_range=params.parse_datetime(datetime_),
+        limit=params.parse_limit(qp.get("limit"), settings.default_limit, settings.max_limit),
+        after=params.parse_uuid(qp.get("cursor"), "cursor"),
+        bbox=params.parse_bbox(qp.get("bbox")),
+        bbox_crs=params.parse_crs(qp.get("bbox-crs"), "bbox-crs"),
+        datetime_range=params.parse_datetime(qp.get("datetime")),
         asof=_asof(request),
         equals=_equals_filters(request, actor.public),
         cql=_cql(request, actor.public),

@@ -19,6 +19,19 @@ FORMAT_JSON, FORMAT_HTML = "json", "html"
 _F_VALUES = {"json": FORMAT_JSON, "geojson": FORMAT_JSON, "html": FORMAT_HTML}
 
 
+def drop_blank_for_html(request: Request) -> None:
+    """An HTML form sends its empty fields as `name=`; for HTML requests those mean "not
+    given". (API clients get the strict treatment: an empty value is an invalid one.)"""
+    if output_format(request) != FORMAT_HTML:
+        return
+    kept = [(k, v) for k, v in request.query_params.multi_items() if v.strip() != ""]
+    if len(kept) != len(request.query_params.multi_items()):
+        from urllib.parse import urlencode
+
+        request.scope["query_string"] = urlencode(kept).encode()
+        del request._query_params  # Starlette caches the parsed query on the request
+
+
 def check_known(request: Request, allowed: set[str]) -> None:
     unknown = sorted(set(request.query_params.keys()) - allowed)
     if unknown:
