@@ -117,6 +117,14 @@ SHELTER_FIELDS: tuple[Field, ...] = (
           feltnavn10="pl_verific"),
     Field("egnethed_kode", "integer", "Egnethed", codelist="d_ly_egnethed", twin="egnethed",
           default=9, required=True, fkg=False, feltnavn10="egnethed"),
+    Field("seneste_eftersyn_dato", "date", "Seneste eftersyn", "Dato for seneste godkendte "
+          "eftersyn", origin=SERVER, fkg=False, feltnavn10="eft_senest"),
+    Field("naeste_eftersyn_dato", "date", "Næste eftersyn", "Hvornår næste eftersyn forfalder",
+          origin=SERVER, fkg=False, feltnavn10="eft_naeste"),
+    Field("seneste_eftersyn_id", "uuid", "Seneste eftersyn (id)", origin=SERVER, fkg=False,
+          feltnavn10="eft_id"),
+    Field("aendringsaarsag", "string", "Ændringsårsag", "Hvorfor denne version blev lavet",
+          max_length=254, fkg=False, feltnavn10="aarsag"),
 )
 
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in SHELTER_FIELDS}

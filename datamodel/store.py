@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from psycopg import sql
 
+import json
+
+from datamodel.checklist import load_templates
 from datamodel.codelists import load_codelists
 
 _EXTRA_COLUMNS = {"d_basis_ansvarlig_myndighed": ("kommunekode",)}
@@ -43,4 +46,34 @@ def sync_codelists(conn) -> int:
             ]
             cur.executemany(stmt, rows)
             written += len(rows)
+    return written
+
+
+class TemplateChanged(RuntimeError):
+    """A shipped checklist version differs from the one stored: publish a new version."""
+
+
+def sync_checklists(conn) -> int:
+    """Store every shipped checklist version; refuse a changed version (inspections stay bound
+    to the version they were made with, so a version's content is fixed once stored)."""
+    written = 0
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('ly.tjekliste') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        for (kode, version), template in sorted(load_templates().items()):
+            cur.execute("SELECT indhold_hash FROM ly.tjekliste WHERE kode = %s AND version = %s",
+                        [kode, version])
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(
+                    "INSERT INTO ly.tjekliste (kode, version, titel, indhold, indhold_hash) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [kode, version, template.title,
+                     json.dumps(template.to_json(), ensure_ascii=False), template.content_hash])
+                written += 1
+            elif row[0] != template.content_hash:
+                raise TemplateChanged(
+                    f"checklist {kode} version {version} has changed since it was stored; "
+                    f"give the change a new version number")
     return written

@@ -8,7 +8,7 @@ migrated database in the tests (`alembic` autogenerate finds no difference).
 from __future__ import annotations
 
 from geoalchemy2 import Geometry
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, Index,
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey, Index,
                         Integer, MetaData, Numeric, SmallInteger, String, Table, Text, text)
 from sqlalchemy.dialects.postgresql import ARRAY, CHAR, JSONB, UUID
 
@@ -101,6 +101,10 @@ beskyttelsesrum = Table(
                            name="pladser_verificeret_range")),
     _code("egnethed_kode", "d_ly_egnethed", nullable=False),
     Column("geometri", Geometry("POINT", srid=25832, spatial_index=False), nullable=False),
+    Column("seneste_eftersyn_dato", Date),
+    Column("naeste_eftersyn_dato", Date),
+    Column("seneste_eftersyn_id", UUID(as_uuid=True)),
+    Column("aendringsaarsag", String(254)),
     CheckConstraint("systid_til IS NULL OR systid_til >= systid_fra", name="systid_order"),
     Index("beskyttelsesrum_aktuel_uk", "objekt_id", unique=True,
           postgresql_where=text("systid_til IS NULL")),

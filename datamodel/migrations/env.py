@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from datamodel.db import sqlalchemy_url
-from datamodel.store import sync_codelists
+from datamodel.store import sync_checklists, sync_codelists
 
 config = context.config
 
@@ -27,6 +27,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
             sync_codelists(connection.connection.driver_connection)
+            sync_checklists(connection.connection.driver_connection)
 
 
 if context.is_offline_mode():

@@ -1,0 +1,798 @@
+"""Inspections (eftersyn): templates, the inspector's tasks, idempotent uploads of inspections
+and photos, approval with findings and the shelter's new version, deficiencies, and the
+GeoFA 6122 exchange. Every database access acts for the signed-in actor (row-level security).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from PIL import Image, UnidentifiedImageError
+from starlette.responses import FileResponse, Response
+
+from datamodel import checklist
+from datamodel import crs as crsmod
+from datamodel.access import ADMIN_ROLES, EDITING_ROLES, INSPECTOR, Actor
+from datamodel.rules import Invalid, Problem as RuleProblem, point_from_geojson
+from service import params
+from service.auth import current_actor, forbidden, unauthorized
+from service.db import acting
+from service.errors import Problem, bad_request, invalid, not_found
+from service.http import html_response, json_response
+from service.transactions import read_json
+
+router = APIRouter(tags=["Eftersyn"])
+
+MAX_PHOTO_BYTES = 10_000_000
+PHOTO_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}
+THUMBNAIL_PX = 320
+STATIC = Path(__file__).parent / "static"
+
+
+# --- templates ---
+
+@router.get("/tjeklister", summary="Checklist templates", response_class=Response)
+async def templates(request: Request) -> Response:
+    params.check_known(request, set())
+    items = [{"kode": t.kode, "version": t.version, "titel": t.title}
+             for t in checklist.load_templates().values()]
+    return json_response({"tjeklister": items})
+
+
+def _template(kode: str, version: int | None) -> checklist.Template:
+    t = checklist.latest(kode) if version is None else checklist.load_templates().get(
+        (kode, version))
+    if t is None:
+        raise not_found(f"Tjeklisten {kode}" + (f" version {version}" if version else ""))
+    return t
+
+
+@router.get("/tjeklister/{kode}", summary="The latest version of a checklist",
+            response_class=Response, responses={404: {"description": "No such checklist"}})
+async def template_latest(request: Request, kode: str) -> Response:
+    params.check_known(request, set())
+    return json_response(_template(kode, None).to_json())
+
+
+@router.get("/tjeklister/{kode}/{version}", summary="One version of a checklist",
+            response_class=Response, responses={404: {"description": "No such version"}})
+async def template_version(request: Request, kode: str, version: int) -> Response:
+    params.check_known(request, set())
+    return json_response(_template(kode, version).to_json())
+
+
+# --- who may do what (the database decides scope; these give clear 401/403 first) ---
+
+async def _signed_in(request: Request) -> Actor:
+    actor = await current_actor(request)
+    if not actor.authenticated:
+        raise unauthorized("inspections need a signed-in user")
+    return actor
+
+
+async def _writer(request: Request) -> Actor:
+    actor = await _signed_in(request)
+    if not actor.has(INSPECTOR, *EDITING_ROLES):
+        raise forbidden("only inspectors and municipal or national editors record inspections")
+    if not actor.may_write_level:
+        raise forbidden("recording inspections needs NSIS assurance level substantial or high")
+    return actor
+
+
+async def _approver(request: Request) -> Actor:
+    actor = await _signed_in(request)
+    if not actor.has(*ADMIN_ROLES) or not actor.may_write_level:
+        raise forbidden("only municipal or national administrators (NSIS substantial or "
+                        "high) approve inspections")
+    return actor
+
+
+# --- the inspector's tasks ---
+
+@router.get("/eftersyn/opgaver", summary="The signed-in inspector's tasks",
+            response_class=Response)
+async def tasks(request: Request) -> Response:
+    params.check_known(request, set())
+    actor = await _signed_in(request)
+    async with acting(request) as conn:
+        cur = await conn.execute("""
+            SELECT DISTINCT ON (b.objekt_id) b.objekt_id, b.navn, b.beskyt_rum, b.pladser,
+                   concat_ws(' ', b.vejnavn, b.husnr) || coalesce(', ' || b.postnr || ' '
+                       || b.postnr_by, ''),
+                   k.id, k.navn, coalesce(k.tjekliste_kode, CASE WHEN b.beskyt_rum_kode = 3
+                       THEN 'bdg-6122' ELSE 'generel' END), k.tjekliste_version,
+                   ST_X(ST_Transform(b.geometri, 4326)), ST_Y(ST_Transform(b.geometri, 4326)),
+                   e.id, e.status
+            FROM ly.tildeling t
+            JOIN ly.t_6101_beskyt_rum b ON b.objekt_id = t.objekt_id
+            LEFT JOIN ly.kampagne k ON k.id = t.kampagne_id
+            LEFT JOIN LATERAL (SELECT id, status FROM ly.eftersyn
+                               WHERE objekt_id = b.objekt_id AND inspektoer = %s
+                               ORDER BY oprettet DESC LIMIT 1) e ON TRUE
+            WHERE t.aktiv AND t.subjekt = %s
+            ORDER BY b.objekt_id, t.id DESC""", [actor.subject, actor.subject])
+        rows = await cur.fetchall()
+    out = []
+    for (oid, navn, art, pladser, adresse, kid, knavn, kode, version, lon, lat, eid,
+         status) in rows:
+        if version is None:
+            version = checklist.latest(kode).version
+        out.append({"objekt_id": str(oid), "navn": navn, "beskyt_rum": art, "pladser": pladser,
+                    "adresse": adresse, "kampagne_id": str(kid) if kid else None,
+                    "kampagne": knavn, "tjekliste_kode": kode, "tjekliste_version": version,
+                    "lon": lon, "lat": lat, "eftersyn_id": str(eid) if eid else None,
+                    "status": status})
+    return json_response({"opgaver": out})
+
+
+# --- the inspector form ---
+
+@router.get("/eftersyn/formular", summary="The inspector form (HTML, works offline)",
+            include_in_schema=False)
+async def form(request: Request) -> Response:
+    return html_response(request, "eftersyn_formular.html")
+
+
+@router.get("/eftersyn/sw.js", include_in_schema=False)
+async def service_worker() -> Response:
+    return FileResponse(STATIC / "eftersyn" / "sw.js", media_type="text/javascript",
+                        headers={"Service-Worker-Allowed": "/eftersyn/",
+                                 "Cache-Control": "no-cache"})
+
+
+# --- uploading an inspection (idempotent) ---
+
+def _parse_upload(body) -> dict:
+    """The upload's parts, checked: ids, template, status, answers, position."""
+    if not isinstance(body, dict):
+        raise bad_request("body", "must be a JSON object")
+    problems: list[RuleProblem] = []
+    unknown = set(body) - {"objekt_id", "tjekliste_kode", "tjekliste_version", "kampagne_id",
+                           "status", "svar", "rum", "position", "position_tid"}
+    problems += [RuleProblem(k, "is not a member of an inspection") for k in sorted(unknown)]
+    out: dict = {}
+    for key in ("objekt_id", "kampagne_id"):
+        value = body.get(key)
+        if value is None:
+            if key == "objekt_id":
+                problems.append(RuleProblem(key, "is required"))
+            out[key] = None
+            continue
+        try:
+            out[key] = UUID(str(value))
+        except ValueError:
+            problems.append(RuleProblem(key, "must be a UUID"))
+    status = body.get("status", "kladde")
+    if status not in ("kladde", "indsendt"):
+        problems.append(RuleProblem("status", "must be \"kladde\" or \"indsendt\""))
+    out["status"] = status
+    template = None
+    kode, version = body.get("tjekliste_kode"), body.get("tjekliste_version")
+    if isinstance(kode, str) and isinstance(version, int) and not isinstance(version, bool):
+        template = checklist.load_templates().get((kode, version))
+    if template is None:
+        problems.append(RuleProblem("tjekliste_version" if isinstance(kode, str) and
+                                    checklist.latest(kode) else "tjekliste_kode",
+                                    "must name a checklist version of /tjeklister"))
+    out["position"] = None
+    if body.get("position") is not None:
+        xy = point_from_geojson(body["position"], crsmod.DEFAULT, problems)
+        out["position"] = f"SRID=25832;POINT({xy[0]:.3f} {xy[1]:.3f})" if xy else None
+    out["position_tid"] = None
+    if body.get("position_tid") is not None:
+        try:
+            out["position_tid"] = params.parse_instant(str(body["position_tid"]),
+                                                       "position_tid")
+        except Problem:
+            problems.append(RuleProblem("position_tid", "must be an RFC 3339 date-time"))
+    if template is not None:
+        try:
+            out["svar"], out["rum"] = checklist.validate_answers(
+                template, body.get("svar"), body.get("rum"), submit=status == "indsendt")
+        except Invalid as exc:
+            problems += exc.problems
+    if problems:
+        raise Invalid(problems)
+    out["template"] = template
+    return out
+
+
+def _content_hash(up: dict) -> str:
+    canonical = {k: (str(v) if isinstance(v, (UUID, datetime)) else v) for k, v in up.items()
+                 if k != "template"}
+    canonical["tjekliste"] = [up["template"].kode, up["template"].version]
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _missing(template: checklist.Template, svar: dict, rum: list) -> list[str]:
+    try:
+        checklist.validate_answers(template, svar, rum, submit=True)
+    except Invalid as exc:
+        return [p.field.removeprefix("svar.") for p in exc.problems]
+    return []
+
+
+_COLUMNS = ("id, objekt_id, kampagne_id, tjekliste_kode, tjekliste_version, status, svar, rum, "
+            "inspektoer, cvr_kode, beliggenhedskommune, egnethed_kode, pladser, godkendt_af, "
+            "godkendt_tid, afvist_begrundelse, indberettet_tid, beskyttelsesrum_versions_id, "
+            "version, oprettet, opdateret, position_tid, indhold_hash, "
+            "ST_AsGeoJSON(ST_Transform(position, 4326), 7)::json AS position")
+
+
+async def _load(conn, eftersyn_id: UUID) -> dict | None:
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM ly.eftersyn WHERE id = %s",
+                             [eftersyn_id])
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d.name for d in cur.description], row))
+
+
+def _public_form(e: dict, photos: list | None = None) -> dict:
+    template = checklist.load_templates()[(e["tjekliste_kode"], e["tjekliste_version"])]
+    out = {k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(
+        v, (datetime, date)) else v) for k, v in e.items() if k != "indhold_hash"}
+    out["mangler_svar"] = _missing(template, e["svar"], e["rum"])
+    if photos is not None:
+        out["fotos"] = photos
+    return out
+
+
+async def _photos(conn, eftersyn_id: UUID) -> list[dict]:
+    cur = await conn.execute(
+        "SELECT id, punkt, rum, content_type, stoerrelse, bredde, hoejde, sha256 "
+        "FROM ly.eftersyn_foto WHERE eftersyn_id = %s ORDER BY oprettet", [eftersyn_id])
+    return [{"id": str(i), "punkt": p, "rum": r, "content_type": c, "stoerrelse": s,
+             "bredde": w, "hoejde": h, "sha256": sha} for i, p, r, c, s, w, h, sha in
+            await cur.fetchall()]
+
+
+@router.put("/eftersyn/{eftersyn_id}", summary="Upload an inspection (idempotent)",
+            response_class=Response,
+            responses={200: {"description": "Updated, or the same upload again"},
+                       201: {"description": "Created"}, 401: {"description": "Not signed in"},
+                       403: {"description": "Not allowed"}, 404: {"description": "No shelter"},
+                       409: {"description": "Submitted or approved: cannot change"},
+                       422: {"description": "Invalid answers; the problem names the item"}})
+async def upload(request: Request, eftersyn_id: str) -> Response:
+    params.check_known(request, set())
+    actor = await _writer(request)
+    eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    body = await read_json(request, ("application/json",))
+    try:
+        up = _parse_upload(body)
+    except Invalid as exc:
+        raise invalid(exc) from None
+    digest = _content_hash(up)
+    async with acting(request) as conn:
+        existing = await _load(conn, eid)
+        if existing is not None:
+            if existing["indhold_hash"] == digest:  # a replay: applied once already
+                return json_response(_public_form(existing, await _photos(conn, eid)))
+            _check_editable(existing, up)
+            await conn.execute(
+                "UPDATE ly.eftersyn SET status = %s, svar = %s, rum = %s, kampagne_id = %s, "
+                "position = ST_GeomFromEWKT(%s), position_tid = %s, indhold_hash = %s, "
+                "tjekliste_kode = %s, tjekliste_version = %s WHERE id = %s",
+                [up["status"], orjson.dumps(up["svar"]).decode(),
+                 orjson.dumps(up["rum"]).decode(), up["kampagne_id"], up["position"],
+                 up["position_tid"], digest, up["template"].kode, up["template"].version, eid])
+            status = 200
+        else:
+            cur = await conn.execute(
+                "SELECT cvr_kode, beliggenhedskommune FROM ly.t_6101_beskyt_rum "
+                "WHERE objekt_id = %s", [up["objekt_id"]])
+            shelter = await cur.fetchone()
+            if shelter is None:
+                raise Problem(404, f"objekt_id: the shelter {up['objekt_id']} does not exist",
+                              kind="not-found",
+                              errors=[{"field": "objekt_id", "detail": "no such shelter"}])
+            await conn.execute(
+                "INSERT INTO ly.eftersyn (id, objekt_id, kampagne_id, tjekliste_kode, "
+                "tjekliste_version, status, svar, rum, indhold_hash, cvr_kode, "
+                "beliggenhedskommune, position, position_tid) VALUES (%s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, ST_GeomFromEWKT(%s), %s)",
+                [eid, up["objekt_id"], up["kampagne_id"], up["template"].kode,
+                 up["template"].version, up["status"], orjson.dumps(up["svar"]).decode(),
+                 orjson.dumps(up["rum"]).decode(), digest, shelter[0], shelter[1],
+                 up["position"], up["position_tid"]])
+            status = 201
+        stored = await _load(conn, eid)
+        return json_response(_public_form(stored, await _photos(conn, eid)), status=status,
+                             headers={"ETag": f'"{stored["version"]}"'})
+
+
+def _check_editable(existing: dict, up: dict) -> None:
+    if existing["status"] in ("godkendt", "indberettet"):
+        raise Problem(409, "an approved inspection cannot be edited", kind="conflict",
+                      errors=[{"field": "status", "detail": existing["status"]}])
+    if existing["status"] == "indsendt":
+        raise Problem(409, "the inspection is submitted and awaits approval; it cannot be "
+                      "changed until it is rejected", kind="conflict",
+                      errors=[{"field": "status", "detail": "indsendt"}])
+    if existing["objekt_id"] != up["objekt_id"]:
+        raise Problem(409, "objekt_id: an inspection cannot move to another shelter",
+                      kind="conflict", errors=[{"field": "objekt_id", "detail": "differs"}])
+
+
+# --- photos ---
+
+def _image_facts(data: bytes, content_type: str) -> tuple[int, int, bytes]:
+    """(width, height, thumbnail JPEG) of an image whose bytes match its content type."""
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != PHOTO_TYPES[content_type]:
+                raise ValueError(f"the bytes are {img.format}, not {content_type}")
+            width, height = img.size
+            thumb = img.convert("RGB")
+            thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            out = io.BytesIO()
+            thumb.save(out, "JPEG", quality=80)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise Problem(415, f"body: not a readable {content_type} image ({exc})",
+                      kind="unsupported-media-type",
+                      errors=[{"field": "body", "detail": "not a readable image"}]) from None
+    return width, height, out.getvalue()
+
+
+async def _read_photo(request: Request) -> tuple[str, bytes]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in PHOTO_TYPES:
+        raise Problem(415, "Content-Type must be image/jpeg or image/png",
+                      kind="unsupported-media-type",
+                      errors=[{"field": "Content-Type", "detail": f"{ctype or 'none'} given"}])
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_PHOTO_BYTES:
+        raise _photo_too_large()
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_PHOTO_BYTES:
+            raise _photo_too_large()
+    if not data:
+        raise Problem(422, "body: the photo is empty", kind="invalid-photo",
+                      errors=[{"field": "body", "detail": "empty"}])
+    return ctype, bytes(data)
+
+
+def _photo_too_large() -> Problem:
+    return Problem(413, f"body: a photo may be at most {MAX_PHOTO_BYTES} bytes",
+                   kind="too-large", errors=[{"field": "body", "detail": "too large"}])
+
+
+@router.put("/eftersyn/{eftersyn_id}/fotos/{foto_id}", summary="Upload a photo (idempotent)",
+            response_class=Response,
+            responses={200: {"description": "The same photo again"},
+                       201: {"description": "Stored"}, 404: {"description": "No inspection"},
+                       409: {"description": "Another photo under this id"},
+                       413: {"description": "Too large"},
+                       415: {"description": "Not a JPEG or PNG image"},
+                       422: {"description": "Unknown item or room"}})
+async def upload_photo(request: Request, eftersyn_id: str, foto_id: str,
+                       punkt: str | None = Query(None, description="Checklist item id"),
+                       rum: int | None = Query(None, description="Room number (1-4)")) -> Response:
+    params.check_known(request, {"punkt", "rum"})
+    await _writer(request)
+    eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    fid = params.parse_uuid(foto_id, "foto_id")
+    ctype, data = await _read_photo(request)
+    digest = hashlib.sha256(data).hexdigest()
+    async with acting(request) as conn:
+        e = await _load(conn, eid)
+        if e is None:
+            raise not_found(f"Eftersynet {eftersyn_id}")
+        template = checklist.load_templates()[(e["tjekliste_kode"], e["tjekliste_version"])]
+        _check_photo_target(template, punkt, rum)
+        cur = await conn.execute("SELECT sha256 FROM ly.eftersyn_foto WHERE id = %s", [fid])
+        row = await cur.fetchone()
+        if row is not None:
+            if row[0] == digest:
+                return json_response({"id": str(fid), "sha256": digest})
+            raise Problem(409, "foto_id: another photo is stored under this id",
+                          kind="conflict", errors=[{"field": "foto_id", "detail": "in use"}])
+        if e["status"] in ("godkendt", "indberettet"):
+            raise Problem(409, "an approved inspection cannot get new photos", kind="conflict")
+        width, height, thumb = _image_facts(data, ctype)
+        await conn.execute(
+            "INSERT INTO ly.eftersyn_foto (id, eftersyn_id, punkt, rum, content_type, "
+            "stoerrelse, sha256, bredde, hoejde, data, miniature) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [fid, eid, punkt, rum, ctype, len(data), digest, width, height, data, thumb])
+    return json_response({"id": str(fid), "sha256": digest, "bredde": width, "hoejde": height},
+                         status=201)
+
+
+def _check_photo_target(template: checklist.Template, punkt: str | None, rum: int | None):
+    if rum is not None and not 1 <= rum <= max(template.rooms_max, 0):
+        raise invalid(Invalid([RuleProblem("rum", f"must be 1–{template.rooms_max}")]))
+    items = template.room_by_id if rum is not None else template.by_id
+    if punkt is not None and punkt not in items:
+        raise invalid(Invalid([RuleProblem("punkt", f"{punkt!r} is not an item of "
+                                                    f"{template.kode}")]))
+
+
+@router.get("/eftersyn/{eftersyn_id}/fotos/{foto_id}", summary="A photo (or its thumbnail)",
+            response_class=Response, responses={404: {"description": "Not found"}})
+async def photo(request: Request, eftersyn_id: str, foto_id: str,
+                miniature: bool = Query(False)) -> Response:
+    params.check_known(request, {"miniature"})
+    await _signed_in(request)
+    eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    fid = params.parse_uuid(foto_id, "foto_id")
+    async with acting(request) as conn:
+        cur = await conn.execute(
+            "SELECT content_type, data, miniature FROM ly.eftersyn_foto "
+            "WHERE id = %s AND eftersyn_id = %s", [fid, eid])
+        row = await cur.fetchone()
+    if row is None:
+        raise not_found(f"Fotoet {foto_id}")
+    ctype, data, thumb = row
+    if miniature:
+        return Response(bytes(thumb), media_type="image/jpeg")
+    return Response(bytes(data), media_type=ctype)
+
+
+# --- reading inspections ---
+
+@router.get("/eftersyn/{eftersyn_id}", summary="One inspection", response_class=Response,
+            responses={404: {"description": "Not found"}})
+async def inspection(request: Request, eftersyn_id: str) -> Response:
+    params.check_known(request, set())
+    await _signed_in(request)
+    eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    async with acting(request) as conn:
+        e = await _load(conn, eid)
+        if e is None:
+            raise not_found(f"Eftersynet {eftersyn_id}")
+        photos = await _photos(conn, eid)
+        cur = await conn.execute(
+            "SELECT id, punkt, rum, grad, kritisk, beskrivelse, ansvarlig, frist, status "
+            "FROM ly.mangel WHERE eftersyn_id = %s ORDER BY grad DESC, punkt", [eid])
+        names = [d.name for d in cur.description]
+        deficiencies = [_jsonable(dict(zip(names, r))) for r in await cur.fetchall()]
+    out = _public_form(e, photos)
+    out["mangler"] = deficiencies
+    return json_response(out, headers={"ETag": f'"{e["version"]}"'})
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(
+        v, (date, datetime)) else v) for k, v in row.items()}
+
+
+@router.get("/eftersyn", summary="Inspections visible to you", response_class=Response)
+async def inspections(request: Request, status: str | None = Query(None),
+                      kampagne: str | None = Query(None),
+                      objekt_id: str | None = Query(None)) -> Response:
+    params.check_known(request, {"status", "kampagne", "objekt_id"})
+    await _signed_in(request)
+    clauses, args = ["TRUE"], []
+    if status is not None:
+        clauses.append("status = %s")
+        args.append(status)
+    if kampagne is not None:
+        clauses.append("kampagne_id = %s")
+        args.append(params.parse_uuid(kampagne, "kampagne"))
+    if objekt_id is not None:
+        clauses.append("objekt_id = %s")
+        args.append(params.parse_uuid(objekt_id, "objekt_id"))
+    async with acting(request) as conn:
+        cur = await conn.execute(
+            f"SELECT {_COLUMNS} FROM ly.eftersyn WHERE {' AND '.join(clauses)} "
+            "ORDER BY oprettet DESC LIMIT 10000", args)
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r)) for r in await cur.fetchall()]
+    return json_response({"eftersyn": [_public_form(r) for r in rows]})
+
+
+# --- approval and rejection ---
+
+def _class_text(kode: int) -> str:
+    from datamodel.codelists import load_codelists
+
+    return load_codelists()["d_ly_egnethed"].text(kode) or str(kode)
+
+
+@router.post("/eftersyn/{eftersyn_id}/godkend", summary="Approve a submitted inspection",
+             response_class=Response,
+             responses={200: {"description": "Approved: classification, deficiencies and the "
+                                             "shelter's new version"},
+                        403: {"description": "Not an administrator of the shelter"},
+                        404: {"description": "Not found"},
+                        409: {"description": "Not submitted"}})
+async def approve(request: Request, eftersyn_id: str) -> Response:
+    params.check_known(request, set())
+    actor = await _approver(request)
+    eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    async with acting(request) as conn:
+        e = await _load(conn, eid)
+        if e is None:
+            raise not_found(f"Eftersynet {eftersyn_id}")
+        if e["status"] != "indsendt":
+            raise Problem(409, f"only a submitted inspection can be approved (this one is "
+                          f"{e['status']})", kind="conflict",
+                          errors=[{"field": "status", "detail": e["status"]}])
+        template = checklist.load_templates()[(e["tjekliste_kode"], e["tjekliste_version"])]
+        result = checklist.assess(template, e["svar"], e["rum"])
+        today = datetime.now(timezone.utc).date()
+        done = e["svar"].get("udfoert_dato") or today.isoformat()
+        shelter_version = await _update_shelter(conn, e, result, template, done, eid)
+        if shelter_version is None:
+            raise forbidden("the shelter is outside your register", field="objekt_id")
+        for f in result.findings:
+            await conn.execute(
+                "INSERT INTO ly.mangel (eftersyn_id, objekt_id, punkt, rum, grad, kritisk, "
+                "beskrivelse, ansvarlig, frist, cvr_kode, beliggenhedskommune) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [eid, e["objekt_id"], f.item, f.room, f.grade, f.critical, f.text[:500],
+                 f.responsible, today + timedelta(days=checklist.DEADLINE_DAYS[f.grade]),
+                 e["cvr_kode"], e["beliggenhedskommune"]])
+        await conn.execute(
+            "UPDATE ly.eftersyn SET status = 'godkendt', godkendt_af = %s, godkendt_tid = now(),"
+            " egnethed_kode = %s, pladser = %s, beskyttelsesrum_versions_id = %s WHERE id = %s",
+            [actor.name or actor.subject, result.egnethed_kode, result.places, shelter_version,
+             eid])
+        await conn.execute("SELECT ly.audit('godkend', 'eftersyn', %s, NULL, %s)",
+                           [e["objekt_id"], shelter_version])
+    return json_response({
+        "id": str(eid), "status": "godkendt", "egnethed_kode": result.egnethed_kode,
+        "egnethed": _class_text(result.egnethed_kode), "pladser": result.places,
+        "beskyttelsesrum_versions_id": str(shelter_version),
+        "mangler": [{"punkt": f.item, "rum": f.room, "grad": f.grade, "kritisk": f.critical,
+                     "ansvarlig": f.responsible, "beskrivelse": f.text}
+                    for f in result.findings]})
+
+
+async def _update_shelter(conn, e: dict, result: checklist.Assessment,
+                          template: checklist.Template, done: str, eid: UUID):
+    """The shelter's new version: verified places, condition, inspection dates and the
+    inspection as the reason. Returns the new versions_id, or None when not allowed."""
+    done_date = date.fromisoformat(done)
+    try:
+        next_date = done_date.replace(year=done_date.year + template.interval_years)
+    except ValueError:  # 29 February
+        next_date = done_date.replace(year=done_date.year + template.interval_years, day=28)
+    assessed = result.egnethed_kode != checklist.IKKE_VURDERET
+    cur = await conn.execute(
+        "SELECT ly.may_edit(cvr_kode, beliggenhedskommune) FROM ly.t_6101_beskyt_rum "
+        "WHERE objekt_id = %s", [e["objekt_id"]])
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return None
+    cur = await conn.execute(
+        "UPDATE ly.t_6101_beskyt_rum SET egnethed_kode = %s, "
+        "pladser_verificeret = CASE WHEN %s THEN %s ELSE pladser_verificeret END, "
+        "pladser_kilde_kode = CASE WHEN %s AND %s IS NOT NULL THEN 3 ELSE pladser_kilde_kode END,"
+        " seneste_eftersyn_dato = %s, naeste_eftersyn_dato = %s, seneste_eftersyn_id = %s, "
+        "aendringsaarsag = %s WHERE objekt_id = %s RETURNING versions_id",
+        [result.egnethed_kode, assessed, result.places, assessed, result.places, done_date,
+         next_date, eid, f"Eftersyn {eid} godkendt: {_class_text(result.egnethed_kode)}",
+         e["objekt_id"]])
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+@router.post("/eftersyn/{eftersyn_id}/afvis", summary="Reject a submitted inspection",
+             response_class=Response,
+             responses={200: {"description": "Rejected; the inspector may correct it"},
+                        409: {"description": "Not submitted"},
+                        422: {"description": "A reason is required"}})
+async def reject(request: Request, eftersyn_id: str) -> Response:
+    params.check_known(request, set())
+    await _approver(request)
+    eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    body = await read_json(request, ("application/json",))
+    reason = body.get("begrundelse") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not 3 <= len(reason.strip()) <= 1000:
+        raise invalid(Invalid([RuleProblem("begrundelse", "a reason of 3–1000 characters is "
+                                                          "required")]))
+    async with acting(request) as conn:
+        e = await _load(conn, eid)
+        if e is None:
+            raise not_found(f"Eftersynet {eftersyn_id}")
+        if e["status"] != "indsendt":
+            raise Problem(409, f"only a submitted inspection can be rejected (this one is "
+                          f"{e['status']})", kind="conflict")
+        cur = await conn.execute(
+            "UPDATE ly.eftersyn SET status = 'afvist', afvist_begrundelse = %s, "
+            "indhold_hash = NULL WHERE id = %s", [reason.strip(), eid])
+        if cur.rowcount == 0:
+            raise forbidden("the inspection is outside your register")
+        await conn.execute("SELECT ly.audit('afvis', 'eftersyn', %s, NULL, NULL, %s)",
+                           [e["objekt_id"], json.dumps({"eftersyn": str(eid),
+                                                        "begrundelse": reason.strip()})])
+    return json_response({"id": str(eid), "status": "afvist", "begrundelse": reason.strip()})
+
+
+# --- GeoFA 6122 ---
+
+async def _feature_6122(conn, e: dict) -> dict:
+    template = checklist.load_templates()[(e["tjekliste_kode"], e["tjekliste_version"])]
+    if template.geofa_theme != 6122:
+        raise Problem(409, f"the {template.kode} checklist has no GeoFA 6122 form",
+                      kind="conflict")
+    cur = await conn.execute(
+        "SELECT row_to_json(t)::jsonb - 'geometri', ST_X(t.geometri), ST_Y(t.geometri), "
+        "(SELECT tekst FROM ly.d_basis_oprindelse WHERE kode = 7), "
+        "(SELECT tekst FROM ly.d_basis_status WHERE kode = 3), "
+        "(SELECT tekst FROM ly.d_basis_offentlig WHERE kode = 3) "
+        "FROM ly.hist_t_6101_beskyt_rum t WHERE t.objekt_id = %s "
+        "ORDER BY (t.versions_id = %s) DESC, t.systid_fra DESC LIMIT 1",
+        [e["objekt_id"], e["beskyttelsesrum_versions_id"]])
+    row = await cur.fetchone()
+    if row is None:
+        raise not_found(f"Beskyttelsesrummet {e['objekt_id']}")
+    shelter, x, y, oprindelse, status, offentlig = row
+    shelter.update({"x": x, "y": y})
+    data = {"id": str(e["id"]), "versions_id": str(e["beskyttelsesrum_versions_id"] or e["id"]),
+            "systid_fra": e["opdateret"].isoformat(), "oprettet": e["oprettet"].isoformat(),
+            "bruger_id": e["inspektoer"][:128], "svar": e["svar"], "rum": e["rum"],
+            "godkendt_af": (e["godkendt_af"] or "")[:50] or None,
+            "godkendt_dato": e["godkendt_tid"].date().isoformat() if e["godkendt_tid"] else None}
+    return checklist.to_6122(template, data, shelter, {
+        "cvr_navn": shelter.get("cvr_navn"), "oprindelse": oprindelse, "status": status,
+        "offentlig": offentlig})
+
+
+@router.get("/eftersyn/{eftersyn_id}/6122", summary="The inspection as a GeoFA 6122 feature",
+            response_class=Response,
+            responses={200: {"content": {"application/geo+json": {}}},
+                       409: {"description": "Not approved, or not a 6122 checklist"}})
+async def export_6122(request: Request, eftersyn_id: str) -> Response:
+    params.check_known(request, set())
+    await _signed_in(request)
+    eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    async with acting(request) as conn:
+        e = await _load(conn, eid)
+        if e is None:
+            raise not_found(f"Eftersynet {eftersyn_id}")
+        if e["status"] not in ("godkendt", "indberettet"):
+            raise Problem(409, "only an approved inspection is reported to GeoFA",
+                          kind="conflict", errors=[{"field": "status", "detail": e["status"]}])
+        feature = await _feature_6122(conn, e)
+    problems = checklist.validate_6122(feature)
+    if problems:  # Ly's own export must always satisfy GeoFA; say so loudly if not
+        raise Problem(500, "the 6122 export does not validate: " + "; ".join(
+            f"{p.field}: {p.detail}" for p in problems[:5]), kind="export-invalid")
+    return Response(orjson.dumps(feature), media_type="application/geo+json")
+
+
+@router.post("/eftersyn/{eftersyn_id}/indberet", summary="Mark as reported to GeoFA",
+             response_class=Response,
+             responses={200: {"description": "Reported"}, 409: {"description": "Not approved"}})
+async def mark_reported(request: Request, eftersyn_id: str) -> Response:
+    params.check_known(request, set())
+    await _approver(request)
+    eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    async with acting(request) as conn:
+        e = await _load(conn, eid)
+        if e is None:
+            raise not_found(f"Eftersynet {eftersyn_id}")
+        if e["status"] != "godkendt":
+            raise Problem(409, "only an approved inspection can be reported", kind="conflict")
+        await conn.execute("UPDATE ly.eftersyn SET status = 'indberettet', "
+                           "indberettet_tid = now() WHERE id = %s", [eid])
+    return json_response({"id": str(eid), "status": "indberettet"})
+
+
+@router.post("/eftersyn/6122", summary="Import GeoFA 6122 features as submitted inspections",
+             status_code=201, response_class=Response,
+             responses={201: {"description": "Imported"},
+                        422: {"description": "A feature breaks GeoFA's rules or the checklist"}})
+async def import_6122(request: Request) -> Response:
+    params.check_known(request, set())
+    await _writer(request)
+    body = await read_json(request, ("application/geo+json", "application/json"))
+    features = body.get("features") if isinstance(body, dict) and body.get(
+        "type") == "FeatureCollection" else [body]
+    if not isinstance(features, list) or not features:
+        raise bad_request("body", "must be a 6122 Feature or FeatureCollection")
+    template = checklist.latest("bdg-6122")
+    problems: list[RuleProblem] = []
+    parsed = []
+    for n, feature in enumerate(features):
+        for p in checklist.validate_6122(feature):
+            problems.append(RuleProblem(f"features[{n}].{p.field}", p.detail))
+        if problems:
+            continue
+        props = feature["properties"]
+        svar, rum = checklist.from_6122(template, feature)
+        try:
+            svar, rum = checklist.validate_answers(template, svar, rum, submit=True)
+            parsed.append((UUID(str(props["objekt_id"])), UUID(str(props["noegle"])), svar, rum))
+        except (Invalid, ValueError, TypeError) as exc:
+            for p in getattr(exc, "problems", [RuleProblem("noegle", "must be Ly's objekt_id")]):
+                problems.append(RuleProblem(f"features[{n}].{p.field}", p.detail))
+    if problems:
+        raise invalid(Invalid(problems))
+    created = []
+    async with acting(request) as conn:
+        for eid, shelter_id, svar, rum in parsed:
+            cur = await conn.execute(
+                "SELECT cvr_kode, beliggenhedskommune FROM ly.t_6101_beskyt_rum "
+                "WHERE objekt_id = %s", [shelter_id])
+            shelter = await cur.fetchone()
+            if shelter is None:
+                raise Problem(404, f"noegle: the shelter {shelter_id} does not exist",
+                              kind="not-found")
+            cur = await conn.execute(
+                "INSERT INTO ly.eftersyn (id, objekt_id, tjekliste_kode, tjekliste_version, "
+                "status, svar, rum, cvr_kode, beliggenhedskommune) VALUES "
+                "(%s, %s, %s, %s, 'indsendt', %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                [eid, shelter_id, template.kode, template.version, orjson.dumps(svar).decode(),
+                 orjson.dumps(rum).decode(), shelter[0], shelter[1]])
+            created.append({"id": str(eid), "objekt_id": str(shelter_id),
+                            "oprettet": cur.rowcount == 1})
+    return json_response({"eftersyn": created}, status=201)
+
+
+# --- deficiencies ---
+
+_TRANSITIONS = {"aaben": {"planlagt", "udbedret"}, "planlagt": {"udbedret"},
+                "udbedret": {"verificeret", "aaben"}, "verificeret": set()}
+
+
+@router.get("/mangler", summary="Deficiencies visible to you", response_class=Response)
+async def deficiencies(request: Request, status: str | None = Query(None),
+                       objekt_id: str | None = Query(None),
+                       forfaldne: bool = Query(False, description="Only past their deadline")
+                       ) -> Response:
+    params.check_known(request, {"status", "objekt_id", "forfaldne"})
+    await _signed_in(request)
+    clauses, args = ["TRUE"], []
+    if status is not None:
+        clauses.append("status = %s")
+        args.append(status)
+    if objekt_id is not None:
+        clauses.append("objekt_id = %s")
+        args.append(params.parse_uuid(objekt_id, "objekt_id"))
+    if forfaldne:
+        clauses.append("frist < current_date AND status IN ('aaben', 'planlagt')")
+    async with acting(request) as conn:
+        cur = await conn.execute(
+            "SELECT id, eftersyn_id, objekt_id, punkt, rum, grad, kritisk, beskrivelse, "
+            f"ansvarlig, frist, status, beliggenhedskommune FROM ly.mangel WHERE "
+            f"{' AND '.join(clauses)} ORDER BY frist, id LIMIT 10000", args)
+        names = [d.name for d in cur.description]
+        rows = [_jsonable(dict(zip(names, r))) for r in await cur.fetchall()]
+    return json_response({"mangler": rows})
+
+
+@router.patch("/mangler/{mangel_id}", summary="Move a deficiency on (aaben → planlagt → "
+              "udbedret → verificeret)", response_class=Response,
+              responses={200: {"description": "Updated"}, 404: {"description": "Not found"},
+                         409: {"description": "Not a next status"},
+                         422: {"description": "Invalid body"}})
+async def update_deficiency(request: Request, mangel_id: str) -> Response:
+    params.check_known(request, set())
+    actor = await _signed_in(request)
+    if not actor.has(*EDITING_ROLES) or not actor.may_write_level:
+        raise forbidden("municipal or national editors update deficiencies")
+    mid = params.parse_uuid(mangel_id, "mangel_id")
+    body = await read_json(request, ("application/json", "application/merge-patch+json"))
+    new = body.get("status") if isinstance(body, dict) else None
+    if new not in _TRANSITIONS:
+        raise invalid(Invalid([RuleProblem("status", f"must be one of "
+                                                     f"{', '.join(_TRANSITIONS)}")]))
+    if new == "verificeret" and not actor.has(*ADMIN_ROLES):
+        raise forbidden("only administrators verify a repair", field="status")
+    async with acting(request) as conn:
+        cur = await conn.execute("SELECT status FROM ly.mangel WHERE id = %s FOR UPDATE", [mid])
+        row = await cur.fetchone()
+        if row is None:
+            raise not_found(f"Mangelen {mangel_id}")
+        if new not in _TRANSITIONS[row[0]]:
+            raise Problem(409, f"status: {row[0]} cannot become {new}", kind="conflict",
+                          errors=[{"field": "status", "detail": f"from {row[0]}"}])
+        await conn.execute("UPDATE ly.mangel SET status = %s, opdateret = now(), "
+                           "opdateret_af = %s WHERE id = %s", [new, actor.subject, mid])
+    return json_response({"id": str(mid), "status": new})
