@@ -292,10 +292,15 @@ def upgrade() -> None:
     op.execute("""CREATE POLICY opret ON ly.kampagne FOR INSERT TO ly_user WITH CHECK (
         ly.actor_may_write() AND (ly.actor_has('national_admin')
             OR (ly.actor_has('municipal_admin') AND cvr_kode = ly.actor_cvr())))""")
-    op.execute("CREATE POLICY laes ON ly.kampagne_udvalg FOR SELECT TO ly_user USING (true)")
+    # A campaign's selection is seen as its shelters are: no counts of others' hidden rows.
+    op.execute("""CREATE POLICY laes ON ly.kampagne_udvalg FOR SELECT TO ly_user USING (
+        ly.actor_has('national_reader', 'national_admin') OR cvr_kode = ly.actor_cvr()
+        OR beliggenhedskommune = ANY (ly.actor_kommuner())
+        OR (ly.actor_has('inspector') AND ly.assigned(objekt_id)))""")
     op.execute("""CREATE POLICY opret ON ly.kampagne_udvalg FOR INSERT TO ly_user WITH CHECK (
         ly.actor_may_write() AND (ly.actor_has('national_admin')
-            OR (ly.actor_has('municipal_admin') AND cvr_kode = ly.actor_cvr())))""")
+            OR (ly.actor_has('municipal_admin') AND (cvr_kode = ly.actor_cvr()
+                OR beliggenhedskommune = ANY (ly.actor_kommuner())))))""")
 
     op.execute("GRANT SELECT, INSERT, UPDATE ON ly.eftersyn TO ly_user")
     op.execute(f"""CREATE POLICY laes ON ly.eftersyn FOR SELECT TO ly_user USING (
