@@ -8,8 +8,9 @@ migrated database in the tests (`alembic` autogenerate finds no difference).
 from __future__ import annotations
 
 from geoalchemy2 import Geometry
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey, Index,
-                        Integer, MetaData, Numeric, SmallInteger, String, Table, Text, text)
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey,
+                        ForeignKeyConstraint, Index, Integer, LargeBinary, MetaData, Numeric,
+                        SmallInteger, String, Table, Text, text)
 from sqlalchemy.dialects.postgresql import ARRAY, CHAR, JSONB, UUID
 
 from datamodel.fields import CODED_FIELDS
@@ -139,6 +140,7 @@ tildeling = Table(
     Column("tid", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("tildelt_af", String(256), nullable=False,
            server_default=text("ly.actor_subject()")),
+    Column("kampagne_id", UUID(as_uuid=True), ForeignKey("ly.kampagne.id")),
     Index("tildeling_subjekt", "subjekt", "objekt_id", postgresql_where=text("aktiv")),
 )
 
@@ -173,4 +175,125 @@ api_noegle = Table(
     Column("kommuner", ARRAY(Integer), nullable=False, server_default=text("'{}'")),
     Column("aktiv", Boolean, nullable=False, server_default=text("true")),
     Column("oprettet", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+# --- inspections (migration 0003) ---
+
+def _template_fk() -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(["tjekliste_kode", "tjekliste_version"],
+                                ["ly.tjekliste.kode", "ly.tjekliste.version"])
+
+#: Checklist templates, one row per version; a stored version never changes.
+tjekliste = Table(
+    "tjekliste", metadata,
+    Column("kode", String(64), primary_key=True),
+    Column("version", Integer, CheckConstraint("version > 0"), primary_key=True,
+           autoincrement=False),
+    Column("titel", String(254), nullable=False),
+    Column("indhold", JSONB, nullable=False),
+    Column("indhold_hash", CHAR(64), nullable=False),
+    Column("oprettet", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+kampagne = Table(
+    "kampagne", metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("navn", String(254), nullable=False),
+    Column("tjekliste_kode", String(64), nullable=False),
+    Column("tjekliste_version", Integer, nullable=False),
+    Column("periode_fra", Date, nullable=False),
+    Column("periode_til", Date, nullable=False),
+    Column("frist", Date, nullable=False),
+    Column("udvalg", JSONB, nullable=False),
+    Column("cvr_kode", Integer),
+    Column("oprettet_af", String(256), nullable=False,
+           server_default=text("ly.actor_subject()")),
+    Column("oprettet", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    _template_fk(),
+    CheckConstraint("periode_fra <= periode_til"),
+)
+
+kampagne_udvalg = Table(
+    "kampagne_udvalg", metadata,
+    Column("kampagne_id", UUID(as_uuid=True), ForeignKey("ly.kampagne.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("objekt_id", UUID(as_uuid=True), primary_key=True),
+    Column("cvr_kode", Integer),
+    Column("beliggenhedskommune", Integer),
+)
+
+eftersyn = Table(
+    "eftersyn", metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("objekt_id", UUID(as_uuid=True), nullable=False),
+    Column("kampagne_id", UUID(as_uuid=True), ForeignKey("ly.kampagne.id")),
+    Column("tjekliste_kode", String(64), nullable=False),
+    Column("tjekliste_version", Integer, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("svar", JSONB, nullable=False, server_default=text("'{}'")),
+    Column("rum", JSONB, nullable=False, server_default=text("'[]'")),
+    Column("indhold_hash", CHAR(64)),
+    Column("inspektoer", String(256), nullable=False, server_default=text("ly.actor_subject()")),
+    Column("cvr_kode", Integer),
+    Column("beliggenhedskommune", Integer),
+    Column("position", Geometry("POINT", srid=25832, spatial_index=False)),
+    Column("position_tid", DateTime(timezone=True)),
+    Column("egnethed_kode", Integer, ForeignKey("ly.d_ly_egnethed.kode")),
+    Column("pladser", Integer),
+    Column("godkendt_af", String(256)),
+    Column("godkendt_tid", DateTime(timezone=True)),
+    Column("afvist_begrundelse", String(1000)),
+    Column("indberettet_tid", DateTime(timezone=True)),
+    Column("beskyttelsesrum_versions_id", UUID(as_uuid=True)),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("oprettet", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("opdateret", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    _template_fk(),
+    CheckConstraint("status IN ('planlagt', 'kladde', 'indsendt', 'godkendt', 'afvist', "
+                    "'indberettet')"),
+    Index("eftersyn_objekt", "objekt_id"),
+    Index("eftersyn_kampagne", "kampagne_id", "status"),
+)
+
+eftersyn_foto = Table(
+    "eftersyn_foto", metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("eftersyn_id", UUID(as_uuid=True), ForeignKey("ly.eftersyn.id"), nullable=False),
+    Column("punkt", String(64)),
+    Column("rum", Integer, CheckConstraint("rum BETWEEN 1 AND 10")),
+    Column("content_type", String(40), nullable=False),
+    Column("stoerrelse", Integer, nullable=False),
+    Column("sha256", CHAR(64), nullable=False),
+    Column("bredde", Integer, nullable=False),
+    Column("hoejde", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("miniature", LargeBinary, nullable=False),
+    Column("oprettet", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("oprettet_af", String(256), nullable=False, server_default=text("ly.actor_subject()")),
+    Index("eftersyn_foto_eftersyn", "eftersyn_id"),
+)
+
+mangel = Table(
+    "mangel", metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("eftersyn_id", UUID(as_uuid=True), ForeignKey("ly.eftersyn.id"), nullable=False),
+    Column("objekt_id", UUID(as_uuid=True), nullable=False),
+    Column("punkt", String(64), nullable=False),
+    Column("rum", Integer),
+    Column("grad", CHAR(1), CheckConstraint("grad IN ('1', '2', '3', 'S')"), nullable=False),
+    Column("kritisk", Boolean, nullable=False, server_default=text("false")),
+    Column("beskrivelse", String(500), nullable=False),
+    Column("ansvarlig", String(10), CheckConstraint("ansvarlig IN ('kommune', 'ejer')"),
+           nullable=False),
+    Column("frist", Date, nullable=False),
+    Column("status", String(12), nullable=False, server_default=text("'aaben'")),
+    Column("cvr_kode", Integer),
+    Column("beliggenhedskommune", Integer),
+    Column("oprettet", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("opdateret", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("opdateret_af", String(256), nullable=False,
+           server_default=text("ly.actor_subject()")),
+    CheckConstraint("status IN ('aaben', 'planlagt', 'udbedret', 'verificeret')"),
+    Index("mangel_objekt", "objekt_id"),
+    Index("mangel_status", "status", "frist"),
 )
