@@ -119,7 +119,10 @@ def _where(q: ItemsQuery) -> tuple[sql.Composable, list]:
         params.append(q.objekt_id)
     if q.bbox is not None:
         env, env_params = envelope_expr(q.bbox, q.bbox_crs)
-        clauses.append(sql.SQL("t.geometri && {e} AND ST_Intersects(t.geometri, {e})").format(e=env))
+        # A scalar subquery is computed once per query, also in a generic (prepared) plan, so
+        # the spatial index is used instead of transforming the envelope for every row.
+        clauses.append(sql.SQL("t.geometri && (SELECT {e}) AND ST_Intersects(t.geometri, "
+                               "(SELECT {e}))").format(e=env))
         params += env_params + env_params
     if q.datetime_range is not None:
         start, end = q.datetime_range
