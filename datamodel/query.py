@@ -108,7 +108,7 @@ class ItemsQuery:
         return audience_properties(self.public)
 
 
-def _where(q: ItemsQuery) -> tuple[sql.Composable, list]:
+def where_clause(q: ItemsQuery) -> tuple[sql.Composable, list]:
     clauses: list[sql.Composable] = []
     params: list = []
     if q.asof is not None:
@@ -155,7 +155,7 @@ def items_sql(q: ItemsQuery) -> tuple[sql.Composed, list]:
     Rows: (feature json text, objekt_id). Keyset paging on objekt_id keeps deep pages as fast
     as the first.
     """
-    where, params = _where(q)
+    where, params = where_clause(q)
     keyset = sql.SQL("")
     if q.after is not None:
         keyset = sql.SQL(" AND t.objekt_id > %s")
@@ -170,7 +170,7 @@ def items_sql(q: ItemsQuery) -> tuple[sql.Composed, list]:
 
 def count_sql(q: ItemsQuery, cap: int) -> tuple[sql.Composed, list]:
     """Count of matches, reading at most `cap + 1` rows (more than cap means: not exact)."""
-    where, params = _where(q)
+    where, params = where_clause(q)
     stmt = sql.SQL(
         "SELECT count(*) FROM (SELECT 1 FROM {src} t WHERE {where} LIMIT %s) c"
     ).format(src=source(q), where=where)
@@ -181,7 +181,7 @@ def feature_sql(objekt_id: UUID, out: crsmod.Crs, asof: datetime | None = None,
                 public: bool = False) -> tuple[sql.Composed, list]:
     """One feature (current, or as of an instant). Rows: (feature json, versions_id)."""
     q = ItemsQuery(out=out, asof=asof, objekt_id=objekt_id, public=public)
-    where, params = _where(q)
+    where, params = where_clause(q)
     stmt = sql.SQL("SELECT {feature}, t.versions_id FROM {src} t WHERE {where}").format(
         feature=feature_expr(out, q.properties), src=source(q), where=where
     )

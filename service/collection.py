@@ -23,6 +23,7 @@ DESCRIPTION = (
 )
 REL_QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
+REL_TILESETS_VECTOR = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
 ITEM_ID_PATH = "/collections/" + COLLECTION_ID + "/items/{featureId}"
 
 _EXTENT_TTL = 60.0
@@ -143,6 +144,7 @@ async def description(request: Request, actor: Actor) -> dict:
             link(url(request, path + "/items", f="html"), "items", HTML, "Beskyttelsesrum (HTML)"),
             link(url(request, path + "/queryables"), REL_QUERYABLES, SCHEMA_JSON, "Queryables"),
             link(url(request, path + "/schema"), REL_SCHEMA, SCHEMA_JSON, "Skema"),
+            link(url(request, path + "/tiles"), REL_TILESETS_VECTOR, JSON, "Vector tiles"),
             link(url(request, "/kodelister"), "describedby", JSON, "Kodelister"),
         ],
         "extent": await extent(request, actor),

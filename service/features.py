@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -12,7 +12,7 @@ from datamodel import crs as crsmod
 from datamodel import query
 from datamodel.cql2sql import FilterError, parse_filter, to_sql
 from datamodel.fields import FIELDS_BY_NAME
-from service import collection, params
+from service import collection, exports, params
 from service.auth import current_actor
 from service.db import acting
 from service.errors import bad_request, not_found
@@ -33,9 +33,10 @@ def _require_collection(collection_id: str) -> None:
 def _equals_filters(request: Request, public: bool) -> dict[str, object]:
     """`?property=value` filters for queryables (Part 3 queryables-query-parameters)."""
     out: dict[str, object] = {}
+    allowed = collection.queryables(public)
     for name, raw in request.query_params.items():
-        if name in ITEMS_PARAMS:
-            continue
+        if name in ITEMS_PARAMS or name not in allowed or name == "geometri":
+            continue  # unknown names were refused by check_known already
         f = FIELDS_BY_NAME[name]
         try:
             if f.type == "integer":
@@ -46,6 +47,8 @@ def _equals_filters(request: Request, public: bool) -> dict[str, object]:
                 out[name] = params.parse_uuid(raw, name)
             elif f.type == "date-time":
                 out[name] = params.parse_instant(raw, name)
+            elif f.type == "date":
+                out[name] = date.fromisoformat(raw)
             else:
                 out[name] = raw
         except ValueError:
@@ -108,7 +111,8 @@ def _page_links(request: Request, next_cursor) -> list[dict]:
 async def items(
     request: Request,
     collection_id: str,
-    f: str | None = Query(None, description="json or html"),
+    f: str | None = Query(None, description="json or html (a page); geojson, gpkg, csv, xlsx "
+                          "or shp: an export of the whole filtered result (no limit, cursor)"),
     limit: int | None = Query(None, ge=1, description="Page size; values above the maximum "
                               "(10000) are clamped to it", json_schema_extra={"maximum": 10000}),
     bbox: str | None = Query(None, description="minx,miny,maxx,maxy in bbox-crs (CRS84)"),
@@ -129,7 +133,7 @@ async def items(
     params.drop_blank_for_html(request)
     params.check_known(request,
                        ITEMS_PARAMS | set(collection.queryables(actor.public)) - {"geometri"})
-    fmt = params.output_format(request)
+    fmt = params.output_format(request, exports=True)
     qp = request.query_params  # read here, not from the arguments: blank form fields dropped
     out = params.parse_crs(qp.get("crs"), "crs")
     q = query.ItemsQuery(
@@ -144,6 +148,8 @@ async def items(
         cql=_cql(request, actor.public),
         public=actor.public,
     )
+    if fmt in params.EXPORT_FORMATS:  # the whole filtered result as a file
+        return await exports.export(request, q, fmt)
     stmt, args = query.items_sql(q)
     async with acting(request) as conn:
         rows = await (await conn.execute(stmt, args)).fetchall()

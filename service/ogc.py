@@ -41,6 +41,16 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    # OGC API - Tiles Part 1 (vector tiles of the collection, service/tiles.py) and TMS 2.0
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/datetime",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ]
 
 _F = Query(None, description="json or html")
@@ -58,6 +68,8 @@ async def landing(request: Request, f: str | None = _F) -> Response:
         link(url(request, "/docs"), "service-doc", HTML, "API-dokumentation"),
         link(url(request, "/conformance"), "conformance", JSON, "Overensstemmelse"),
         link(url(request, "/collections"), "data", JSON, "Samlinger"),
+        link(url(request, "/tileMatrixSets"),
+             "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes", JSON, "Tile matrix sets"),
         link(url(request, "/begreber"), "glossary", JSON, "Begrebsliste"),
         link(url(request, "/kodelister"), "describedby", JSON, "Kodelister"),
     ]

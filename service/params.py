@@ -17,12 +17,15 @@ from service.errors import Problem, bad_request
 
 FORMAT_JSON, FORMAT_HTML = "json", "html"
 _F_VALUES = {"json": FORMAT_JSON, "geojson": FORMAT_JSON, "html": FORMAT_HTML}
+#: Export formats of the items resource (service/exports.py): `f=geojson` there is the whole
+#: filtered result as a file; elsewhere it is JSON.
+EXPORT_FORMATS = ("geojson", "gpkg", "csv", "xlsx", "shp")
 
 
 def drop_blank_for_html(request: Request) -> None:
     """An HTML form sends its empty fields as `name=`; for HTML requests those mean "not
     given". (API clients get the strict treatment: an empty value is an invalid one.)"""
-    if output_format(request) != FORMAT_HTML:
+    if output_format(request, exports=True) != FORMAT_HTML:
         return
     kept = [(k, v) for k, v in request.query_params.multi_items() if v.strip() != ""]
     if len(kept) != len(request.query_params.multi_items()):
@@ -47,11 +50,15 @@ def check_known(request: Request, allowed: set[str]) -> None:
             raise bad_request(key, "must not contain NUL characters")
 
 
-def output_format(request: Request) -> str:
+def output_format(request: Request, exports: bool = False) -> str:
+    """json or html; with `exports`, also an export format (returned as given)."""
     f = request.query_params.get("f")
     if f is not None:
+        if exports and f.lower() in EXPORT_FORMATS:
+            return f.lower()
         if f.lower() not in _F_VALUES:
-            raise bad_request("f", f"must be one of {', '.join(sorted(_F_VALUES))}")
+            known = sorted({*_F_VALUES, *(EXPORT_FORMATS if exports else ())})
+            raise bad_request("f", f"must be one of {', '.join(known)}")
         return _F_VALUES[f.lower()]
     accept = request.headers.get("accept", "")
     if "text/html" in accept and "json" not in accept.split("text/html")[0]:

@@ -1,0 +1,380 @@
+"""Exports of the register: GeoJSON, CSV, XLSX, GeoPackage and Shapefile, written batch by
+batch so memory stays constant however many shelters are exported.
+
+This module knows nothing of HTTP (it never imports the service). It gives
+- `export_sql(q, fmt)`: the statement that reads the filtered register (the filters of an
+  items request, no paging), for a server-side cursor;
+- a writer per format. A writer takes batches of rows of that statement:
+  streamed formats (GeoJSON, CSV) return the bytes of each batch to send at once; file
+  formats (XLSX, GeoPackage, Shapefile) append each batch to a file in a temporary
+  directory and, at the end, name the finished file (the caller streams and deletes it).
+
+Columns are the audience's attributes (`datamodel.query.audience_properties`: the public
+subset for the public) with the text twins beside their codes, and the point:
+- GeoJSON: features built by PostGIS exactly as the items resource builds them (axis order
+  of the output CRS, as OGC API - Features Part 2 says); a CRS other than CRS84 is also named
+  in the legacy `crs` member so GDAL and QGIS pick it up from the file.
+- CSV and XLSX: a `WKT` column first (GDAL reads it as the geometry), in the output CRS's
+  axis order like GeoJSON; date-times as RFC 3339 text in UTC.
+- GeoPackage: typed columns (integers, reals, text, dates, date-times in UTC), layer
+  `beskyttelsesrum`, coordinates east/north (x = longitude for geographic CRSs, as GeoPackage
+  stores them) with the CRS in the file.
+- Shapefile: a .zip with beskyttelsesrum.shp/.shx/.dbf/.prj/.cpg (UTF-8). dBASE field names
+  have at most 10 characters: each attribute gets its `Field.short_name` (`feltnavn10`); a
+  text twin is kept only when its own name fits and differs from every other column (so
+  `cvr_navn`, `oprindelse`, `status`, `offentlig` stay; `beskyt_rum`, `klargjort`, … are the
+  code fields' own short names, and those twins are dropped). Dates are dBASE dates, UUIDs
+  and date-times text, and text longer than dBASE's 254 bytes is cut there.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import numpy as np
+from psycopg import sql
+
+from datamodel import crs as crsmod
+from datamodel import query
+from datamodel.fields import FIELDS_BY_NAME, GEOMETRY_COLUMN, PUBLIC_FIELDS, SHELTER_FIELDS
+
+LAYER = "beskyttelsesrum"
+#: Rows per fetch from the server-side cursor (and per append to a file).
+BATCH = 5000
+#: Excel's sheet holds 1 048 576 rows, one of them the header.
+XLSX_MAX_ROWS = 1_048_575
+DBF_TEXT_BYTES = 254
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # the `f` value
+    media_type: str
+    suffix: str  # of the file name
+    streamed: bool  # sent while it is read (else written to a file first)
+    default_crs: crsmod.Crs
+    geometry: str  # "feature" (GeoJSON built in PostGIS), "wkt" or "wkb"
+
+
+FORMATS: dict[str, Format] = {
+    "geojson": Format("geojson", "application/geo+json", "geojson", True, crsmod.DEFAULT,
+                      "feature"),
+    "csv": Format("csv", "text/csv; charset=utf-8", "csv", True, crsmod.DEFAULT, "wkt"),
+    "xlsx": Format("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                   "xlsx", False, crsmod.DEFAULT, "wkt"),
+    # GIS files carry their CRS; Danish GIS works in the storage CRS (as GeoFA's downloads).
+    "gpkg": Format("gpkg", "application/geopackage+sqlite3", "gpkg", False, crsmod.STORAGE,
+                   "wkb"),
+    "shp": Format("shp", "application/zip", "shp.zip", False, crsmod.STORAGE, "wkb"),
+}
+
+
+class TooManyRows(ValueError):
+    """The result does not fit the format (XLSX: one sheet)."""
+
+
+def columns(public: bool) -> list[tuple[str, str]]:
+    """(name, type) of the attribute columns for an audience: each field, its twin after."""
+    out: list[tuple[str, str]] = []
+    for f in PUBLIC_FIELDS if public else SHELTER_FIELDS:
+        out.append((f.name, f.type))
+        if f.twin:
+            out.append((f.twin, "string"))
+    assert [n for n, _ in out] == query.audience_properties(public)
+    return out
+
+
+def shapefile_names(public: bool) -> list[str | None]:
+    """The dBASE name of each column of `columns(public)`, None for a twin that is dropped."""
+    cols = columns(public)
+    taken = {FIELDS_BY_NAME[n].short_name for n, _ in cols if n in FIELDS_BY_NAME}
+    assert len(taken) == len([n for n, _ in cols if n in FIELDS_BY_NAME]), "feltnavn10 clash"
+    out: list[str | None] = []
+    for name, _ in cols:
+        if name in FIELDS_BY_NAME:
+            out.append(FIELDS_BY_NAME[name].short_name)
+        elif len(name) <= 10 and name not in taken:
+            taken.add(name)
+            out.append(name)
+        else:
+            out.append(None)
+    return out
+
+
+def export_sql(q: query.ItemsQuery, fmt: Format) -> tuple[sql.Composed, list]:
+    """Every shelter matching `q` (its filters, asof, audience; `limit` and the cursor are
+    not used), ordered by objekt_id. Rows: (feature json text,) for GeoJSON; else the
+    attribute columns, then the point as WKT text or WKB."""
+    where, params = query.where_clause(q)
+    src = query.source(q)
+    if fmt.geometry == "feature":
+        select = query.feature_expr(q.out, q.properties)
+    else:
+        geom = sql.SQL("t.{}").format(sql.Identifier(GEOMETRY_COLUMN))
+        if q.out.srid != crsmod.STORAGE.srid:
+            geom = sql.SQL("ST_Transform({}, {})").format(geom, sql.Literal(q.out.srid))
+        if fmt.geometry == "wkt":
+            if q.out.lat_first:
+                geom = sql.SQL("ST_FlipCoordinates({})").format(geom)
+            geom = sql.SQL("ST_AsText({}, {})").format(geom, sql.Literal(q.out.decimals))
+        else:
+            geom = sql.SQL("ST_AsBinary({})").format(geom)
+        cols = [sql.SQL("t.{}").format(sql.Identifier(p)) for p in q.properties]
+        select = sql.SQL(", ").join([*cols, geom])
+    stmt = sql.SQL("SELECT {select} FROM {src} t WHERE {where} ORDER BY t.objekt_id").format(
+        select=select, src=src, where=where)
+    return stmt, params
+
+
+def file_name(fmt: Format, moment: datetime | None = None) -> str:
+    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return f"{LAYER}-{moment.strftime('%Y%m%dT%H%M%SZ')}.{fmt.suffix}"
+
+
+def _text(value) -> str | None:
+    """A value as text for CSV/XLSX/Shapefile: UUIDs, RFC 3339 UTC date-times."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _cell(value):
+    if isinstance(value, (int, float, str)) or value is None:
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    return _text(value)
+
+
+# --- streamed formats ---
+
+class GeoJSONWriter:
+    def __init__(self, fmt: Format, q: query.ItemsQuery):
+        self.out = q.out
+        self.count = 0
+
+    def start(self) -> bytes:
+        head = b'{"type":"FeatureCollection",'
+        if self.out.uri != crsmod.CRS84:
+            head += b'"crs":{"type":"name","properties":{"name":"' + self.out.uri.encode() + b'"}},'
+        return head + b'"features":['
+
+    def write(self, rows: list[tuple]) -> bytes:
+        if not rows:
+            return b""
+        sep = b"," if self.count else b""
+        self.count += len(rows)
+        return sep + ",".join(r[0] for r in rows).encode()
+
+    def finish(self) -> bytes:
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return (f'],"numberMatched":{self.count},"numberReturned":{self.count},'
+                f'"timeStamp":"{stamp}"}}').encode()
+
+
+class CSVWriter:
+    def __init__(self, fmt: Format, q: query.ItemsQuery):
+        self.names = [n for n, _ in columns(q.public)]
+
+    def _rows(self, rows) -> bytes:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\r\n")
+        w.writerows(rows)
+        return buf.getvalue().encode()
+
+    def start(self) -> bytes:
+        return self._rows([["WKT", *self.names]])
+
+    def write(self, rows: list[tuple]) -> bytes:
+        return self._rows([[r[-1], *("" if v is None else _text(v) for v in r[:-1])]
+                           for r in rows])
+
+    def finish(self) -> bytes:
+        return b""
+
+
+# --- file formats ---
+
+class _FileWriter:
+    """Writes to a file in its own temporary directory; `path` when finished."""
+
+    def __init__(self, fmt: Format, q: query.ItemsQuery):
+        self.fmt = fmt
+        self.q = q
+        self.dir = tempfile.mkdtemp(prefix="ly-export-")
+        self.count = 0
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class XLSXWriter(_FileWriter):
+    def __init__(self, fmt: Format, q: query.ItemsQuery):
+        super().__init__(fmt, q)
+        from openpyxl import Workbook
+
+        self.book = Workbook(write_only=True)  # rows go to a temporary file as appended
+        self.sheet = self.book.create_sheet(LAYER)
+        self.sheet.append(["WKT", *(n for n, _ in columns(q.public))])
+
+    def write(self, rows: list[tuple]) -> None:
+        self.count += len(rows)
+        if self.count > XLSX_MAX_ROWS:
+            raise TooManyRows(f"XLSX holds at most {XLSX_MAX_ROWS} shelters in a sheet; "
+                              "narrow the filter or export CSV")
+        for r in rows:
+            self.sheet.append([r[-1], *(_cell(v) for v in r[:-1])])
+
+    def finish(self) -> str:
+        path = os.path.join(self.dir, f"{LAYER}.xlsx")
+        self.book.save(path)
+        return path
+
+
+class _OGRWriter(_FileWriter):
+    """GeoPackage and Shapefile through GDAL (pyogrio), one append per batch."""
+
+    driver = ""
+    filename = ""
+
+    def __init__(self, fmt: Format, q: query.ItemsQuery):
+        super().__init__(fmt, q)
+        self.columns = columns(q.public)
+        self.path = os.path.join(self.dir, self.filename)
+        self.crs = f"EPSG:{q.out.srid}"
+
+    def _arrays(self, rows: list[tuple]) -> tuple[list, list, list]:
+        """(names, arrays, masks) of the attribute columns of a batch."""
+        names, data, masks = [], [], []
+        for i, (name, kind) in enumerate(self.columns):
+            values = [r[i] for r in rows]
+            names.append(name)
+            if kind == "integer":
+                mask = np.array([v is None for v in values])
+                data.append(np.array([0 if v is None else v for v in values], dtype="int64"))
+                masks.append(mask)
+            elif kind == "number":
+                data.append(np.array([np.nan if v is None else float(v) for v in values],
+                                     dtype="float64"))
+                masks.append(None)
+            elif kind == "date":  # a GDAL Date field (GeoPackage and dBASE have them)
+                data.append(np.array(values, dtype="datetime64[D]"))
+                masks.append(None)
+            else:
+                data.append(np.array([_text(v) for v in values], dtype=object))
+                masks.append(None)
+        return names, data, masks
+
+    def _write(self, rows, names, data, masks, **kw) -> None:
+        from pyogrio.raw import write
+
+        geometry = np.array([bytes(r[-1]) for r in rows], dtype=object)
+        write(self.path, geometry, data, names, field_mask=masks, layer=LAYER,
+              driver=self.driver, geometry_type="Point", crs=self.crs,
+              append=self.count > 0, **kw)
+        self.count += len(rows)
+
+
+class GPKGWriter(_OGRWriter):
+    driver = "GPKG"
+    filename = f"{LAYER}.gpkg"
+
+    def write(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        names, data, masks = self._arrays(rows)
+        tz = {}
+        for i, (name, kind) in enumerate(self.columns):
+            if kind == "date-time":
+                values = [r[i] for r in rows]
+                # UTC, without zone in numpy; GDAL's zone flag 100 means UTC.
+                data[i] = np.array([None if v is None else
+                                    v.astimezone(timezone.utc).replace(tzinfo=None)
+                                    for v in values], dtype="datetime64[ms]")
+                tz[name] = np.full(len(rows), 100, dtype="int32")
+        self._write(rows, names, data, masks, gdal_tz_offsets=tz)
+
+    def finish(self) -> str | None:
+        if self.count == 0:  # no batch was written: an empty layer with its columns
+            self._write_empty()
+        return self.path
+
+    def _write_empty(self) -> None:
+        from pyogrio.raw import write
+
+        names = [n for n, _ in self.columns]
+        dtypes = {"integer": "int64", "number": "float64", "date-time": "datetime64[ms]",
+                  "date": "datetime64[D]"}
+        data = [np.array([], dtype=dtypes.get(k, object)) for _, k in self.columns]
+        write(self.path, np.array([], dtype=object), data, names, layer=LAYER,
+              driver=self.driver, geometry_type="Point", crs=self.crs)
+
+
+def _dbf_text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    raw = value.encode()
+    if len(raw) <= DBF_TEXT_BYTES:
+        return value
+    return raw[:DBF_TEXT_BYTES].decode(errors="ignore")  # never half a character
+
+
+class ShapefileWriter(_OGRWriter):
+    driver = "ESRI Shapefile"
+    filename = f"{LAYER}.shp"
+
+    def __init__(self, fmt: Format, q: query.ItemsQuery):
+        super().__init__(fmt, q)
+        self.short = shapefile_names(q.public)
+
+    def _shp_arrays(self, rows):
+        names, data, masks = self._arrays(rows)
+        keep = [i for i, s in enumerate(self.short) if s is not None]
+        for i in keep:
+            if data[i].dtype == object:
+                data[i] = np.array([_dbf_text(v) for v in data[i]], dtype=object)
+        return ([self.short[i] for i in keep], [data[i] for i in keep],
+                [masks[i] for i in keep])
+
+    def write(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        names, data, masks = self._shp_arrays(rows)
+        self._write(rows, names, data, masks, encoding="UTF-8")
+
+    def finish(self) -> str:
+        if self.count == 0:
+            from pyogrio.raw import write
+
+            names = [s for s in self.short if s is not None]
+            kinds = [k for (_, k), s in zip(self.columns, self.short) if s is not None]
+            dtypes = {"integer": "int64", "number": "float64", "date": "datetime64[D]"}
+            data = [np.array([], dtype=dtypes.get(k, object)) for k in kinds]
+            write(self.path, np.array([], dtype=object), data, names, layer=LAYER,
+                  driver=self.driver, geometry_type="Point", crs=self.crs, encoding="UTF-8")
+        stem = os.path.join(self.dir, LAYER)
+        zpath = os.path.join(self.dir, f"{LAYER}.shp.zip")
+        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+            for ext in ("shp", "shx", "dbf", "prj", "cpg"):
+                if os.path.exists(f"{stem}.{ext}"):
+                    z.write(f"{stem}.{ext}", f"{LAYER}.{ext}")
+                    os.unlink(f"{stem}.{ext}")  # keep only the zip on disk
+        return zpath
+
+
+WRITERS = {"geojson": GeoJSONWriter, "csv": CSVWriter, "xlsx": XLSXWriter,
+           "gpkg": GPKGWriter, "shp": ShapefileWriter}
+
+
+def writer(fmt: Format, q: query.ItemsQuery):
+    return WRITERS[fmt.name](fmt, q)
