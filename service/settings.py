@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     dev_issuer: str = "ly-dev"
     dev_audience: str = "ly"
 
+    # --- maps (/kort) ---
+    #: Basemap of the map pages: OpenStreetMap, Dataforsyningen's skærmkort (needs a token),
+    #: or none. The pages work without any basemap reachable.
+    basemap: Literal["osm", "dataforsyningen", "none"] = "osm"
+    dataforsyningen_token: str | None = None
+    #: Most shelters one map page embeds; above it the page says so (vector tiles later).
+    map_max_features: int = 20_000
+
     @model_validator(mode="after")
     def _production_refuses_dev_keys(self):
         if self.environment == "production" and self.dev_key_file:
@@ -58,4 +66,6 @@ class Settings(BaseSettings):
             raise ValueError("LY_OIDC_ISSUER needs LY_OIDC_JWKS_URL or LY_OIDC_JWKS_FILE")
         if self.oidc_issuer and not self.oidc_audience:
             raise ValueError("LY_OIDC_ISSUER needs LY_OIDC_AUDIENCE")
+        if self.basemap == "dataforsyningen" and not self.dataforsyningen_token:
+            raise ValueError("LY_BASEMAP=dataforsyningen needs LY_DATAFORSYNINGEN_TOKEN")
         return self
