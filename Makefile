@@ -18,7 +18,7 @@ export LY_TEST_DATABASE_URL ?= $(patsubst %/ly,%/ly_test,$(DATABASE_URL))
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: setup venv db system-deps run serve migrate demo test bench clean
+.PHONY: setup venv db system-deps run serve migrate demo test bench bench-quick clean
 
 setup: venv db
 
@@ -60,8 +60,13 @@ serve: venv
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Benchmarks against tipg and pygeoapi (bench/README.md): builds a 1,000,000-shelter data set
+# in database ly_bench, installs wrk/pgbench/ogr2ogr and the peers' venvs when missing.
 bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: setup
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info test-output

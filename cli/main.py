@@ -7,6 +7,10 @@
     ly dev-key                 create the local development signing key
     ly dev-token --role R ...  print a development token (development configurations only)
     ly api-key create --name N --role R ...   create an API key for a machine client
+    ly import-list FILE --mapping M --kommune K [--publish]   stage (and publish) a municipal list
+    ly import-bbr [--kommune K] [--publish]   stage (and publish) sikringsrum from BBR/DAR
+    ly geofa export|pull|push|sync ...        GeoFA exchange formats and two-way sync
+    ly runs list|show|publish|rollback|resume|report ...   the log of runs
 """
 
 from __future__ import annotations
@@ -133,6 +137,208 @@ def cmd_api_key(args) -> int:
     return 0
 
 
+# --- imports and sync (loaders.staging, loaders.municipal_list, loaders.bbr, loaders.geofa) ---
+
+def _progress(desc: str):
+    """A loaders.staging.Progress drawing a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    from loaders.staging import Progress
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request spoils the bar
+    bar = tqdm(desc=desc, unit="række", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def total(n: int) -> None:
+        bar.total = n
+        bar.refresh()
+
+    return Progress(advance=bar.update, total=total), bar
+
+
+def _print_run(conn, run_id: int, report_path: str | None = None) -> int:
+    from loaders import staging
+
+    run = staging.get_run(conn, run_id)
+    print(f"run {run_id} ({run['art']}): {run['status']}")
+    print("  counters: " + ", ".join(f"{k} {v}" for k, v in sorted(run["taellere"].items())))
+    for rule in (run.get("kvalitet") or {}).get("regler", []):
+        if not rule["bestaaet"] or rule["regel"] == "afvist_andel":
+            print(f"  gate {'ok  ' if rule['bestaaet'] else 'FAIL'}: {rule['forklaring']}")
+    rejected = staging.rejections(conn, run_id)
+    if rejected:
+        rows = len({r["raekke"] for r in rejected})
+        if report_path:
+            staging.write_rejections(conn, run_id, report_path)
+            print(f"  {rows} rejected row(s), every reason in {report_path}:")
+        else:
+            print(f"  {rows} rejected row(s) (all of them: ly runs report {run_id} --out FILE):")
+        for r in rejected[:10]:
+            print(f"    row {r['raekke']}: {r['felt']}: {r['aarsag']}")
+        if len(rejected) > 10:
+            print(f"    … {len(rejected) - 10} more")
+    if run.get("fejl"):
+        print(f"  stopped: {run['fejl']} (resume with `ly runs resume {run_id}`)")
+    return {"publiceret": 0, "klar": 0, "tilbagerullet": 0, "afvist": 3}.get(run["status"], 1)
+
+
+def _gate(args):
+    from loaders.staging import Gate
+
+    return Gate(max_afvist_andel=args.max_afvist, max_pladstab_andel=args.max_pladstab)
+
+
+def _run_guarded(conn, run_id: int, fn) -> None:
+    from loaders import staging
+
+    try:
+        fn()
+    except staging.RunError:
+        raise
+    except Exception as exc:
+        staging.mark_failed(conn, run_id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def cmd_import_list(args) -> int:
+    from loaders import municipal_list, staging
+
+    with psycopg.connect(psycopg_url(_database_url(args))) as conn:
+        try:
+            run_id = municipal_list.start(
+                conn, args.file, mapping=args.mapping, kommunekode=args.kommune, crs=args.crs,
+                gate=_gate(args), fuld=args.fuld, fix_swapped=args.ret_byttede_akser,
+                subjekt=args.subjekt)
+        except staging.RunError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 2
+        if args.rapport is None:  # the rejected rows always go to a file
+            args.rapport = f"{Path(args.file).stem}-koersel-{run_id}-afviste.csv"
+        print(f"run {run_id}: staging {args.file}", file=sys.stderr)
+        progress, bar = _progress("indlæser")
+        try:
+            _run_guarded(conn, run_id, lambda: municipal_list.stage_run(
+                conn, run_id, batch_size=args.batch_size, progress=progress))
+        except staging.RunError as exc:
+            print(f"stopped: {exc}", file=sys.stderr)
+        finally:
+            bar.close()
+        return _finish(conn, run_id, args)
+
+
+def _finish(conn, run_id: int, args) -> int:
+    from loaders import staging
+
+    run = staging.get_run(conn, run_id)
+    if getattr(args, "publish", False) and run["status"] == "klar":
+        progress, bar = _progress("publicerer")
+        try:
+            staging.publish(conn, run_id, progress=progress)
+        except staging.RunError as exc:
+            print(f"not published: {exc}", file=sys.stderr)
+        finally:
+            bar.close()
+    return _print_run(conn, run_id, getattr(args, "rapport", None))
+
+
+def cmd_import_bbr(args) -> int:
+    from loaders import bbr, staging
+
+    with psycopg.connect(psycopg_url(_database_url(args))) as conn:
+        source = bbr.Datafordeler(args.bbr_url, args.dar_url, api_key=args.api_key)
+        run_id = bbr.start(conn, kommuner=args.kommune, gate=_gate(args), subjekt=args.subjekt,
+                           bbr_url=args.bbr_url, dar_url=args.dar_url, fuld=not args.ikke_fuld)
+        print(f"run {run_id}: reading BBR/DAR", file=sys.stderr)
+        progress, bar = _progress("BBR")
+        try:
+            _run_guarded(conn, run_id, lambda: bbr.stage_run(conn, run_id, source,
+                                                             progress=progress))
+        except staging.RunError as exc:
+            print(f"stopped: {exc}", file=sys.stderr)
+        finally:
+            bar.close()
+        return _finish(conn, run_id, args)
+
+
+def cmd_runs(args) -> int:
+    from loaders import staging
+
+    with psycopg.connect(psycopg_url(_database_url(args))) as conn:
+        try:
+            if args.action == "list":
+                for r in staging.list_runs(conn, args.limit):
+                    t = r["taellere"] or {}
+                    print(f"{r['id']:>6}  {r['art']:<15} {r['status']:<13} {r['startet'][:19]}  "
+                          f"kommune {r['kommunekode'] or '-':<4} laest {t.get('laest', 0)} "
+                          f"afviste {t.get('afviste', 0)} opret {t.get('opret', 0)} "
+                          f"ret {t.get('ret', 0)} afslut {t.get('afslut', 0)}  {r['kilde']}")
+                return 0
+            if args.action == "show":
+                code = _print_run(conn, args.id, args.rapport)
+                if args.kandidater:
+                    for c in staging.candidates(conn, args.id):
+                        print(f"    row {c['raekke']}: {c['maal']} {c['handling']} "
+                              f"{c['objekt_id']} ({c['match']}) {c['aendringer'] or ''}")
+                return code
+            if args.action == "report":
+                n = staging.write_rejections(conn, args.id, args.out)
+                print(f"{n} rejection(s) written to {args.out}")
+                return 0
+            if args.action == "publish":
+                progress, bar = _progress("publicerer")
+                try:
+                    staging.publish(conn, args.id, force=args.force, progress=progress)
+                finally:
+                    bar.close()
+                return _print_run(conn, args.id)
+            if args.action == "rollback":
+                progress, bar = _progress("ruller tilbage")
+                try:
+                    staging.rollback(conn, args.id, progress=progress)
+                finally:
+                    bar.close()
+                return _print_run(conn, args.id)
+            if args.action == "resume":
+                return _resume(conn, args)
+        except staging.RunError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 2
+    return 2
+
+
+def _resume(conn, args) -> int:
+    from loaders import staging
+
+    run = staging.get_run(conn, args.id)
+    progress, bar = _progress("genoptager")
+    try:
+        if run["art"] == "kommunal_liste":
+            from loaders import municipal_list
+
+            _run_guarded(conn, args.id, lambda: municipal_list.stage_run(
+                conn, args.id, batch_size=args.batch_size, progress=progress))
+        elif run["art"] == "bbr":
+            from loaders import bbr
+
+            p = run["parametre"]
+            source = bbr.Datafordeler(p["bbr_url"], p["dar_url"], api_key=args.api_key)
+            _run_guarded(conn, args.id, lambda: bbr.stage_run(conn, args.id, source,
+                                                              progress=progress))
+        else:
+            raise staging.RunError(f"a {run['art']} run is not resumed; start a new sync "
+                                   "(it continues from the cursor)")
+    finally:
+        bar.close()
+    return _finish(conn, args.id, args)
+
+
+def _add_gate_args(p) -> None:
+    p.add_argument("--max-afvist", type=float, default=0.25,
+                   help="largest share of rejected rows the gate allows (default 0.25)")
+    p.add_argument("--max-pladstab", type=float, default=0.10,
+                   help="largest share of its places a municipality may lose (default 0.10)")
+    p.add_argument("--subjekt", default="ly-import", help="who is importing (audit trail)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ly", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,6 +383,65 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--cvr", type=int)
     k.add_argument("--kommune", action="append", default=[])
     k.set_defaults(func=cmd_api_key)
+
+    p = sub.add_parser("import-list", help="stage (and publish) a municipal list of shelters")
+    p.add_argument("file", help="CSV, XLSX, GeoPackage, Shapefile or GeoJSON")
+    p.add_argument("--mapping", help="column mapping (JSON); see README")
+    p.add_argument("--kommune", type=int, help="the municipality whose list this is")
+    p.add_argument("--crs", help="EPSG:25832, EPSG:4326 or CRS84 (default: the file's, or "
+                                 "detected)")
+    p.add_argument("--publish", action="store_true", help="publish when the gate passes")
+    p.add_argument("--fuld", action="store_true",
+                   help="the list is complete: end the municipality's shelters of its types that "
+                        "it does not have")
+    p.add_argument("--ret-byttede-akser", action="store_true",
+                   help="correct rows with swapped axes instead of rejecting them")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--rapport", help="CSV file for the rejected rows")
+    _add_gate_args(p)
+    p.set_defaults(func=cmd_import_list)
+
+    p = sub.add_parser("import-bbr", help="stage (and publish) sikringsrum from BBR/DAR")
+    p.add_argument("--kommune", type=int, action="append", default=[],
+                   help="kommunekode (repeatable; default all)")
+    p.add_argument("--bbr-url", default="https://graphql.datafordeler.dk/BBR/v1")
+    p.add_argument("--dar-url", default="https://graphql.datafordeler.dk/DAR/v1")
+    p.add_argument("--api-key", default=None, help="Datafordeler API key (or DATAFORDELER_API_KEY)")
+    p.add_argument("--ikke-fuld", action="store_true",
+                   help="do not end BBR shelters whose building is no longer delivered")
+    p.add_argument("--publish", action="store_true")
+    p.add_argument("--rapport", help="CSV file for the rejected buildings")
+    _add_gate_args(p)
+    p.set_defaults(func=cmd_import_bbr)
+
+    from loaders.geofa.cli import add_parser as add_geofa_parser
+
+    add_geofa_parser(sub, _database_url, _progress)
+
+    p = sub.add_parser("runs", help="the log of imports and syncs")
+    runs = p.add_subparsers(dest="action", required=True)
+    r = runs.add_parser("list", help="the newest runs")
+    r.add_argument("--limit", type=int, default=30)
+    for name, helptext in (("show", "a run's counters, gate and rejected rows"),
+                           ("publish", "publish a staged run (one transaction)"),
+                           ("rollback", "undo a published run with new versions"),
+                           ("resume", "continue an interrupted run"),
+                           ("report", "write a run's rejected rows to a CSV file")):
+        r = runs.add_parser(name, help=helptext)
+        r.add_argument("id", type=int)
+        if name == "show":
+            r.add_argument("--kandidater", action="store_true", help="list the changes too")
+            r.add_argument("--rapport")
+        if name == "publish":
+            r.add_argument("--force", action="store_true", help="publish despite a failed gate")
+        if name == "resume":
+            r.add_argument("--publish", action="store_true")
+            r.add_argument("--batch-size", type=int, default=200)
+            r.add_argument("--api-key", default=None)
+            r.add_argument("--rapport", help="CSV file for the rejected rows")
+        if name == "report":
+            r.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("serve", help="serve the API")
     p.add_argument("--host", default="127.0.0.1")

@@ -80,7 +80,8 @@ def point_from_geojson(geometry: Any, in_crs: crsmod.Crs, problems: list[Problem
         return x, y
     sx, sy = _project((lon_lat[1], lon_lat[0]), in_crs)
     if sx is not None and _inside(crsmod.DENMARK_25832_BOX, sx, sy):
-        order = "latitude, longitude" if in_crs.lat_first else "longitude, latitude"
+        order = ("latitude, longitude" if in_crs.lat_first else "longitude, latitude"
+                 if in_crs.geographic else "easting, northing")
         problems.append(Problem(
             "geometry.coordinates",
             f"the axes look swapped: {in_crs.uri} expects {order} ({a}, {b} lies outside Denmark, "

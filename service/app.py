@@ -9,7 +9,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from pathlib import Path
 
-from service import admin, errors, features, ogc, openapi, transactions
+from service import (admin, campaigns, errors, features, inspections, maps, ogc, openapi,
+                     reports, runs, tiles, transactions)
 from service.auth import build_issuers, current_actor
 from service.db import make_pool
 from service.http import OPENAPI_JSON, json_response
@@ -40,8 +41,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(ogc.router)
     app.include_router(features.router)
+    app.include_router(tiles.router)
     app.include_router(transactions.router)
     app.include_router(admin.router)
+    app.include_router(runs.router)
+    app.include_router(maps.router)
+    app.include_router(reports.router)
+    app.include_router(inspections.router)
+    app.include_router(campaigns.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static")
 

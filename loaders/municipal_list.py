@@ -1,0 +1,790 @@
+"""Import a municipality's list of shelters: CSV, XLSX, GeoPackage, Shapefile or GeoJSON.
+
+A column mapping (JSON) says which source column holds which attribute:
+
+```json
+{"kolonner": {"Navn": "navn", "Pladser": "pladser", "Type": "beskyt_rum_kode",
+              "Øst": "x", "Nord": "y", "Adresse": "adresse", "Nr": "noegle"},
+ "vaerdier": {"beskyt_rum_kode": {"BDG": 3, "Offentligt": 1}},
+ "standard": {"off_kode": 3},
+ "crs": "EPSG:25832", "ark": "Ark1"}
+```
+
+(a flat `{"Navn": "navn", …}` is read as `kolonner`). Targets are the register's attribute
+names (`datamodel/fields.py`) or `x`/`y` (easting/northing, or longitude/latitude), `lat`/`lon`,
+`adresse` ("Vejnavn 12, 2100 København Ø"), `objekt_id` (a match key) and `ignorer`. Columns the
+mapping does not name are taken when they carry an attribute's name or its `feltnavn10` alias
+(so a GeoFA file upload, Shapefile with `temakode`, reads without a mapping). Coded attributes
+take the code or its text ("Betondækningsgrav").
+
+Coordinates are EPSG:25832 or EPSG:4326/CRS84, declared (`--crs`, the mapping's `crs`, the
+file's own CRS) or detected from their magnitude; swapped latitude/longitude (or
+easting/northing) are detected and the row rejected saying so (or corrected with
+`fix_swapped`). Rows are matched to existing shelters by `objekt_id`, `noegle`, BBR building id
+or address; unmatched rows are new shelters. Every rejected row is reported with its row number,
+field and reason (`ly.afvist`, and a CSV report file).
+
+The import is a staged run (`loaders.staging`): nothing reaches the register until the run is
+published, in one transaction, after its quality gate.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg
+
+from datamodel import crs as crsmod
+from datamodel.codelists import load_codelists
+from datamodel.fields import FIELDS_BY_NAME, SHELTER_FIELDS, TEMAKODE, WRITABLE_FIELDS
+from datamodel.rules import Problem, complete, point_from_geojson, validate_properties
+from loaders import staging
+from loaders.staging import Gate, Progress, Rejected, RunError, Staged
+
+ART = "kommunal_liste"
+COORD_TARGETS = ("x", "y", "lat", "lon")
+SPECIAL_TARGETS = COORD_TARGETS + ("adresse", "objekt_id", "temakode", "ignorer")
+WRITABLE = [f.name for f in WRITABLE_FIELDS]
+SPREADSHEETS = (".csv", ".txt", ".tsv", ".xlsx", ".xlsm")
+VECTORS = (".gpkg", ".shp", ".zip", ".geojson", ".json", ".gml")
+KILDE_KOMMUNAL_LISTE = 2
+
+
+class MappingError(RunError):
+    """The mapping or the file cannot be used at all (nothing is staged)."""
+
+
+# --- the mapping ---------------------------------------------------------------------------
+
+@dataclass
+class Mapping:
+    kolonner: dict[str, str] = field(default_factory=dict)  # source column -> target
+    vaerdier: dict[str, dict[str, Any]] = field(default_factory=dict)  # field -> text -> code
+    standard: dict[str, Any] = field(default_factory=dict)  # defaults for new shelters
+    crs: str | None = None
+    ark: str | None = None  # worksheet of an XLSX file
+
+    @classmethod
+    def load(cls, source: str | Path | dict | None) -> "Mapping":
+        if source is None:
+            return cls()
+        if isinstance(source, dict):
+            data = source
+        else:
+            try:
+                data = json.loads(Path(source).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise MappingError(f"mapping {source}: cannot be read as JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise MappingError("mapping: must be a JSON object")
+        if "kolonner" not in data and all(isinstance(v, (str, type(None))) for v in data.values()):
+            data = {"kolonner": data}
+        unknown = set(data) - {"kolonner", "vaerdier", "standard", "crs", "ark"}
+        if unknown:
+            raise MappingError(f"mapping: unknown member(s) {', '.join(sorted(unknown))} (allowed:"
+                               " kolonner, vaerdier, standard, crs, ark)")
+        m = cls(kolonner={k: (v or "ignorer") for k, v in (data.get("kolonner") or {}).items()},
+                vaerdier={k: {str(t).casefold(): c for t, c in v.items()}
+                          for k, v in (data.get("vaerdier") or {}).items()},
+                standard=dict(data.get("standard") or {}), crs=data.get("crs"), ark=data.get("ark"))
+        for column, target in m.kolonner.items():
+            if target not in SPECIAL_TARGETS and target not in WRITABLE:
+                raise MappingError(f"mapping: column {column!r} maps to {target!r}, which is not "
+                                   "an attribute of beskyttelsesrum (nor x, y, lat, lon, adresse, "
+                                   "objekt_id, ignorer)")
+        for name in list(m.vaerdier) + list(m.standard):
+            if name not in WRITABLE:
+                raise MappingError(f"mapping: {name!r} is not a writable attribute")
+        return m
+
+    def as_dict(self) -> dict:
+        return {"kolonner": self.kolonner, "vaerdier": self.vaerdier, "standard": self.standard,
+                "crs": self.crs, "ark": self.ark}
+
+
+def _auto_target(column: str, exact: bool) -> str | None:
+    """The attribute a column name stands for without a mapping: its name (`exact`), or its
+    feltnavn10 alias."""
+    c = column.strip().lower()
+    if exact:
+        if c in FIELDS_BY_NAME and FIELDS_BY_NAME[c].writable:
+            return c
+        if c in ("objekt_id", "temakode", "x", "y", "lat", "lon", "adresse"):
+            return c
+        return None
+    for f in SHELTER_FIELDS:
+        if f.writable and f.feltnavn10 == c:
+            return f.name
+    return None
+
+
+def resolve_columns(columns: list[str], mapping: Mapping) -> tuple[dict[str, str], list[str]]:
+    """(column -> target, ignored columns); refuses mapped columns the file lacks and targets
+    claimed by two columns. Mapped columns come first, then exact attribute names, then
+    feltnavn10 aliases for what is still unclaimed (so GeoFA's text twin `beskyt_rum` beside
+    `beskyt_rum_kode` is ignored, while a Shapefile's `beskyt_rum` is the code)."""
+    missing = [c for c in mapping.kolonner if c not in columns]
+    if missing:
+        raise MappingError(f"mapping names column(s) {', '.join(map(repr, missing))} which the file"
+                           f" does not have; it has: {', '.join(map(repr, columns))}")
+    targets: dict[str, str] = {}
+    claimed: dict[str, str] = {}
+
+    def claim(column: str, target: str, explicit: bool) -> None:
+        if target in claimed:
+            if not explicit:
+                return
+            raise MappingError(f"columns {claimed[target]!r} and {column!r} both map to "
+                               f"{target!r}; map one of them to \"ignorer\"")
+        claimed[target] = column
+        targets[column] = target
+
+    for column, target in mapping.kolonner.items():
+        if target != "ignorer":
+            claim(column, target, True)
+    for exact in (True, False):
+        for column in columns:
+            if column in targets or column in mapping.kolonner:
+                continue
+            target = _auto_target(column, exact)
+            if target is not None:
+                claim(column, target, False)
+    ignored = [c for c in columns if c not in targets]
+    return {c: targets[c] for c in columns if c in targets}, ignored
+
+
+# --- reading the file ----------------------------------------------------------------------
+
+@dataclass
+class SourceRow:
+    raekke: int  # the spreadsheet row number (header = 1), or the feature number (from 1)
+    values: dict[str, Any]
+    point: tuple[float, float] | None = None  # the file's own geometry, in the file's CRS
+
+
+@dataclass
+class Source:
+    rows: list[SourceRow]
+    columns: list[str]
+    crs: str | None = None  # the file's own CRS (vector files)
+    kind: str = "csv"
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def _read_csv(path: Path) -> Source:
+    text = _decode(path.read_bytes())
+    sample = text[:4096]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=";,\t|")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header: list[str] | None = None
+    rows: list[SourceRow] = []
+    for number, record in enumerate(reader, start=1):
+        if header is None:
+            if any(c.strip() for c in record):
+                header = [c.strip() for c in record]
+            continue
+        values = {h: (record[i].strip() if i < len(record) else None) for i, h in enumerate(header)
+                  if h}
+        rows.append(SourceRow(number, values))
+    if header is None:
+        raise MappingError(f"{path.name}: the file is empty (no header row)")
+    return Source(rows, [h for h in header if h], kind="csv")
+
+
+def _read_xlsx(path: Path, sheet: str | None) -> Source:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a broken file
+        raise MappingError(f"{path.name}: not a readable XLSX workbook ({exc})") from None
+    if sheet is not None and sheet not in wb.sheetnames:
+        raise MappingError(f"{path.name}: no worksheet {sheet!r} (it has "
+                           f"{', '.join(wb.sheetnames)})")
+    ws = wb[sheet] if sheet else wb.worksheets[0]
+    header: list[str] | None = None
+    rows: list[SourceRow] = []
+    for number, record in enumerate(ws.iter_rows(values_only=True), start=1):
+        if header is None:
+            if any(c not in (None, "") for c in record):
+                header = ["" if c is None else str(c).strip() for c in record]
+            continue
+        values = {h: (record[i] if i < len(record) else None) for i, h in enumerate(header) if h}
+        values = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items()}
+        rows.append(SourceRow(number, values))
+    wb.close()
+    if header is None:
+        raise MappingError(f"{path.name}: the worksheet is empty (no header row)")
+    return Source(rows, [h for h in header if h], kind="xlsx")
+
+
+def _read_vector(path: Path) -> Source:
+    import pyogrio
+
+    try:
+        table = pyogrio.read_dataframe(path, use_arrow=False)
+    except Exception as exc:  # GDAL errors come in several classes
+        raise MappingError(f"{path.name}: cannot be read as a vector file ({exc})") from None
+    crs_name = None
+    if table.crs is not None:
+        authority = table.crs.to_authority() or ("", "")
+        if authority == ("OGC", "CRS84") or table.crs.to_epsg() == 4326:
+            crs_name = "CRS84"  # GDAL hands out longitude, latitude
+        elif table.crs.to_epsg() == 25832:
+            crs_name = "EPSG:25832"
+        else:  # any other CRS the file declares: transformed to the storage CRS
+            table = table.to_crs(25832)
+            crs_name = "EPSG:25832"
+    columns = [c for c in table.columns if c != "geometry"]
+    rows: list[SourceRow] = []
+    for i, rec in enumerate(table.to_dict("records"), start=1):
+        geom = rec.pop("geometry", None)
+        values = {c: _plain(v) for c, v in rec.items()}
+        point = None
+        if geom is not None and not geom.is_empty:
+            if geom.geom_type == "Point":
+                point = (geom.x, geom.y)
+            elif geom.geom_type == "MultiPoint" and len(geom.geoms) == 1:
+                point = (geom.geoms[0].x, geom.geoms[0].y)
+            else:
+                values["__geometri_fejl__"] = f"{geom.geom_type} is not a point"
+        rows.append(SourceRow(i, values, point))
+    return Source(rows, columns, crs=crs_name, kind="vector")
+
+
+def _plain(v: Any) -> Any:
+    """A pandas/numpy cell as a plain Python value (NaN/NaT -> None)."""
+    if v is None:
+        return None
+    try:
+        import pandas as pd
+
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(v, "item"):
+        v = v.item()
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v.strip() if isinstance(v, str) else v
+
+
+def read_source(path: str | Path, mapping: Mapping) -> Source:
+    path = Path(path)
+    if not path.exists():
+        raise MappingError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return _read_xlsx(path, mapping.ark)
+    if suffix in (".csv", ".txt", ".tsv"):
+        return _read_csv(path)
+    if suffix in VECTORS:
+        return _read_vector(path)
+    raise MappingError(f"{path.name}: unknown format {suffix!r} (CSV, XLSX, GeoPackage, "
+                       "Shapefile, GeoJSON)")
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- values --------------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+
+
+def _number(value: Any) -> float | None:
+    """A number from a cell: 12, 12.5, "12,5", "6 170 000,25"; None for blank; raises
+    ValueError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError
+        return float(value)
+    s = str(value).strip().replace("\u00a0", "").replace(" ", "")
+    if s == "":
+        return None
+    if s.count(",") == 1 and s.count(".") >= 1 and s.index(".") < s.index(","):
+        s = s.replace(".", "")  # 6.170.000,25
+    if not _NUMBER.match(s):
+        raise ValueError
+    return float(s.replace(",", "."))
+
+
+def _code_from_text(name: str, value: Any, mapping: Mapping) -> Any:
+    f = FIELDS_BY_NAME[name]
+    text = str(value).strip()
+    mapped = mapping.vaerdier.get(name, {}).get(text.casefold())
+    if mapped is not None:
+        return mapped
+    try:
+        n = _number(text)
+    except ValueError:
+        n = None
+    if n is not None and float(n).is_integer():
+        return int(n)
+    codes = load_codelists()[f.codelist]
+    for c in codes.values:
+        if c.tekst.casefold() == text.casefold():
+            return c.kode
+    allowed = ", ".join(f"{c.kode} {c.tekst}" for c in codes.values if c.aktiv)
+    raise ValueError(f"{text!r} is not a code or text of {f.codelist} (allowed: {allowed})")
+
+
+def convert(name: str, value: Any, mapping: Mapping) -> Any:
+    """A cell as the JSON value the validation rules expect; raises ValueError with a reason."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    f = FIELDS_BY_NAME[name]
+    if f.codelist:
+        return _code_from_text(name, value, mapping)
+    if f.type == "integer":
+        try:
+            n = _number(value)
+        except ValueError:
+            raise ValueError(f"must be an integer, not {value!r}") from None
+        if not float(n).is_integer():
+            raise ValueError(f"must be an integer, not {value!r}")
+        return int(n)
+    if f.type == "number":
+        try:
+            return _number(value)
+        except ValueError:
+            raise ValueError(f"must be a number, not {value!r}") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+_ADDRESS = re.compile(
+    r"^\s*(?P<vej>.*?[^\d\s,][^,]*?)\s+(?P<husnr>\d{1,3}\s?[A-Za-zÆØÅæøå]?)\b\s*"
+    r"(?:,[^,\d]*?)?(?:,?\s*(?P<postnr>\d{4})\s+(?P<by>[^,]+?))?\s*$")
+
+
+def parse_address(text: str) -> dict | None:
+    """{vejnavn, husnr, postnr, postnr_by} from "Vejnavn 12A, 2100 København Ø"; None if the
+    text does not look like an address."""
+    m = _ADDRESS.match(text or "")
+    if not m:
+        return None
+    out = {"vejnavn": m.group("vej").strip(" ,"),
+           "husnr": m.group("husnr").replace(" ", "").upper()}
+    if m.group("postnr"):
+        out["postnr"] = int(m.group("postnr"))
+        out["postnr_by"] = m.group("by").strip()
+    return out
+
+
+# --- CRS -----------------------------------------------------------------------------------
+
+def declared_crs(value: str | None) -> crsmod.Crs | None:
+    if value is None:
+        return None
+    c = crsmod.lookup(value)
+    if c is None or c.srid not in (4326, 25832):
+        raise MappingError(f"crs: {value!r} is not supported (EPSG:25832, EPSG:4326 or CRS84)")
+    return c
+
+
+def detect_crs(pairs: list[tuple[float, float]]) -> crsmod.Crs:
+    """EPSG:25832 when the coordinates are metres, else CRS84 (longitude, latitude; a row
+    with latitude first is then reported as swapped)."""
+    if pairs and all(abs(a) <= 180 and abs(b) <= 180 for a, b in pairs):
+        return crsmod.DEFAULT
+    return crsmod.STORAGE
+
+
+# --- one row -------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    kommunekode: int | None
+    cvr_kode: int | None
+    mapping: Mapping
+    targets: dict[str, str]
+    crs: crsmod.Crs
+    fix_swapped: bool = False
+    uses_latlon: bool = False
+
+
+_CURRENT_SQL = ("SELECT row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) "
+                "FROM ly.t_6101_beskyt_rum t WHERE ")
+
+
+def _find(cur, where: str, params: list) -> list[tuple[dict, float, float]]:
+    return cur.execute(_CURRENT_SQL + where + " LIMIT 3", params).fetchall()
+
+
+def _label(name: str, ctx: Context) -> str:
+    cols = [c for c, t in ctx.targets.items() if t == name]
+    return f"{name} (column {cols[0]!r})" if cols else name
+
+
+def _relabel(problems: list[Problem], ctx: Context) -> list[Problem]:
+    out = []
+    for p in problems:
+        name = p.field.removeprefix("properties.")
+        if name in FIELDS_BY_NAME:
+            out.append(Problem(_label(name, ctx), p.detail))
+        elif p.field.startswith("geometry"):
+            out.append(Problem("geometri", p.detail))
+        else:
+            out.append(p)
+    return out
+
+
+def _point(row: SourceRow, raw: dict, ctx: Context, problems: list[Problem]
+           ) -> tuple[tuple[float, float] | None, str | None]:
+    """The row's point in EPSG:25832 (or None when it has none), and a remark."""
+    values: dict[str, float | None] = {}
+    for target in COORD_TARGETS:
+        if target in raw:
+            try:
+                values[target] = _number(raw[target])
+            except ValueError:
+                problems.append(Problem(_label(target, ctx),
+                                        f"must be a number, not {raw[target]!r}"))
+                return None, None
+    if "__geometri_fejl__" in row.values:
+        problems.append(Problem("geometri", row.values["__geometri_fejl__"]))
+        return None, None
+    if ctx.uses_latlon:
+        pair = (values.get("lon"), values.get("lat"))
+        names = ("lon", "lat")
+    else:
+        pair = (values.get("x"), values.get("y"))
+        names = ("x", "y")
+    if pair == (None, None):
+        if row.point is None:
+            return None, None
+        pair = row.point
+    elif None in pair:
+        missing = names[pair.index(None)]
+        problems.append(Problem(_label(missing, ctx), "is missing (both coordinates are needed)"))
+        return None, None
+    found: list[Problem] = []
+    xy = point_from_geojson({"type": "Point", "coordinates": list(pair)}, ctx.crs, found)
+    if xy is not None:
+        return xy, None
+    if ctx.fix_swapped and found and "swapped" in found[0].detail:
+        xy = point_from_geojson({"type": "Point", "coordinates": [pair[1], pair[0]]}, ctx.crs, [])
+        if xy is not None:
+            return xy, f"swapped axes corrected ({pair[0]}, {pair[1]})"
+    problems.extend(Problem("geometri", p.detail) for p in found)
+    return None, None
+
+
+def resolve_row(cur, row: SourceRow, ctx: Context) -> Staged | Rejected | None:
+    """The candidate (or rejection) one source row becomes."""
+    kilde = {k: staging.jsonable(v) for k, v in row.values.items() if not k.startswith("__")}
+    if all(v in (None, "") for v in row.values.values()) and row.point is None:
+        return None  # a blank line
+    problems: list[Problem] = []
+    raw = {t: row.values.get(c) for c, t in ctx.targets.items()}
+    temakode = raw.pop("temakode", None)
+    if temakode not in (None, "") and str(temakode).strip() not in (str(TEMAKODE), f"{TEMAKODE}.0"):
+        problems.append(Problem(_label("temakode", ctx),
+                                f"is {temakode}; this import takes theme {TEMAKODE} only"))
+    props: dict[str, Any] = {}
+    for target, value in raw.items():
+        if target in SPECIAL_TARGETS:
+            continue
+        try:
+            converted = convert(target, value, ctx.mapping)
+        except ValueError as exc:
+            problems.append(Problem(_label(target, ctx), str(exc)))
+            continue
+        if converted is not None:
+            props[target] = converted
+    address = raw.get("adresse")
+    if address not in (None, ""):
+        parsed = parse_address(str(address))
+        if parsed is None:
+            problems.append(Problem(_label("adresse", ctx),
+                                    f"{address!r} is not an address (\"Vejnavn 12, 2100 By\")"))
+        else:
+            for k, v in parsed.items():
+                props.setdefault(k, v)
+    xy, remark = _point(row, raw, ctx, problems)
+    objekt_id = raw.get("objekt_id")
+    if problems:
+        return Rejected(row.raekke, _relabel(problems, ctx), kilde)
+
+    # --- match an existing shelter ---
+    match, found = None, []
+    if objekt_id not in (None, ""):
+        try:
+            oid = uuid.UUID(str(objekt_id))
+        except ValueError:
+            return Rejected(row.raekke, [Problem(_label("objekt_id", ctx),
+                                                 f"{objekt_id!r} is not a UUID")], kilde)
+        found = _find(cur, "t.objekt_id = %s", [oid])
+        if not found:
+            return Rejected(row.raekke, [Problem(_label("objekt_id", ctx),
+                                                 f"{oid} is not a current shelter")], kilde)
+        match = "objekt_id"
+    for key, name, cond in (("noegle", "noegle", "t.noegle = %s"),
+                            ("bbr", "bbr_bygning_id", "t.bbr_bygning_id = %s::uuid")):
+        if match is None and props.get(name):
+            found = _find(cur, cond, [str(props[name])])
+            if len(found) > 1:
+                return Rejected(row.raekke, [Problem(_label(name, ctx),
+                                f"{props[name]} matches {len(found)} shelters; give objekt_id")],
+                                kilde)
+            match = key if found else None
+    if match is None and props.get("vejnavn") and props.get("husnr"):
+        cond = "lower(t.vejnavn) = lower(%s) AND upper(t.husnr) = upper(%s)"
+        params: list = [props["vejnavn"], props["husnr"]]
+        if props.get("postnr"):
+            cond += " AND t.postnr = %s"
+            params.append(props["postnr"])
+        if props.get("beskyt_rum_kode"):
+            cond += " AND t.beskyt_rum_kode = %s"
+            params.append(props["beskyt_rum_kode"])
+        if ctx.kommunekode is not None:
+            cond += " AND t.beliggenhedskommune = %s"
+            params.append(ctx.kommunekode)
+        found = _find(cur, cond, params)
+        if len(found) > 1:
+            return Rejected(row.raekke, [Problem(_label("adresse", ctx),
+                            f"{props['vejnavn']} {props['husnr']} matches {len(found)} shelters; "
+                            "give objekt_id or noegle")], kilde)
+        match = "adresse" if found else None
+
+    # --- the point's municipality ---
+    if xy is not None and ctx.kommunekode is not None:
+        (kommune,) = cur.execute("SELECT ly.kommune_for(ST_SetSRID(ST_MakePoint(%s, %s), 25832))",
+                                 list(xy)).fetchone()
+        if kommune != ctx.kommunekode:
+            return Rejected(row.raekke, [Problem("geometri", (
+                f"the point ({xy[0]:.1f}, {xy[1]:.1f}) lies in municipality {kommune}, not in "
+                f"{ctx.kommunekode} whose list this is"))], kilde)
+
+    if match is not None:
+        return _change(row, ctx, found[0], props, xy, match, remark, kilde)
+    return _create(row, ctx, props, xy, remark, kilde)
+
+
+def _change(row, ctx, current_row, props, xy, match, remark, kilde) -> Staged | Rejected:
+    current, cx, cy = current_row
+    if ctx.kommunekode is not None and current["beliggenhedskommune"] != ctx.kommunekode \
+            and current["cvr_kode"] != ctx.cvr_kode:
+        return Rejected(row.raekke, [Problem(match, (
+            f"matches {current['objekt_id']} in municipality {current['beliggenhedskommune']}, "
+            f"outside the list's municipality {ctx.kommunekode}"))], kilde)
+    if "pladser" in props and props["pladser"] != current.get("pladser") \
+            and "pladser_kilde_kode" not in ctx.targets.values():
+        props["pladser_kilde_kode"] = KILDE_KOMMUNAL_LISTE
+    problems: list[Problem] = []
+    merged = {name: current.get(name) for name in WRITABLE}
+    merged.update(props)
+    values = validate_properties(merged, problems, previous=current)
+    record = complete(values, problems)
+    if problems:
+        return Rejected(row.raekke, _relabel(problems, ctx), kilde)
+    new_xy = xy or (cx, cy)
+    changes = {}
+    for name in WRITABLE:
+        old, new = staging.jsonable(current.get(name)), staging.jsonable(record.get(name))
+        if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+            same = float(old) == float(new)
+        else:
+            same = old == new
+        if not same:
+            changes[name] = [old, new]
+    if math.dist(new_xy, (cx, cy)) > 0.001:
+        changes["geometri"] = [[round(cx, 3), round(cy, 3)], [round(new_xy[0], 3),
+                                                              round(new_xy[1], 3)]]
+    return Staged(row.raekke, "ret" if changes else "uaendret", uuid.UUID(current["objekt_id"]),
+                  record=record, ewkt=f"SRID=25832;POINT({new_xy[0]:.3f} {new_xy[1]:.3f})",
+                  foer_versions_id=uuid.UUID(current["versions_id"]), match=match,
+                  aendringer=changes or None, kilde=kilde, bemaerkning=remark)
+
+
+def _create(row, ctx, props, xy, remark, kilde) -> Staged | Rejected:
+    problems: list[Problem] = []
+    if xy is None:
+        problems.append(Problem("geometri", "coordinates are missing, and the row matches no "
+                                            "existing shelter (a new shelter needs a point)"))
+    values = dict(ctx.mapping.standard)
+    values.update(props)
+    if "pladser" in values and "pladser_kilde_kode" not in values:
+        values["pladser_kilde_kode"] = KILDE_KOMMUNAL_LISTE
+    if "cvr_kode" not in values and ctx.cvr_kode is not None:
+        values["cvr_kode"] = ctx.cvr_kode
+    values = validate_properties(values, problems)
+    record = complete(values, problems)
+    if problems:
+        return Rejected(row.raekke, _relabel(problems, ctx), kilde)
+    key = None
+    kind = record.get("beskyt_rum_kode")
+    if record.get("noegle"):
+        key = f"noegle:{record['noegle']}"
+    elif record.get("vejnavn") and record.get("husnr"):
+        key = (f"adresse:{record['vejnavn'].casefold()}|{record['husnr'].upper()}|"
+               f"{record.get('postnr') or ''}|{kind}")
+    else:
+        key = f"punkt:{round(xy[0])}:{round(xy[1])}:{kind}"
+    return Staged(row.raekke, "opret", uuid.uuid4(), record=record,
+                  ewkt=f"SRID=25832;POINT({xy[0]:.3f} {xy[1]:.3f})", match="ny",
+                  dublet_noegle=key, aendringer={k: [None, staging.jsonable(v)]
+                                                 for k, v in record.items() if v is not None},
+                  kilde=kilde, bemaerkning=remark)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+def _context(conn, source: Source, params: dict) -> Context:
+    mapping = Mapping.load(params["mapping"])
+    targets, _ = resolve_columns(source.columns, mapping)
+    used = set(targets.values())
+    uses_latlon = bool({"lat", "lon"} & used)
+    if uses_latlon and {"x", "y"} & used:
+        raise MappingError("mapping: use either x/y or lat/lon columns, not both")
+    has_columns = bool(set(COORD_TARGETS) & used)
+    crs = declared_crs(params.get("crs") or mapping.crs)
+    if crs is None and source.crs and not has_columns:
+        crs = declared_crs(source.crs)
+    if crs is None:
+        sample = []
+        for r in source.rows[:200]:
+            try:
+                if has_columns:
+                    names = ("lon", "lat") if uses_latlon else ("x", "y")
+                    cols = [next((c for c, t in targets.items() if t == n), None) for n in names]
+                    a = _number(r.values.get(cols[0])) if cols[0] else None
+                    b = _number(r.values.get(cols[1])) if cols[1] else None
+                else:
+                    a, b = r.point if r.point else (None, None)
+            except ValueError:
+                continue
+            if a is not None and b is not None:
+                sample.append((a, b))
+        crs = detect_crs(sample)
+    if uses_latlon:
+        crs = crsmod.DEFAULT if crs.geographic else crs
+    return Context(params.get("kommunekode"), params.get("cvr_kode"), mapping, targets, crs,
+                   bool(params.get("fix_swapped")), uses_latlon)
+
+
+def _municipality_cvr(conn, kommunekode: int | None) -> int | None:
+    if kommunekode is None:
+        return None
+    row = conn.execute("SELECT cvr_kode FROM ly.kommune WHERE kommunekode = %s",
+                       [kommunekode]).fetchone()
+    if row is None:
+        raise MappingError(f"kommune: {kommunekode} is not a municipality code")
+    return row[0]
+
+
+def start(conn: psycopg.Connection, path: str | Path, *, mapping: str | Path | dict | None,
+          kommunekode: int | None, crs: str | None = None, gate: Gate | None = None,
+          fuld: bool = False, fix_swapped: bool = False, subjekt: str = "ly-import") -> int:
+    """Check the file and the mapping and create the run (nothing staged yet)."""
+    path = Path(path).resolve()
+    m = Mapping.load(mapping)
+    source = read_source(path, m)
+    cvr = _municipality_cvr(conn, kommunekode)
+    params = {"fil": str(path), "mapping": m.as_dict(), "crs": crs, "kommunekode": kommunekode,
+              "cvr_kode": cvr, "fuld": fuld, "fix_swapped": fix_swapped,
+              "gate": (gate or Gate()).as_dict()}
+    ctx = _context(conn, source, params)
+    params["crs_brugt"] = ctx.crs.uri
+    params["kolonner"] = ctx.targets
+    params["raekker"] = len(source.rows)
+    return staging.create_run(conn, ART, str(path), parametre=params, kommunekode=kommunekode,
+                              cvr_kode=cvr, subjekt=subjekt, kilde_sha256=sha256(path))
+
+
+def _ended_by_full_list(conn, run_id: int, kommunekode: int) -> list[Staged]:
+    """Shelters of the list's types in its municipality that no row matched."""
+    rows = conn.execute(
+        "SELECT objekt_id, versions_id, pladser FROM ly.t_6101_beskyt_rum t "
+        "WHERE beliggenhedskommune = %s AND beskyt_rum_kode IN (SELECT DISTINCT "
+        "(vaerdier ->> 'beskyt_rum_kode')::int FROM ly.kandidat WHERE koersel_id = %s "
+        "AND vaerdier IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM ly.kandidat k WHERE "
+        "k.koersel_id = %s AND k.objekt_id = t.objekt_id) ORDER BY objekt_id",
+        [kommunekode, run_id, run_id]).fetchall()
+    return [Staged(0, "afslut", o, foer_versions_id=v, match="fuld_liste",
+                   aendringer={"pladser": [p, None]},
+                   bemaerkning="not on the complete list") for o, v, p in rows]
+
+
+def stage_run(conn: psycopg.Connection, run_id: int, *, batch_size: int = staging.DEFAULT_BATCH,
+              progress: Progress | None = None) -> dict:
+    """Stage (or resume staging) a list run and close it with the quality gate. Returns the
+    gate's report."""
+    run = staging.get_run(conn, run_id)
+    if run["art"] != ART:
+        raise RunError(f"run {run_id} is a {run['art']} run, not a municipal list")
+    params = run["parametre"]
+    path = Path(params["fil"])
+    if not path.exists():
+        raise RunError(f"run {run_id}: its file {path} is gone")
+    if sha256(path) != run["kilde_sha256"]:
+        raise RunError(f"run {run_id}: {path} has changed since the run started; start a new run")
+    m = Mapping.load(params["mapping"])
+    source = read_source(path, m)
+    ctx = _context(conn, source, params)
+    progress = progress or Progress()
+    progress.total(len(source.rows))
+    progress.advance(run["naeste_raekke"])
+
+    def items() -> Iterator:
+        with conn.cursor() as cur:
+            for row in staging.iter_remaining(source.rows, run):
+                yield resolve_row(cur, row, ctx)
+
+    if run["status"] == "indlaeser":
+        staging.stage(conn, run_id, items(), batch_size=batch_size, progress=progress)
+        extra = _ended_by_full_list(conn, run_id, params["kommunekode"]) \
+            if params.get("fuld") and params.get("kommunekode") else []
+        return staging.finish_staging(conn, run_id, extra=extra)
+    return run["kvalitet"]
+
+
+def import_list(conn: psycopg.Connection, path: str | Path, *, mapping=None,
+                kommunekode: int | None = None, crs: str | None = None, gate: Gate | None = None,
+                fuld: bool = False, fix_swapped: bool = False, publish: bool = False,
+                batch_size: int = staging.DEFAULT_BATCH, subjekt: str = "ly-import",
+                progress: Progress | None = None) -> int:
+    """Start, stage and (when asked and the gate passes) publish a list. Returns the run id."""
+    run_id = start(conn, path, mapping=mapping, kommunekode=kommunekode, crs=crs, gate=gate,
+                   fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt)
+    try:
+        report = stage_run(conn, run_id, batch_size=batch_size, progress=progress)
+    except Exception as exc:
+        staging.mark_failed(conn, run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    if publish and report["bestaaet"]:
+        staging.publish(conn, run_id)
+    return run_id

@@ -1,0 +1,640 @@
+"""Staged, validated, reversible imports: runs, candidates, a quality gate, atomic publication
+and rollback.
+
+Every import or pull is a *run* (`ly.koersel`, migration 0004):
+
+1. **Stage.** The source is read row by row; each row becomes a candidate (`ly.kandidat`: create,
+   change, end, or unchanged) or a rejection (`ly.afvist`, naming the field and the reason).
+   Staging commits in batches; the run remembers how many source rows are done
+   (`naeste_raekke`, and a source cursor in `markoer`), so a killed run resumes from its last
+   committed batch. Staging never touches the register.
+2. **Gate.** When every row is staged, the quality gate is evaluated (share of rejected rows;
+   places each municipality would lose). A run that fails it is `afvist` and cannot be
+   published (unless forced); the report says which rule failed and by how much.
+3. **Publish.** One transaction writes every candidate through the versioned view
+   `ly.t_6101_beskyt_rum`, so history and audit hold. A change is guarded by the version it was
+   staged against: if someone changed the shelter since, nothing is published and the conflicts
+   are listed.
+4. **Rollback.** A published run is undone in one transaction by new versions that restore the
+   previous values (created shelters are ended, ended ones re-created with their objekt_id);
+   history is never deleted.
+
+Plain synchronous psycopg, like the other loaders; nothing here imports the service.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from datamodel.fields import WRITABLE_FIELDS
+from datamodel.rules import Problem
+
+#: Test hook: seconds to sleep after each committed staging batch (and, with
+#: LY_IMPORT_PUBLISH_SLEEP, inside the publish transaction), so a test can kill a run midway.
+SLEEP_ENV = "LY_IMPORT_BATCH_SLEEP"
+PUBLISH_SLEEP_ENV = "LY_IMPORT_PUBLISH_SLEEP"
+
+WRITABLE = [f.name for f in WRITABLE_FIELDS]
+DEFAULT_BATCH = 200
+
+
+class RunError(Exception):
+    """A run cannot do what was asked; the message says why."""
+
+
+class GateFailed(RunError):
+    def __init__(self, report: dict):
+        self.report = report
+        failed = [r for r in report["regler"] if not r["bestaaet"]]
+        super().__init__("the quality gate failed: " + "; ".join(r["forklaring"] for r in failed))
+
+
+class PublishConflict(RunError):
+    def __init__(self, conflicts: list[dict], action: str = "publish"):
+        self.conflicts = conflicts
+        lines = [f"row {c['raekke']}: {c['objekt_id']} {c['aarsag']}" for c in conflicts[:20]]
+        more = f" (and {len(conflicts) - 20} more)" if len(conflicts) > 20 else ""
+        super().__init__(f"{action} refused, nothing written: {len(conflicts)} shelter(s) changed "
+                         f"since the run was staged: " + "; ".join(lines) + more)
+
+
+@dataclass
+class Gate:
+    """The quality gate a run must pass before it may be published."""
+
+    max_afvist_andel: float = 0.25  # rejected rows / rows read
+    max_pladstab_andel: float = 0.10  # share of its places a municipality may lose in one run
+
+    def as_dict(self) -> dict:
+        return {"max_afvist_andel": self.max_afvist_andel,
+                "max_pladstab_andel": self.max_pladstab_andel}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Gate":
+        d = d or {}
+        return cls(**{k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Staged:
+    """A source row that became a candidate."""
+
+    raekke: int
+    handling: str  # opret | ret | afslut | uaendret
+    objekt_id: UUID
+    record: dict | None = None  # the full writable record to write (opret, ret)
+    ewkt: str | None = None  # the point to write (EPSG:25832)
+    foer_versions_id: UUID | None = None
+    match: str | None = None  # how the row was matched: objekt_id, noegle, bbr, adresse, ny
+    dublet_noegle: str | None = None
+    aendringer: dict | None = None  # {field: [old, new]}
+    kilde: dict | None = None  # the source row as read
+    maal: str = "ly"
+    bemaerkning: str | None = None
+
+
+@dataclass
+class Rejected:
+    """A source row that was rejected, with every problem found."""
+
+    raekke: int
+    problems: list[Problem]
+    kilde: dict | None = None
+
+
+@dataclass
+class Progress:
+    """Callbacks a command line can hook a progress bar to."""
+
+    advance: Callable[[int], None] = lambda n: None
+    total: Callable[[int], None] = lambda n: None
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return value
+    return value
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(jsonable(value))
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+def autocommit(conn: psycopg.Connection) -> psycopg.Connection:
+    """Put a loader's connection in autocommit mode (committing what it had pending), so that
+    each `conn.transaction()` below is a real, committed transaction and not a savepoint of an
+    implicit one: a staged batch must be durable when the next one starts."""
+    if not conn.autocommit:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.rollback()
+        else:
+            conn.commit()
+        conn.autocommit = True
+    return conn
+
+
+def create_run(conn: psycopg.Connection, art: str, kilde: str, *, parametre: dict | None = None,
+               kommunekode: int | None = None, cvr_kode: int | None = None,
+               subjekt: str = "ly-import", kilde_sha256: str | None = None) -> int:
+    """A new run in state `indlaeser`; committed at once so it shows in the run log."""
+    autocommit(conn)
+    with conn.transaction():
+        (run_id,) = conn.execute(
+            "INSERT INTO ly.koersel (art, kilde, kilde_sha256, parametre, kommunekode, cvr_kode, "
+            "subjekt) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            [art, kilde, kilde_sha256, _jsonb(parametre or {}), kommunekode, cvr_kode, subjekt],
+        ).fetchone()
+    return run_id
+
+
+def get_run(conn: psycopg.Connection, run_id: int) -> dict:
+    autocommit(conn)
+    cur = conn.execute("SELECT row_to_json(k) FROM ly.koersel k WHERE id = %s", [run_id])
+    row = cur.fetchone()
+    if row is None:
+        raise RunError(f"run {run_id} does not exist")
+    return row[0]
+
+
+def list_runs(conn: psycopg.Connection, limit: int = 50) -> list[dict]:
+    autocommit(conn)
+    cur = conn.execute("SELECT row_to_json(k) FROM (SELECT id, art, status, kilde, kommunekode, "
+                       "startet, publiceret, tilbagerullet, naeste_raekke, taellere "
+                       "FROM ly.koersel ORDER BY id DESC LIMIT %s) k", [limit])
+    return [r[0] for r in cur.fetchall()]
+
+
+def _set_status(conn, run_id: int, status: str, **extra) -> None:
+    sets = [sql.SQL("status = %s"), sql.SQL("opdateret = now()")]
+    params: list = [status]
+    for name, value in extra.items():
+        sets.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+        params.append(_jsonb(value) if isinstance(value, dict) else value)
+    conn.execute(sql.SQL("UPDATE ly.koersel SET {} WHERE id = %s").format(sql.SQL(", ").join(sets)),
+                 params + [run_id])
+
+
+def mark_failed(conn: psycopg.Connection, run_id: int, message: str) -> None:
+    """Record why a run stopped (the register was not touched; it can be resumed)."""
+    autocommit(conn)
+    with conn.transaction():
+        conn.execute("UPDATE ly.koersel SET fejl = %s, opdateret = now() WHERE id = %s",
+                     [message[:4000], run_id])
+
+
+def _add_counters(conn, run_id: int, counts: dict[str, int], rows_done: int,
+                  markoer: Any = None) -> None:
+    conn.execute(
+        "UPDATE ly.koersel SET naeste_raekke = naeste_raekke + %s, opdateret = now(), "
+        "markoer = coalesce(%s, markoer), "
+        "taellere = (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM ("
+        "  SELECT key, sum(value::numeric)::bigint AS value FROM ("
+        "    SELECT * FROM jsonb_each_text(taellere) UNION ALL SELECT * FROM jsonb_each_text(%s)"
+        "  ) a GROUP BY key) s) "
+        "WHERE id = %s",
+        [rows_done, _jsonb(markoer), Jsonb(counts), run_id])
+
+
+# --- staging -------------------------------------------------------------------------------
+
+_INSERT_KANDIDAT = (
+    "INSERT INTO ly.kandidat (koersel_id, raekke, maal, handling, objekt_id, match, "
+    "dublet_noegle, foer_versions_id, vaerdier, aendringer, geometri, kilde_vaerdier, "
+    "bemaerkning) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "CASE WHEN %s::text IS NULL THEN NULL ELSE ST_GeomFromEWKT(%s) END, %s, %s)"
+)
+
+
+def _duplicate_of(cur, run_id: int, s: Staged, batch: dict) -> int | None:
+    """The row an earlier candidate of this run for the same shelter (or key) came from."""
+    keys = [("o", s.maal, str(s.objekt_id))]
+    if s.dublet_noegle:
+        keys.append(("d", "", s.dublet_noegle))
+    for k in keys:
+        if k in batch:
+            return batch[k]
+    row = cur.execute(
+        "SELECT raekke FROM ly.kandidat WHERE koersel_id = %s AND ((maal = %s AND objekt_id = %s)"
+        " OR dublet_noegle = %s) LIMIT 1",
+        [run_id, s.maal, s.objekt_id, s.dublet_noegle]).fetchone()
+    return row[0] if row else None
+
+
+def _insert_staged(cur, run_id: int, s: Staged) -> None:
+    cur.execute(_INSERT_KANDIDAT, [
+        run_id, s.raekke, s.maal, s.handling, s.objekt_id, s.match, s.dublet_noegle,
+        s.foer_versions_id, _jsonb(s.record), _jsonb(s.aendringer), s.ewkt, s.ewkt,
+        _jsonb(s.kilde), s.bemaerkning])
+
+
+def _insert_rejected(cur, run_id: int, r: Rejected) -> None:
+    for p in r.problems or [Problem("row", "rejected")]:
+        cur.execute("INSERT INTO ly.afvist (koersel_id, raekke, felt, aarsag, kilde_vaerdier) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [run_id, r.raekke, p.field[:128], p.detail, _jsonb(r.kilde)])
+
+
+def stage(conn: psycopg.Connection, run_id: int, items: Iterable[Staged | Rejected | None], *,
+          batch_size: int = DEFAULT_BATCH, progress: Progress | None = None,
+          markoer: Callable[[], Any] | None = None) -> dict:
+    """Store candidates and rejections, committing every `batch_size` source rows.
+
+    `items` yields one entry per source row, in order, starting after the run's
+    `naeste_raekke` (None for a row that is skipped without a trace, e.g. a blank line).
+    Each commit also advances `naeste_raekke` (and stores `markoer()`, a source cursor), so a
+    killed run resumes exactly after its last committed batch. A candidate for a shelter (or
+    with a key) an earlier row of the run already had is rejected as a duplicate of that row.
+    Returns the run's counters.
+    """
+    autocommit(conn)
+    progress = progress or Progress()
+    sleep = float(os.environ.get(SLEEP_ENV) or 0)
+    run = get_run(conn, run_id)
+    if run["status"] != "indlaeser":
+        raise RunError(f"run {run_id} is {run['status']}; only a run being staged takes rows")
+    pending: list[Staged | Rejected | None] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        counts: dict[str, int] = {"laest": 0}
+        batch: dict = {}
+        with conn.transaction(), conn.cursor() as cur:
+            for item in pending:
+                if item is None:
+                    counts["sprunget_over"] = counts.get("sprunget_over", 0) + 1
+                    continue
+                counts["laest"] += 1
+                if isinstance(item, Staged):
+                    first = _duplicate_of(cur, run_id, item, batch)
+                    if first is not None:
+                        key = f" or key {item.dublet_noegle}" if item.dublet_noegle else ""
+                        item = Rejected(item.raekke, [Problem(
+                            "row", f"duplicate of row {first} (same shelter{key})")], item.kilde)
+                        counts["dubletter"] = counts.get("dubletter", 0) + 1
+                if isinstance(item, Rejected):
+                    _insert_rejected(cur, run_id, item)
+                    counts["afviste"] = counts.get("afviste", 0) + 1
+                    continue
+                _insert_staged(cur, run_id, item)
+                batch[("o", item.maal, str(item.objekt_id))] = item.raekke
+                if item.dublet_noegle:
+                    batch[("d", "", item.dublet_noegle)] = item.raekke
+                key = item.handling if item.maal == "ly" else f"geofa_{item.handling}"
+                counts[key] = counts.get(key, 0) + 1
+                counts["gyldige"] = counts.get("gyldige", 0) + 1
+            _add_counters(conn, run_id, counts, len(pending), markoer() if markoer else None)
+        progress.advance(len(pending))
+        pending.clear()
+        if sleep:
+            time.sleep(sleep)
+
+    for item in items:
+        pending.append(item)
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return get_run(conn, run_id)["taellere"]
+
+
+def _add_candidates(cur, run_id: int, items: list[Staged]) -> dict[str, int]:
+    """Candidates computed after the source was read (e.g. shelters a full list no longer has),
+    numbered after the source rows; shelters the run has already are skipped."""
+    (last,) = cur.execute(
+        "SELECT greatest(coalesce(max(raekke), 0), (SELECT naeste_raekke FROM ly.koersel "
+        "WHERE id = %s)) FROM (SELECT raekke FROM ly.kandidat WHERE koersel_id = %s "
+        "UNION ALL SELECT raekke FROM ly.afvist WHERE koersel_id = %s) r",
+        [run_id, run_id, run_id]).fetchone()
+    counts: dict[str, int] = {}
+    for s in items:
+        if _duplicate_of(cur, run_id, s, {}) is not None:
+            continue
+        last += 1
+        s.raekke = last
+        _insert_staged(cur, run_id, s)
+        key = s.handling if s.maal == "ly" else f"geofa_{s.handling}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+# --- quality gate --------------------------------------------------------------------------
+
+_PLACES_SQL = """
+WITH k AS (
+    SELECT * FROM ly.kandidat
+    WHERE koersel_id = %(run)s AND maal = 'ly' AND handling IN ('opret', 'ret', 'afslut')
+), old AS (
+    SELECT b.beliggenhedskommune AS kommune, -b.pladser AS d
+    FROM k JOIN ly.beskyttelsesrum b ON b.versions_id = k.foer_versions_id
+    WHERE k.handling IN ('ret', 'afslut')
+), new AS (
+    SELECT ly.kommune_for(k.geometri) AS kommune, (k.vaerdier ->> 'pladser')::int AS d
+    FROM k WHERE k.handling IN ('opret', 'ret')
+), delta AS (
+    SELECT kommune, sum(d)::bigint AS d FROM (SELECT * FROM old UNION ALL SELECT * FROM new) x
+    WHERE kommune IS NOT NULL GROUP BY kommune
+), before AS (
+    SELECT beliggenhedskommune AS kommune, sum(pladser)::bigint AS p FROM ly.t_6101_beskyt_rum
+    WHERE beliggenhedskommune IN (SELECT kommune FROM delta) GROUP BY 1
+)
+SELECT d.kommune, coalesce(b.p, 0), coalesce(b.p, 0) + d.d
+FROM delta d LEFT JOIN before b USING (kommune) ORDER BY d.kommune
+"""
+
+
+def evaluate_gate(conn: psycopg.Connection, run_id: int, gate: Gate) -> dict:
+    """The quality report of a staged run against the current register."""
+    autocommit(conn)
+    run = get_run(conn, run_id)
+    t = run["taellere"] or {}
+    read = int(t.get("laest", 0))
+    rejected = int(t.get("afviste", 0))
+    share = rejected / read if read else 0.0
+    rules = [{
+        "regel": "afvist_andel", "graense": gate.max_afvist_andel, "vaerdi": round(share, 4),
+        "bestaaet": share <= gate.max_afvist_andel,
+        "forklaring": f"{rejected} of {read} rows rejected ({share:.0%}; at most "
+                      f"{gate.max_afvist_andel:.0%} allowed)",
+    }]
+    for kommune, before, after in conn.execute(_PLACES_SQL, {"run": run_id}).fetchall():
+        loss = (before - after) / before if before > 0 and after < before else 0.0
+        rules.append({
+            "regel": "pladstab", "kommunekode": kommune, "foer": before, "efter": after,
+            "graense": gate.max_pladstab_andel, "vaerdi": round(loss, 4),
+            "bestaaet": loss <= gate.max_pladstab_andel,
+            "forklaring": f"municipality {kommune} would go from {before} to {after} places "
+                          f"(loses {loss:.0%}; at most {gate.max_pladstab_andel:.0%} allowed)",
+        })
+    return {"bestaaet": all(r["bestaaet"] for r in rules), "graenser": gate.as_dict(),
+            "regler": rules}
+
+
+def finish_staging(conn: psycopg.Connection, run_id: int, gate: Gate | None = None,
+                   extra: Iterable[Staged] = ()) -> dict:
+    """Close staging in one transaction: add the `extra` candidates computed from the whole
+    source (e.g. shelters a complete list no longer has), evaluate the gate; the run becomes
+    `klar` (may be published) or `afvist`. Returns the gate's report."""
+    autocommit(conn)
+    run = get_run(conn, run_id)
+    if run["status"] != "indlaeser":
+        raise RunError(f"run {run_id} is {run['status']}; its staging is finished already")
+    gate = gate or Gate.from_dict(run["parametre"].get("gate"))
+    with conn.transaction(), conn.cursor() as cur:
+        counts = _add_candidates(cur, run_id, list(extra))
+        if counts:
+            _add_counters(conn, run_id, counts, 0)
+        report = evaluate_gate(conn, run_id, gate)
+        _set_status(conn, run_id, "klar" if report["bestaaet"] else "afvist", kvalitet=report)
+        cur.execute("UPDATE ly.koersel SET staget = now(), fejl = NULL WHERE id = %s", [run_id])
+    return report
+
+
+# --- publishing and rollback ---------------------------------------------------------------
+
+def _act_as(conn, subject: str, client: str) -> None:
+    """Audit: the register's triggers record this subject and client for every version."""
+    conn.execute("SELECT set_config('ly.subjekt', %s, true), set_config('ly.klient', %s, true)",
+                 [subject, client])
+
+
+_COLS = sql.SQL(", ").join(sql.Identifier(c) for c in WRITABLE)
+_RCOLS = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in WRITABLE)
+_SETS = sql.SQL(", ").join(sql.SQL("{c} = r.{c}").format(c=sql.Identifier(c)) for c in WRITABLE)
+
+_PUB_INSERT = sql.SQL(
+    "INSERT INTO ly.t_6101_beskyt_rum (objekt_id, {cols}, geometri) "
+    "SELECT k.objekt_id, {rcols}, k.geometri FROM ly.kandidat k, "
+    "jsonb_populate_record(NULL::ly.beskyttelsesrum, k.vaerdier) r "
+    "WHERE k.koersel_id = %s AND k.raekke = %s RETURNING versions_id"
+).format(cols=_COLS, rcols=_RCOLS)
+_PUB_UPDATE = sql.SQL(
+    "UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = k.geometri "
+    "FROM ly.kandidat k CROSS JOIN LATERAL jsonb_populate_record(NULL::ly.beskyttelsesrum, "
+    "k.vaerdier) r WHERE k.koersel_id = %s AND k.raekke = %s AND v.objekt_id = k.objekt_id "
+    "AND v.versions_id = k.foer_versions_id RETURNING v.versions_id"
+).format(sets=_SETS)
+_RESTORE_UPDATE = sql.SQL(
+    "UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = r.geometri "
+    "FROM ly.beskyttelsesrum r WHERE r.versions_id = %s AND v.objekt_id = %s "
+    "AND v.versions_id = %s RETURNING v.versions_id"
+).format(sets=_SETS)
+_RESTORE_INSERT = sql.SQL(
+    "INSERT INTO ly.t_6101_beskyt_rum (objekt_id, {cols}, geometri) "
+    "SELECT r.objekt_id, {rcols}, r.geometri FROM ly.beskyttelsesrum r WHERE r.versions_id = %s "
+    "RETURNING versions_id"
+).format(cols=_COLS, rcols=_RCOLS)
+
+
+def _current_version(cur, objekt_id) -> UUID | None:
+    row = cur.execute("SELECT versions_id FROM ly.beskyttelsesrum WHERE objekt_id = %s AND "
+                      "systid_til IS NULL", [objekt_id]).fetchone()
+    return row[0] if row else None
+
+
+def publish(conn: psycopg.Connection, run_id: int, *, force: bool = False,
+            progress: Progress | None = None,
+            extra: Callable[[psycopg.Connection], None] | None = None) -> dict:
+    """Write a staged run's candidates to the register in one transaction.
+
+    Refused (nothing written) when the run is not `klar` (unless `force` for an `afvist` run),
+    when the gate fails against the register as it is now (unless `force`), or when a shelter
+    changed since it was staged. `extra(conn)` runs inside the same transaction (the GeoFA sync
+    stores its links and cursor there). Returns the run's counters.
+    """
+    autocommit(conn)
+    progress = progress or Progress()
+    sleep = float(os.environ.get(PUBLISH_SLEEP_ENV) or 0)
+    with conn.transaction(), conn.cursor() as cur:
+        run = cur.execute("SELECT row_to_json(k) FROM ly.koersel k WHERE id = %s FOR UPDATE",
+                          [run_id]).fetchone()
+        if run is None:
+            raise RunError(f"run {run_id} does not exist")
+        run = run[0]
+        allowed = ("klar", "afvist") if force else ("klar",)
+        if run["status"] not in allowed:
+            hint = " (the quality gate failed; see its report, or force)" \
+                if run["status"] == "afvist" else ""
+            raise RunError(f"run {run_id} is {run['status']} and cannot be published{hint}")
+        gate = Gate.from_dict(run["parametre"].get("gate"))
+        report = evaluate_gate(conn, run_id, gate)
+        if not report["bestaaet"] and not force:
+            raise GateFailed(report)
+        _act_as(conn, run["subjekt"], f"ly-import:{run['art']}:{run_id}")
+        todo = cur.execute(
+            "SELECT raekke, handling, objekt_id, foer_versions_id FROM ly.kandidat "
+            "WHERE koersel_id = %s AND maal = 'ly' AND handling IN ('opret', 'ret', 'afslut') "
+            "ORDER BY raekke", [run_id]).fetchall()
+        progress.total(len(todo))
+        conflicts: list[dict] = []
+        written = 0
+        for raekke, handling, objekt_id, foer in todo:
+            new_version = None
+            if handling == "opret":
+                if _current_version(cur, objekt_id) is not None:
+                    conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
+                                      "aarsag": "exists already (created by someone else)"})
+                    continue
+                new_version = cur.execute(_PUB_INSERT, [run_id, raekke]).fetchone()[0]
+            elif handling == "ret":
+                row = cur.execute(_PUB_UPDATE, [run_id, raekke]).fetchone()
+                if row is None:
+                    conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
+                                      "aarsag": f"is no longer version {foer}"})
+                    continue
+                new_version = row[0]
+            else:
+                n = cur.execute("DELETE FROM ly.t_6101_beskyt_rum WHERE objekt_id = %s AND "
+                                "versions_id = %s", [objekt_id, foer]).rowcount
+                if n != 1:
+                    conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
+                                      "aarsag": f"is no longer version {foer}"})
+                    continue
+            cur.execute("UPDATE ly.kandidat SET efter_versions_id = %s WHERE koersel_id = %s "
+                        "AND raekke = %s", [new_version, run_id, raekke])
+            written += 1
+            progress.advance(1)
+            if sleep:
+                time.sleep(sleep)
+        if conflicts:
+            raise PublishConflict(conflicts)
+        if extra is not None:
+            extra(conn)
+        _add_counters(conn, run_id, {"skrevet": written}, 0)
+        _set_status(conn, run_id, "publiceret", kvalitet=report)
+        cur.execute("UPDATE ly.koersel SET publiceret = now() WHERE id = %s", [run_id])
+    return get_run(conn, run_id)["taellere"]
+
+
+def rollback(conn: psycopg.Connection, run_id: int, *, subject: str | None = None,
+             progress: Progress | None = None) -> dict:
+    """Undo a published run in one transaction with new versions that restore what was there
+    before it. Refused (nothing written) when a shelter the run wrote has changed since."""
+    autocommit(conn)
+    progress = progress or Progress()
+    with conn.transaction(), conn.cursor() as cur:
+        run = cur.execute("SELECT row_to_json(k) FROM ly.koersel k WHERE id = %s FOR UPDATE",
+                          [run_id]).fetchone()
+        if run is None:
+            raise RunError(f"run {run_id} does not exist")
+        run = run[0]
+        if run["status"] != "publiceret":
+            raise RunError(f"run {run_id} is {run['status']}; only a published run can be "
+                           "rolled back")
+        later = cur.execute(
+            "SELECT k2.koersel_id, k.raekke, k.objekt_id FROM ly.kandidat k "
+            "JOIN ly.kandidat k2 ON k2.objekt_id = k.objekt_id AND k2.koersel_id > k.koersel_id "
+            "AND k2.maal = 'ly' AND k2.handling <> 'uaendret' "
+            "JOIN ly.koersel r2 ON r2.id = k2.koersel_id AND r2.status = 'publiceret' "
+            "WHERE k.koersel_id = %s AND k.maal = 'ly' AND k.handling <> 'uaendret' LIMIT 20",
+            [run_id]).fetchall()
+        if later:
+            raise PublishConflict([{"raekke": r, "objekt_id": str(o),
+                                    "aarsag": f"was changed again by the later run {k2}; roll "
+                                              "that back first"} for k2, r, o in later],
+                                  action="rollback")
+        _act_as(conn, subject or run["subjekt"], f"ly-tilbagerulning:{run['art']}:{run_id}")
+        todo = cur.execute(
+            "SELECT raekke, handling, objekt_id, foer_versions_id, efter_versions_id "
+            "FROM ly.kandidat WHERE koersel_id = %s AND maal = 'ly' "
+            "AND handling IN ('opret', 'ret', 'afslut') ORDER BY raekke DESC", [run_id]).fetchall()
+        progress.total(len(todo))
+        conflicts: list[dict] = []
+        undone = 0
+        for raekke, handling, objekt_id, foer, efter in todo:
+            current = _current_version(cur, objekt_id)
+            back = None
+            if handling in ("opret", "ret") and current != efter:
+                conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
+                                  "aarsag": f"has changed since the run wrote version {efter}"})
+                continue
+            if handling == "afslut" and current is not None:
+                conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
+                                  "aarsag": "was re-created since the run ended it"})
+                continue
+            if handling == "opret":
+                cur.execute("DELETE FROM ly.t_6101_beskyt_rum WHERE objekt_id = %s AND "
+                            "versions_id = %s", [objekt_id, efter])
+            elif handling == "ret":
+                back = cur.execute(_RESTORE_UPDATE, [foer, objekt_id, efter]).fetchone()[0]
+            else:
+                back = cur.execute(_RESTORE_INSERT, [foer]).fetchone()[0]
+            cur.execute("UPDATE ly.kandidat SET tilbage_versions_id = %s WHERE koersel_id = %s "
+                        "AND raekke = %s", [back, run_id, raekke])
+            undone += 1
+            progress.advance(1)
+        if conflicts:
+            raise PublishConflict(conflicts, action="rollback")
+        _add_counters(conn, run_id, {"tilbagerullet": undone}, 0)
+        _set_status(conn, run_id, "tilbagerullet")
+        cur.execute("UPDATE ly.koersel SET tilbagerullet = now() WHERE id = %s", [run_id])
+    return get_run(conn, run_id)["taellere"]
+
+
+# --- reports -------------------------------------------------------------------------------
+
+def rejections(conn: psycopg.Connection, run_id: int) -> list[dict]:
+    autocommit(conn)
+    cur = conn.execute("SELECT raekke, felt, aarsag, kilde_vaerdier FROM ly.afvist "
+                       "WHERE koersel_id = %s ORDER BY raekke, id", [run_id])
+    return [{"raekke": r, "felt": f, "aarsag": a, "kilde": k} for r, f, a, k in cur.fetchall()]
+
+
+def write_rejections(conn: psycopg.Connection, run_id: int, path: str | Path) -> int:
+    """Every rejected row with its field and reason as CSV (UTF-8, `;`-separated, opens in
+    Excel); the source values follow as JSON. Returns the number of lines written."""
+    rows = rejections(conn, run_id)
+    path = Path(path)
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        w = csv.writer(fh, delimiter=";")
+        w.writerow(["raekke", "felt", "aarsag", "kilde"])
+        for r in rows:
+            w.writerow([r["raekke"], r["felt"], r["aarsag"],
+                        json.dumps(r["kilde"], ensure_ascii=False) if r["kilde"] else ""])
+    return len(rows)
+
+
+def candidates(conn: psycopg.Connection, run_id: int, *, changed_only: bool = True) -> list[dict]:
+    autocommit(conn)
+    cur = conn.execute(
+        "SELECT raekke, maal, handling, objekt_id, match, aendringer, bemaerkning FROM "
+        "ly.kandidat WHERE koersel_id = %s" + (" AND handling <> 'uaendret'" if changed_only
+                                                else "") + " ORDER BY raekke", [run_id])
+    return [{"raekke": r, "maal": m, "handling": h, "objekt_id": str(o), "match": mt,
+             "aendringer": a, "bemaerkning": b} for r, m, h, o, mt, a, b in cur.fetchall()]
+
+
+def summary(conn: psycopg.Connection, run_id: int) -> dict:
+    run = get_run(conn, run_id)
+    return {**run, "afviste": rejections(conn, run_id)}
+
+
+def iter_remaining(rows: list, run: dict) -> Iterator:
+    """The rows a run has not staged yet."""
+    return iter(rows[run["naeste_raekke"]:])
