@@ -8,6 +8,7 @@ share one copy. Black-box tests talk to a real uvicorn server on a loopback port
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import threading
@@ -64,6 +65,16 @@ def _drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Dropping a database can take seconds (it waits for a checkpoint); per-test databases are
+# dropped by a background worker so tests do not wait, and the session waits for them at its end.
+_dropper = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dropdb")
+_pending_drops: list[concurrent.futures.Future] = []
+
+
+def _drop_later(name: str) -> None:
+    _pending_drops.append(_dropper.submit(_drop, name))
+
+
 def _clone(template: str, name: str) -> str:
     with _admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -85,6 +96,8 @@ def template_db():
         load_postal_codes(conn)
         load_demo(conn, count=DEMO_COUNT)
     yield name
+    for future in _pending_drops:
+        future.result()
     _drop(name)
 
 
@@ -94,7 +107,7 @@ def db_url(template_db):
     name = f"ly_t_{uuid.uuid4().hex[:12]}"
     url = _clone(template_db, name)
     yield url
-    _drop(name)
+    _drop_later(name)
 
 
 @pytest.fixture(scope="session")
