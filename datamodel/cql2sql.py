@@ -812,9 +812,8 @@ class _Compiler:
                               x.prop or "filter")
         if not x.is_literal:
             return x.sql
-        # As a scalar subquery the literal is built once per query, also in a generic
-        # (prepared) plan, so the spatial index applies instead of a transform per row.
-        return sql.SQL("(SELECT {})").format(self._geometry_literal(x.value))
+        # An expression of constants: planned with the actual values, PostgreSQL folds it once.
+        return self._geometry_literal(x.value)
 
     def _geometry_literal(self, geom: dict) -> sql.Composable:
         srid = self.filter_srid

@@ -119,10 +119,11 @@ def where_clause(q: ItemsQuery) -> tuple[sql.Composable, list]:
         params.append(q.objekt_id)
     if q.bbox is not None:
         env, env_params = envelope_expr(q.bbox, q.bbox_crs)
-        # A scalar subquery is computed once per query, also in a generic (prepared) plan, so
-        # the spatial index is used instead of transforming the envelope for every row.
-        clauses.append(sql.SQL("t.geometri && (SELECT {e}) AND ST_Intersects(t.geometri, "
-                               "(SELECT {e}))").format(e=env))
+        # The envelope is an expression of constants: planned with the actual values (the
+        # service disables generic plans), PostgreSQL folds it and estimates how many rows it
+        # holds, which decides between the spatial index and the objekt_id order.
+        clauses.append(sql.SQL("t.geometri && {e} AND ST_Intersects(t.geometri, {e})")
+                       .format(e=env))
         params += env_params + env_params
     if q.datetime_range is not None:
         start, end = q.datetime_range
@@ -153,7 +154,8 @@ def items_sql(q: ItemsQuery) -> tuple[sql.Composed, list]:
     """One page of features (`limit + 1` rows, to tell whether a next page exists).
 
     Rows: (feature json text, objekt_id). Keyset paging on objekt_id keeps deep pages as fast
-    as the first.
+    as the first. The page is chosen first (the view's code-list joins are unused there, so
+    PostgreSQL removes them), and only its rows are joined and turned into GeoJSON.
     """
     where, params = where_clause(q)
     keyset = sql.SQL("")
@@ -161,8 +163,11 @@ def items_sql(q: ItemsQuery) -> tuple[sql.Composed, list]:
         keyset = sql.SQL(" AND t.objekt_id > %s")
         params = params + [q.after]
     stmt = sql.SQL(
-        "SELECT {feature}, t.objekt_id FROM {src} t WHERE {where}{keyset} "
-        "ORDER BY t.objekt_id LIMIT %s"
+        "WITH page AS MATERIALIZED (SELECT t.versions_id FROM {src} t WHERE {where}{keyset} "
+        "ORDER BY t.objekt_id LIMIT %s) "
+        "SELECT {feature}, t.objekt_id FROM page CROSS JOIN LATERAL "
+        "(SELECT * FROM {src} v WHERE v.versions_id = page.versions_id OFFSET 0) t "
+        "ORDER BY t.objekt_id"
     ).format(feature=feature_expr(q.out, q.properties), src=source(q), where=where,
              keyset=keyset)
     return stmt, params + [q.limit + 1]

@@ -20,7 +20,11 @@ def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
         min_size=min_size,
         max_size=max_size,
         open=False,
-        kwargs={"autocommit": False, "prepare_threshold": 5},
+        # Plans are made with each request's actual values (generic plans cannot tell a small
+        # bbox from a large one, nor use the spatial index for an envelope built from
+        # parameters); prepared statements still save parsing.
+        kwargs={"autocommit": False, "prepare_threshold": 5,
+                "options": "-c plan_cache_mode=force_custom_plan"},
         check=AsyncConnectionPool.check_connection,
     )
 

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     default_limit: int = 10
     max_limit: int = 10_000
     #: numberMatched is given only when exact; counting stops after this many matches.
-    count_cap: int = 100_000
+    count_cap: int = 10_000
     max_body_bytes: int = 1_000_000
 
     # --- authentication ---
