@@ -17,12 +17,10 @@ Statistik (`loaders/data/dk-population-by-municipality.csv`, FOLK1A 2026K1). Chr
 has no population in that table, so it has no coverage figure; the national figure divides all
 counted places by the 98 municipalities' population.
 
-Inspections: until the inspection register (eftersyn, mangler; migration 0003) exists, the
-inspection section is built from the shelter attributes `egnethed_kode` (classification after
-the latest inspection) and `pladser_verificeret` (places established by inspection). A later
-step can add the inspections table (latest inspection per shelter, open deficiencies by grade)
-as one more step in `kommune_report_steps` and one more field of `KommuneReport`, without
-touching the other sections.
+Inspections: the classification and verified places come from the shelters' attributes
+(`egnethed_kode`, `pladser_verificeret`, written by approved inspections); the inspection
+register itself (`ly.eftersyn`, `ly.mangel`, migration 0003) gives the inspections by status
+and the open deficiencies by grade, with those past their deadline.
 """
 
 from __future__ import annotations
@@ -175,6 +173,46 @@ class ActionRow:
 
 
 @dataclass
+class InspectionFigures:
+    """Inspections of the area's shelters by status, and open deficiencies by grade."""
+
+    efter_status: list[tuple[str, int]]  # (status, inspections)
+    seneste_godkendt: datetime | None
+    #: (grade, open, of which past the deadline) for grades 'S', '3', '2', '1'.
+    mangler: list[tuple[str, int, int]]
+
+    @property
+    def aabne_mangler(self) -> int:
+        return sum(m[1] for m in self.mangler)
+
+    @property
+    def forfaldne_mangler(self) -> int:
+        return sum(m[2] for m in self.mangler)
+
+
+INSPECTION_STATUSES = ("planlagt", "kladde", "indsendt", "godkendt", "afvist", "indberettet")
+DEFICIENCY_GRADES = ("S", "3", "2", "1")
+
+
+def _inspection_steps(kommunekode: int | None) -> Steps[InspectionFigures]:
+    where = sql.SQL("beliggenhedskommune = %(k)s") if kommunekode is not None else sql.SQL(
+        "TRUE")
+    rows = yield (sql.SQL("SELECT status, count(*), max(godkendt_tid) FROM ly.eftersyn "
+                          "WHERE {} GROUP BY status").format(where), {"k": kommunekode})
+    counts = {status: n for status, n, _ in rows}
+    approved = [t for _, _, t in rows if t is not None]
+    grades = yield (sql.SQL(
+        "SELECT grad, count(*), count(*) FILTER (WHERE frist < current_date) FROM ly.mangel "
+        "WHERE {} AND status IN ('aaben', 'planlagt') GROUP BY grad").format(where),
+        {"k": kommunekode})
+    by_grade = {g.strip(): (n, late) for g, n, late in grades}
+    return InspectionFigures(
+        efter_status=[(st, counts.get(st, 0)) for st in INSPECTION_STATUSES],
+        seneste_godkendt=max(approved) if approved else None,
+        mangler=[(g, *by_grade.get(g, (0, 0))) for g in DEFICIENCY_GRADES])
+
+
+@dataclass
 class KommuneReport:
     kommunekode: int
     navn: str
@@ -189,6 +227,7 @@ class KommuneReport:
     efter_egnethed: list[CodeCount]
     handling: list[ActionRow]
     handling_i_alt: int
+    eftersyn: InspectionFigures | None = None
 
 
 @dataclass
@@ -202,6 +241,7 @@ class NationalReport:
     efter_synlighed: list[CodeCount]
     efter_egnethed: list[CodeCount]
     kommuner: list[KommuneRow] = field(default_factory=list)
+    eftersyn: InspectionFigures | None = None
 
 
 def as_json(obj: Any) -> Any:
@@ -407,6 +447,7 @@ def kommune_report_steps(kommunekode: int) -> Steps[KommuneReport | None]:
         efter_egnethed=(yield from _by_code_steps(False, "egnethed_kode", "d_ly_egnethed",
                                                   kommunekode, with_verified=True)),
         **dict(zip(("handling", "handling_i_alt"), (yield from _action_steps(kommunekode)))),
+        eftersyn=(yield from _inspection_steps(kommunekode)),
     )
 
 
@@ -426,6 +467,7 @@ def national_report_steps() -> Steps[NationalReport]:
         efter_egnethed=(yield from _by_code_steps(False, "egnethed_kode", "d_ly_egnethed",
                                                   None, with_verified=True)),
         kommuner=(yield from kommune_rows_steps(False)),
+        eftersyn=(yield from _inspection_steps(None)),
     )
 
 

@@ -63,9 +63,18 @@ NATIONAL_COLUMNS = (
     ("Verif. pl.", "pladser_verificeret", 0),
 )
 DEFICIENCIES_NOTE = (
-    "Eftersyn og mangler registreres endnu ikke i Ly. Indtil eftersynsregistret findes, bygger "
-    "afsnittet på beskyttelsesrummenes egnethed (egnethed_kode) og verificerede pladser "
-    "(pladser_verificeret); åbne mangler og seneste eftersyn tilføjes her, når de registreres.")
+    "Eftersyn efter status fra eftersynsregistret; åbne mangler (åben eller planlagt) efter "
+    "grad: S sikkerhed, 3 kritisk, 2 væsentlig, 1 let. Forfaldne: fristen er overskredet.")
+GRADE_TEXT = {"S": "S – sikkerhed", "3": "3 – kritisk", "2": "2 – væsentlig", "1": "1 – let"}
+
+
+def _inspection_tables(insp: figures.InspectionFigures):
+    """(status rows, deficiency rows) for the inspection section."""
+    status = [["Status", "Eftersyn"]] + [[st, fmt(n)] for st, n in insp.efter_status]
+    grades = [["Grad", "Åbne mangler", "Heraf forfaldne"]] + [
+        [GRADE_TEXT[g], fmt(n), fmt(late)] for g, n, late in insp.mangler]
+    grades.append(["I alt", fmt(insp.aabne_mangler), fmt(insp.forfaldne_mangler)])
+    return status, grades
 MAP_CAPTION = ("Beskyttelsesrum efter type. ETRS89 / UTM 32N. Kommunegrænser: DAGI 1:500.000.")
 NATIONAL_MAP_CAPTION = ("Pladser i dækningen pr. 1.000 indbyggere. ETRS89 / UTM 32N. "
                         "Kommunegrænser: DAGI 1:500.000. Folketal: Danmarks Statistik, FOLK1A.")
@@ -331,7 +340,10 @@ def kommune_pdf(report: figures.KommuneReport, map_png: bytes, viewer: str) -> b
                 s.append(p(f"Viser {len(report.handling)} af {report.handling_i_alt}."))
         else:
             s.append(p("Ingen."))
-        s += [p("Mangler", "Heading3"), p(DEFICIENCIES_NOTE)]
+        status, grades = _inspection_tables(report.eftersyn)
+        s += [p("Eftersyn og mangler", "Heading3"), p(DEFICIENCIES_NOTE),
+              _table(status, widths=[6 * cm, 3 * cm], right=(1,)), Spacer(1, 0.2 * cm),
+              _table(grades, widths=[6 * cm, 3 * cm, 3 * cm], right=(1, 2))]
         return s
 
     return _pdf(title, story)
@@ -368,7 +380,12 @@ def national_pdf(report: figures.NationalReport, map_png: bytes, viewer: str) ->
                      _code_table(report.efter_synlighed)),
             _section(p("Klassifikation (egnethed)", "Heading3"),
                      _code_table(report.efter_egnethed, verified=True)),
-            p(COVERAGE_NOTE), p(DEFICIENCIES_NOTE),
+            p(COVERAGE_NOTE),
+            p("Eftersyn og mangler", "Heading3"), p(DEFICIENCIES_NOTE),
+            _table(_inspection_tables(report.eftersyn)[0], widths=[6 * cm, 3 * cm],
+                   right=(1,)),
+            _table(_inspection_tables(report.eftersyn)[1], widths=[6 * cm, 3 * cm, 3 * cm],
+                   right=(1, 2)),
             PageBreak(),
             p("Kommunerne", "Heading2"),
             _table(rows, widths=widths, right=tuple(range(2, len(NATIONAL_COLUMNS))),

@@ -238,7 +238,49 @@ def test_municipality_report_pdf(ro_client, shared_db_url, output_dir):
                                                        "d_6101_beskyt_rum", KBH):
         assert _has_row(lines, [str(kode), tekst, dk(antal), dk(pladser)]), tekst
     assert "Beskyttelsesrum, der kræver handling (egnet efter udbedring eller uegnet)" in lines
-    assert any("Eftersyn og mangler registreres endnu ikke i Ly" in line for line in lines)
+    assert "Eftersyn og mangler" in lines
+    assert _has_row(lines, ["Grad", "Åbne mangler", "Heraf forfaldne"])
+
+
+def test_the_inspection_table_shows_the_inspection_register(db_url, output_dir):
+    """An approved inspection with deficiencies (one overdue) appears in the municipality's
+    report as the database has it: inspections by status, open deficiencies by grade."""
+    import json
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.conftest import bearer, make_settings, query
+    from tests.test_inspections import complete_answers, room
+
+    cvr = query(db_url, "SELECT cvr_kode FROM ly.kommune WHERE kommunekode = 101")[0][0]
+    (shelter,) = query(db_url, "SELECT objekt_id FROM ly.t_6101_beskyt_rum WHERE "
+                               "beskyt_rum_kode = 3 AND beliggenhedskommune = 101 AND "
+                               "cvr_kode = %s LIMIT 1", [cvr])[0]
+    admin = bearer(["municipal_admin"], subject="kbh-admin", cvr=cvr, kommuner=[KBH])
+    eid = str(uuid.uuid4())
+    body = {"objekt_id": str(shelter), "tjekliste_kode": "bdg-6122", "tjekliste_version": 1,
+            "status": "indsendt", "svar": complete_answers(betondaeksel_kode=2),
+            "rum": [room(konstruktion_blotlagt_armering_kode=1, konstruktion_revner_loft_kode=1)]}
+    with TestClient(create_app(make_settings(db_url))) as c:
+        assert c.put(f"/eftersyn/{eid}", content=json.dumps(body), headers={
+            "Content-Type": "application/json", **admin}).status_code == 201
+        assert c.post(f"/eftersyn/{eid}/godkend", headers=admin).status_code == 200
+        query(db_url, "UPDATE ly.mangel SET frist = current_date - 1 WHERE grad = 'S'")
+        data = c.get(f"/rapporter/kommune/{KBH}", params={"f": "json"}, headers=admin).json()
+        pdf = c.get(f"/rapporter/kommune/{KBH}", params={"f": "pdf"}, headers=admin)
+    expected = dict(query(db_url, "SELECT status, count(*) FROM ly.eftersyn "
+                                  "WHERE beliggenhedskommune = 101 GROUP BY 1"))
+    assert dict(data["eftersyn"]["efter_status"]) == {
+        st: expected.get(st, 0) for st, _ in data["eftersyn"]["efter_status"]}
+    assert expected == {"godkendt": 1}
+    assert [tuple(m) for m in data["eftersyn"]["mangler"]] == [
+        ("S", 1, 1), ("3", 0, 0), ("2", 1, 0), ("1", 1, 0)]
+    lines = _lines(PdfReader(io.BytesIO(pdf.content)))
+    assert _has_row(lines, ["godkendt", "1"])
+    assert _has_row(lines, ["S – sikkerhed", "1", "1"])
+    assert _has_row(lines, ["I alt", "3", "1"])
 
 
 def test_national_report_pdf(ro_client, shared_db_url, output_dir):
