@@ -10,7 +10,7 @@ from starlette.responses import Response
 from datamodel.access import ADMIN_ROLES, NATIONAL_ADMIN, ROLES
 from service import params
 from service.auth import current_actor, forbidden, unauthorized
-from service.db import acting
+from service.db import acting, equality_filters
 from service.errors import Problem, bad_request
 from service.http import JSON, html_response, json_response, self_links
 from service.transactions import read_json
@@ -96,22 +96,17 @@ async def audit_trail(
     params.check_known(request, {"objekt_id", "subjekt", "siden", "limit", "f"})
     actor = await current_actor(request)
     _require_admin(actor)
-    clauses, args = ["TRUE"], []
-    if objekt_id is not None:
-        clauses.append("objekt_id = %s")
-        args.append(params.parse_uuid(objekt_id, "objekt_id"))
-    if subjekt is not None:
-        clauses.append("subjekt = %s")
-        args.append(subjekt)
+    where, args = equality_filters(objekt_id=params.parse_uuid(objekt_id, "objekt_id"),
+                                   subjekt=subjekt)
     if siden is not None:
-        clauses.append("tid >= %s")
+        where += " AND tid >= %s"
         args.append(params.parse_instant(siden, "siden"))
     n = params.parse_limit(request.query_params.get("limit"), 100, 10000)
     async with acting(request) as conn:
         cur = await conn.execute(
             "SELECT id, tid, subjekt, cvr_kode, roller, klient, handling, tabel, objekt_id, "
-            "foer_versions_id, efter_versions_id, detaljer FROM ly.revision WHERE "
-            + " AND ".join(clauses) + " ORDER BY id DESC LIMIT %s", args + [n])
+            f"foer_versions_id, efter_versions_id, detaljer FROM ly.revision WHERE {where} "
+            "ORDER BY id DESC LIMIT %s", args + [n])
         names = [d.name for d in cur.description]
         rows = [dict(zip(names, r)) for r in await cur.fetchall()]
     entries = [{k: (v.isoformat() if isinstance(v, datetime) else

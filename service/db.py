@@ -56,3 +56,10 @@ async def acting(request: Request) -> AsyncIterator[AsyncConnection]:
     actor = await current_actor(request)
     async with acting_as(request.app.state.pool, actor) as conn:
         yield conn
+
+
+def equality_filters(**given) -> tuple[str, list]:
+    """`column = %s AND …` for the filters a request gave (None: not given), with their
+    parameters. Column names come from the caller's code, never from the request."""
+    clauses = [f"{column} = %s" for column, value in given.items() if value is not None]
+    return " AND ".join(clauses) or "TRUE", [v for v in given.values() if v is not None]

@@ -23,7 +23,7 @@ from datamodel.access import ADMIN_ROLES, EDITING_ROLES, INSPECTOR, Actor
 from datamodel.rules import Invalid, Problem as RuleProblem, point_from_geojson
 from service import params
 from service.auth import current_actor, forbidden, unauthorized
-from service.db import acting
+from service.db import acting, equality_filters
 from service.errors import Problem, bad_request, invalid, not_found
 from service.http import html_response, json_response
 from service.transactions import read_json
@@ -235,6 +235,13 @@ async def _load(conn, eftersyn_id: UUID) -> dict | None:
     return dict(zip([d.name for d in cur.description], row))
 
 
+async def _load_or_404(conn, eftersyn_id: UUID) -> dict:
+    e = await _load(conn, eftersyn_id)
+    if e is None:
+        raise not_found(f"Eftersynet {eftersyn_id}")
+    return e
+
+
 def _public_form(e: dict, photos: list | None = None) -> dict:
     template = checklist.load_templates()[(e["tjekliste_kode"], e["tjekliste_version"])]
     out = {k: (str(v) if isinstance(v, UUID) else v.isoformat() if isinstance(
@@ -387,9 +394,7 @@ async def upload_photo(request: Request, eftersyn_id: str, foto_id: str,
     ctype, data = await _read_photo(request)
     digest = hashlib.sha256(data).hexdigest()
     async with acting(request) as conn:
-        e = await _load(conn, eid)
-        if e is None:
-            raise not_found(f"Eftersynet {eftersyn_id}")
+        e = await _load_or_404(conn, eid)
         template = checklist.load_templates()[(e["tjekliste_kode"], e["tjekliste_version"])]
         _check_photo_target(template, punkt, rum)
         cur = await conn.execute("SELECT sha256 FROM ly.eftersyn_foto WHERE id = %s", [fid])
@@ -450,9 +455,7 @@ async def inspection(request: Request, eftersyn_id: str) -> Response:
     await _signed_in(request)
     eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
     async with acting(request) as conn:
-        e = await _load(conn, eid)
-        if e is None:
-            raise not_found(f"Eftersynet {eftersyn_id}")
+        e = await _load_or_404(conn, eid)
         photos = await _photos(conn, eid)
         cur = await conn.execute(
             "SELECT id, punkt, rum, grad, kritisk, beskrivelse, ansvarlig, frist, status "
@@ -475,19 +478,12 @@ async def inspections(request: Request, status: str | None = Query(None),
                       objekt_id: str | None = Query(None)) -> Response:
     params.check_known(request, {"status", "kampagne", "objekt_id"})
     await _signed_in(request)
-    clauses, args = ["TRUE"], []
-    if status is not None:
-        clauses.append("status = %s")
-        args.append(status)
-    if kampagne is not None:
-        clauses.append("kampagne_id = %s")
-        args.append(params.parse_uuid(kampagne, "kampagne"))
-    if objekt_id is not None:
-        clauses.append("objekt_id = %s")
-        args.append(params.parse_uuid(objekt_id, "objekt_id"))
+    where, args = equality_filters(
+        status=status, kampagne_id=params.parse_uuid(kampagne, "kampagne"),
+        objekt_id=params.parse_uuid(objekt_id, "objekt_id"))
     async with acting(request) as conn:
         cur = await conn.execute(
-            f"SELECT {_COLUMNS} FROM ly.eftersyn WHERE {' AND '.join(clauses)} "
+            f"SELECT {_COLUMNS} FROM ly.eftersyn WHERE {where} "
             "ORDER BY oprettet DESC LIMIT 10000", args)
         names = [d.name for d in cur.description]
         rows = [dict(zip(names, r)) for r in await cur.fetchall()]
@@ -514,9 +510,7 @@ async def approve(request: Request, eftersyn_id: str) -> Response:
     actor = await _approver(request)
     eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
     async with acting(request) as conn:
-        e = await _load(conn, eid)
-        if e is None:
-            raise not_found(f"Eftersynet {eftersyn_id}")
+        e = await _load_or_404(conn, eid)
         if e["status"] != "indsendt":
             raise Problem(409, f"only a submitted inspection can be approved (this one is "
                           f"{e['status']})", kind="conflict",
@@ -596,9 +590,7 @@ async def reject(request: Request, eftersyn_id: str) -> Response:
         raise invalid(Invalid([RuleProblem("begrundelse", "a reason of 3–1000 characters is "
                                                           "required")]))
     async with acting(request) as conn:
-        e = await _load(conn, eid)
-        if e is None:
-            raise not_found(f"Eftersynet {eftersyn_id}")
+        e = await _load_or_404(conn, eid)
         if e["status"] != "indsendt":
             raise Problem(409, f"only a submitted inspection can be rejected (this one is "
                           f"{e['status']})", kind="conflict")
@@ -652,9 +644,7 @@ async def export_6122(request: Request, eftersyn_id: str) -> Response:
     await _signed_in(request)
     eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
     async with acting(request) as conn:
-        e = await _load(conn, eid)
-        if e is None:
-            raise not_found(f"Eftersynet {eftersyn_id}")
+        e = await _load_or_404(conn, eid)
         if e["status"] not in ("godkendt", "indberettet"):
             raise Problem(409, "only an approved inspection is reported to GeoFA",
                           kind="conflict", errors=[{"field": "status", "detail": e["status"]}])
@@ -674,9 +664,7 @@ async def mark_reported(request: Request, eftersyn_id: str) -> Response:
     await _approver(request)
     eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
     async with acting(request) as conn:
-        e = await _load(conn, eid)
-        if e is None:
-            raise not_found(f"Eftersynet {eftersyn_id}")
+        e = await _load_or_404(conn, eid)
         if e["status"] != "godkendt":
             raise Problem(409, "only an approved inspection can be reported", kind="conflict")
         await conn.execute("UPDATE ly.eftersyn SET status = 'indberettet', "
@@ -748,20 +736,15 @@ async def deficiencies(request: Request, status: str | None = Query(None),
                        ) -> Response:
     params.check_known(request, {"status", "objekt_id", "forfaldne"})
     await _signed_in(request)
-    clauses, args = ["TRUE"], []
-    if status is not None:
-        clauses.append("status = %s")
-        args.append(status)
-    if objekt_id is not None:
-        clauses.append("objekt_id = %s")
-        args.append(params.parse_uuid(objekt_id, "objekt_id"))
+    where, args = equality_filters(status=status,
+                                   objekt_id=params.parse_uuid(objekt_id, "objekt_id"))
     if forfaldne:
-        clauses.append("frist < current_date AND status IN ('aaben', 'planlagt')")
+        where += " AND frist < current_date AND status IN ('aaben', 'planlagt')"
     async with acting(request) as conn:
         cur = await conn.execute(
             "SELECT id, eftersyn_id, objekt_id, punkt, rum, grad, kritisk, beskrivelse, "
-            f"ansvarlig, frist, status, beliggenhedskommune FROM ly.mangel WHERE "
-            f"{' AND '.join(clauses)} ORDER BY frist, id LIMIT 10000", args)
+            f"ansvarlig, frist, status, beliggenhedskommune FROM ly.mangel WHERE {where} "
+            "ORDER BY frist, id LIMIT 10000", args)
         names = [d.name for d in cur.description]
         rows = [_jsonable(dict(zip(names, r))) for r in await cur.fetchall()]
     return json_response({"mangler": rows})
