@@ -422,6 +422,20 @@ def kommune_exists_steps(kommunekode: int) -> Steps[tuple[str, int | None] | Non
     return rows[0] if rows else None
 
 
+def _code_tables_steps(kommunekode: int | None) -> Steps[dict[str, list[CodeCount]]]:
+    """The area's shelters by type, functional status, visibility and classification."""
+    return {
+        "efter_type": (yield from _by_code_steps(False, "beskyt_rum_kode", "d_6101_beskyt_rum",
+                                                 kommunekode)),
+        "efter_funktionsstatus": (yield from _by_code_steps(
+            False, "funktionsstatus_kode", "d_basis_funktionsstatus", kommunekode)),
+        "efter_synlighed": (yield from _by_code_steps(False, "off_kode", "d_basis_offentlig",
+                                                      kommunekode)),
+        "efter_egnethed": (yield from _by_code_steps(False, "egnethed_kode", "d_ly_egnethed",
+                                                     kommunekode, with_verified=True)),
+    }
+
+
 def kommune_report_steps(kommunekode: int) -> Steps[KommuneReport | None]:
     """The report of one municipality for a signed-in viewer (None: no such municipality).
 
@@ -438,14 +452,7 @@ def kommune_report_steps(kommunekode: int) -> Steps[KommuneReport | None]:
         genereret=(yield from _now_steps()),
         befolkning_periode=pop.period, befolkning_kilde=pop.source,
         figures=(yield from _area_figures_steps(False, kommunekode)),
-        efter_type=(yield from _by_code_steps(False, "beskyt_rum_kode", "d_6101_beskyt_rum",
-                                              kommunekode)),
-        efter_funktionsstatus=(yield from _by_code_steps(
-            False, "funktionsstatus_kode", "d_basis_funktionsstatus", kommunekode)),
-        efter_synlighed=(yield from _by_code_steps(False, "off_kode", "d_basis_offentlig",
-                                                   kommunekode)),
-        efter_egnethed=(yield from _by_code_steps(False, "egnethed_kode", "d_ly_egnethed",
-                                                  kommunekode, with_verified=True)),
+        **(yield from _code_tables_steps(kommunekode)),
         **dict(zip(("handling", "handling_i_alt"), (yield from _action_steps(kommunekode)))),
         eftersyn=(yield from _inspection_steps(kommunekode)),
     )
@@ -458,14 +465,7 @@ def national_report_steps() -> Steps[NationalReport]:
         genereret=(yield from _now_steps()),
         befolkning_periode=pop.period, befolkning_kilde=pop.source,
         figures=(yield from _area_figures_steps(False, None)),
-        efter_type=(yield from _by_code_steps(False, "beskyt_rum_kode", "d_6101_beskyt_rum",
-                                              None)),
-        efter_funktionsstatus=(yield from _by_code_steps(
-            False, "funktionsstatus_kode", "d_basis_funktionsstatus", None)),
-        efter_synlighed=(yield from _by_code_steps(False, "off_kode", "d_basis_offentlig",
-                                                   None)),
-        efter_egnethed=(yield from _by_code_steps(False, "egnethed_kode", "d_ly_egnethed",
-                                                  None, with_verified=True)),
+        **(yield from _code_tables_steps(None)),
         kommuner=(yield from kommune_rows_steps(False)),
         eftersyn=(yield from _inspection_steps(None)),
     )
