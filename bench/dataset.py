@@ -251,8 +251,10 @@ def _check_codes(conn: psycopg.Connection) -> None:
 
 # --- the GeoPackage of the set, for the import scenario ---
 
+#: A municipal-style list of new shelters: no objekt_id (an importer reads one as "update
+#: this existing shelter"), `noegle` as the source system's key.
 GPKG_COLUMNS = (
-    "objekt_id", "cvr_kode", "oprindkode", "statuskode", "off_kode", "noegle", "note",
+    "cvr_kode", "oprindkode", "statuskode", "off_kode", "noegle", "note",
     "beskyt_rum_kode", "klargjort_kode", "pladser", "link", "adr_id", "vejkode", "vejnavn",
     "husnr", "postnr", "postnr_by", "navn", "bbr_bygning_id", "undertype_kode", "areal_m2",
     "beskyt_rum_anvendelse_kode", "trinfri_adgang_kode", "funktionsstatus_kode",
@@ -271,8 +273,8 @@ def geopackage(cfg: Config, mark: dict) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"beskyttelsesrum-{cfg.count}.gpkg"
     stamp = path.with_suffix(".json")
-    if path.exists() and stamp.exists() and \
-            json.loads(stamp.read_text()).get("build_id") == mark["build_id"]:
+    wanted = {"build_id": mark["build_id"], "n": cfg.count, "columns": list(GPKG_COLUMNS)}
+    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == wanted:
         return path
     log(f"writing {path.name} with pyogrio")
     started = time.monotonic()
@@ -286,7 +288,7 @@ def geopackage(cfg: Config, mark: dict) -> Path:
         first = True
         while rows := cur.fetchmany(chunk):
             frame = pd.DataFrame([r[:-1] for r in rows], columns=list(GPKG_COLUMNS))
-            for c in ("objekt_id", "adr_id", "bbr_bygning_id"):
+            for c in ("adr_id", "bbr_bygning_id"):
                 frame[c] = frame[c].map(lambda v: None if v is None else str(v))
             frame["areal_m2"] = frame["areal_m2"].astype(float)
             geoms = shapely.from_wkb([bytes(r[-1]) for r in rows])
@@ -294,7 +296,7 @@ def geopackage(cfg: Config, mark: dict) -> Path:
             pyogrio.write_dataframe(gdf, path, layer="beskyttelsesrum", driver="GPKG",
                                     append=not first, geometry_type="Point")
             first = False
-    stamp.write_text(json.dumps({"build_id": mark["build_id"], "n": cfg.count}))
+    stamp.write_text(json.dumps(wanted))
     log(f"{path.name}: {path.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.0f} s")
     return path
 

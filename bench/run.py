@@ -131,7 +131,8 @@ def _guarded(scenario: str, label: str, fn, *args) -> list[Row]:
 
         traceback.print_exc()
         log(f"  {scenario} on {label} failed: {type(exc).__name__}: {exc}")
-        return [Row(scenario, label, note=f"failed: {type(exc).__name__}: {str(exc)[:200]}")]
+        return [Row(scenario, label, note=f"failed: {type(exc).__name__}: "
+                                          f"{scenarios.one_line(str(exc))}")]
 
 
 def _ordered(rows: list[Row]) -> list[Row]:
