@@ -66,8 +66,17 @@ def batch_table(rows: list[Row]) -> list[list[str]]:
         out.append([r.scenario, r.variant, r.server, _fmt(e.get("seconds")),
                     _fmt(e.get("mb")), f"{e['features'] if 'features' in e else e.get('rows', ''):,}"
                     if (e.get("features") or e.get("rows")) else "",
-                    _fmt(e.get("peak_rss_mb_worker")), r.note])
+                    _fmt(e.get("peak_rss_mb_worker")), _with_phases(r.note, e.get("phases"))])
     return out
+
+
+def _with_phases(note: str, phases: dict | None) -> str:
+    """The importer's phases (from its run's timestamps) after the row's note."""
+    if not phases:
+        return note
+    names = {"read": "read", "stage_and_gate": "validate + stage + gate", "publish": "publish"}
+    told = ", ".join(f"{names[k]} {v:,.0f} s" for k, v in phases.items() if v is not None)
+    return "; ".join(x for x in (note, told) if x)
 
 
 def targets(rows: list[Row]) -> list[tuple[str, str, str]]:

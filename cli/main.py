@@ -204,7 +204,7 @@ def cmd_import_list(args) -> int:
 
     with psycopg.connect(psycopg_url(_database_url(args))) as conn:
         try:
-            run_id = municipal_list.start(
+            run_id, source = municipal_list.begin(
                 conn, args.file, mapping=args.mapping, kommunekode=args.kommune, crs=args.crs,
                 gate=_gate(args), fuld=args.fuld, fix_swapped=args.ret_byttede_akser,
                 subjekt=args.subjekt)
@@ -217,7 +217,7 @@ def cmd_import_list(args) -> int:
         progress, bar = _progress("indlæser")
         try:
             _run_guarded(conn, run_id, lambda: municipal_list.stage_run(
-                conn, run_id, batch_size=args.batch_size, progress=progress))
+                conn, run_id, batch_size=args.batch_size, progress=progress, source=source))
         except staging.RunError as exc:
             print(f"stopped: {exc}", file=sys.stderr)
         finally:
@@ -340,6 +340,8 @@ def _add_gate_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from loaders.staging import DEFAULT_BATCH
+
     parser = argparse.ArgumentParser(prog="ly", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", help="default: DATABASE_URL or the local database")
@@ -396,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "it does not have")
     p.add_argument("--ret-byttede-akser", action="store_true",
                    help="correct rows with swapped axes instead of rejecting them")
-    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help="source rows per committed batch (default %(default)s)")
     p.add_argument("--rapport", help="CSV file for the rejected rows")
     _add_gate_args(p)
     p.set_defaults(func=cmd_import_list)
@@ -436,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--force", action="store_true", help="publish despite a failed gate")
         if name == "resume":
             r.add_argument("--publish", action="store_true")
-            r.add_argument("--batch-size", type=int, default=200)
+            r.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                           help="source rows per committed batch (default %(default)s)")
             r.add_argument("--api-key", default=None)
             r.add_argument("--rapport", help="CSV file for the rejected rows")
         if name == "report":

@@ -39,7 +39,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import psycopg
 
@@ -47,7 +47,7 @@ from datamodel import crs as crsmod
 from datamodel.codelists import load_codelists
 from datamodel.fields import FIELDS_BY_NAME, SHELTER_FIELDS, TEMAKODE, WRITABLE_FIELDS
 from datamodel.rules import Problem, complete, point_from_geojson, validate_properties
-from loaders import staging
+from loaders import bulk_list, staging
 from loaders.staging import Gate, Progress, Rejected, RunError, Staged
 
 ART = "kommunal_liste"
@@ -173,10 +173,11 @@ class SourceRow:
 
 @dataclass
 class Source:
-    rows: list[SourceRow]
+    rows: Sequence[SourceRow]
     columns: list[str]
     crs: str | None = None  # the file's own CRS (vector files)
     kind: str = "csv"
+    frame: Any = None  # vector files: the table as read (typed columns, geometry)
 
 
 def _decode(data: bytes) -> str:
@@ -241,9 +242,10 @@ def _read_xlsx(path: Path, sheet: str | None) -> Source:
 
 def _read_vector(path: Path) -> Source:
     import pyogrio
+    import shapely
 
     try:
-        table = pyogrio.read_dataframe(path, use_arrow=False)
+        table = pyogrio.read_dataframe(path, use_arrow=True)
     except Exception as exc:  # GDAL errors come in several classes
         raise MappingError(f"{path.name}: cannot be read as a vector file ({exc})") from None
     crs_name = None
@@ -257,20 +259,73 @@ def _read_vector(path: Path) -> Source:
             table = table.to_crs(25832)
             crs_name = "EPSG:25832"
     columns = [c for c in table.columns if c != "geometry"]
-    rows: list[SourceRow] = []
-    for i, rec in enumerate(table.to_dict("records"), start=1):
-        geom = rec.pop("geometry", None)
-        values = {c: _plain(v) for c, v in rec.items()}
+    return Source(FrameRows(table, columns), columns, crs=crs_name, kind="vector", frame=table)
+
+
+class FrameRows(Sequence):
+    """The rows of a table read from a vector file, made into `SourceRow`s when asked for (the
+    fast path of a large file asks only for the rows it cannot take column by column)."""
+
+    #: Slices longer than this convert whole columns first (far faster than cell by cell).
+    WHOLE_COLUMNS = 1000
+
+    def __init__(self, frame, columns: list[str]):
+        import shapely
+
+        self.frame, self.columns = frame, columns
+        geoms = frame.geometry.values if "geometry" in frame.columns else None
+        self._geoms = geoms
+        self._kinds = shapely.get_type_id(geoms) if geoms is not None else None
+        self._xs = shapely.get_x(geoms) if geoms is not None else None  # NaN: not a point
+        self._ys = shapely.get_y(geoms) if geoms is not None else None
+        self._cells: dict[str, list] | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            indices = range(*key.indices(len(self)))
+            if len(indices) > self.WHOLE_COLUMNS and self._cells is None:
+                self._cells = {c: _plain_column(self.frame[c]) for c in self.columns}
+            return [self._row(i) for i in indices]
+        i = key + len(self) if key < 0 else key
+        if not 0 <= i < len(self):
+            raise IndexError(key)
+        return self._row(i)
+
+    def _row(self, i: int) -> SourceRow:
+        if self._cells is not None:
+            rec = {c: self._cells[c][i] for c in self.columns}
+        else:
+            rec = {c: _plain(self.frame[c].iat[i]) for c in self.columns}
         point = None
-        if geom is not None and not geom.is_empty:
-            if geom.geom_type == "Point":
-                point = (geom.x, geom.y)
-            elif geom.geom_type == "MultiPoint" and len(geom.geoms) == 1:
+        kind = int(self._kinds[i]) if self._kinds is not None else -1
+        if kind == 0 and self._xs[i] == self._xs[i]:  # a Point (not empty)
+            point = (float(self._xs[i]), float(self._ys[i]))
+        elif kind > 0:
+            geom = self._geoms[i]
+            if geom.is_empty:
+                pass
+            elif kind == 4 and len(geom.geoms) == 1:  # MultiPoint of one point
                 point = (geom.geoms[0].x, geom.geoms[0].y)
             else:
-                values["__geometri_fejl__"] = f"{geom.geom_type} is not a point"
-        rows.append(SourceRow(i, values, point))
-    return Source(rows, columns, crs=crs_name, kind="vector")
+                rec["__geometri_fejl__"] = f"{geom.geom_type} is not a point"
+        return SourceRow(i + 1, rec, point)
+
+
+def _plain_column(series) -> list:
+    """A pandas column as plain Python values, as `_plain` makes of each cell."""
+    import pandas as pd
+
+    kind = series.dtype.kind
+    if kind in "iub":  # integers and booleans without missing values
+        return series.tolist()
+    if kind == "f":
+        return [None if v != v else v for v in series.tolist()]
+    if kind == "M":
+        return [None if pd.isna(v) else v.isoformat() for v in series.tolist()]
+    return [v.strip() if type(v) is str else _plain(v) for v in series.tolist()]
 
 
 def _plain(v: Any) -> Any:
@@ -436,12 +491,76 @@ class Context:
     uses_latlon: bool = False
 
 
-_CURRENT_SQL = ("SELECT row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) "
-                "FROM ly.t_6101_beskyt_rum t WHERE ")
+_CURRENT = ("row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) "
+            "FROM ly.t_6101_beskyt_rum t")
 
 
-def _find(cur, where: str, params: list) -> list[tuple[dict, float, float]]:
-    return cur.execute(_CURRENT_SQL + where + " LIMIT 3", params).fetchall()
+class Lookups:
+    """Current shelters that a batch of rows may match, fetched with one query per key kind
+    (rather than a query per row): by objekt_id, noegle, BBR building id and address, and the
+    municipality of each row's point."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, tuple] = {}
+        self.by_noegle: dict[str, list[tuple]] = {}
+        self.by_bbr: dict[str, list[tuple]] = {}
+        self.by_address: dict[int, list[tuple]] = {}  # index in the batch -> matches
+        self.kommune: dict[int, int | None] = {}  # index in the batch -> municipality
+
+    @staticmethod
+    def _rows(cur, where: str, params: list) -> list[tuple]:
+        return cur.execute(f"SELECT {_CURRENT} WHERE {where}", params).fetchall()
+
+    def fetch_keys(self, cur, prepared: list["Prepared"]) -> None:
+        ids = sorted({p.objekt_id for p in prepared if p.objekt_id is not None})
+        if ids:
+            for r in self._rows(cur, "t.objekt_id = ANY(%s)", [ids]):
+                self.by_id[r[0]["objekt_id"]] = r
+        keys = sorted({str(p.props["noegle"]) for p in prepared if p.props.get("noegle")})
+        if keys:
+            for r in self._rows(cur, "t.noegle = ANY(%s::text[])", [keys]):
+                self.by_noegle.setdefault(r[0]["noegle"], []).append(r)
+        bbr = sorted({u for p in prepared if (u := _uuid_text(p.props.get("bbr_bygning_id")))})
+        if bbr:
+            for r in self._rows(cur, "t.bbr_bygning_id = ANY(%s::uuid[])", [bbr]):
+                self.by_bbr.setdefault(r[0]["bbr_bygning_id"], []).append(r)
+
+    def fetch_addresses(self, cur, wanted: dict[int, dict], kommunekode: int | None) -> None:
+        """Matches by street name and house number (and postal code and type when the row has
+        them, and the list's municipality) for the rows `wanted` (index -> props)."""
+        if not wanted:
+            return
+        idx = list(wanted)
+        props = [wanted[i] for i in idx]
+        for i, *r in cur.execute(
+                f"SELECT k.i, {_CURRENT} JOIN unnest(%s::int[], %s::text[], %s::text[], "
+                "%s::int[], %s::int[]) AS k(i, v, h, p, c) "
+                "ON lower(t.vejnavn) = lower(k.v) AND upper(t.husnr) = upper(k.h) "
+                "AND (k.p IS NULL OR t.postnr = k.p) AND (k.c IS NULL OR t.beskyt_rum_kode = k.c) "
+                "AND (%s::int IS NULL OR t.beliggenhedskommune = %s::int)",
+                [idx, [p["vejnavn"] for p in props], [p["husnr"] for p in props],
+                 [p.get("postnr") or None for p in props],
+                 [p.get("beskyt_rum_kode") or None for p in props],
+                 kommunekode, kommunekode]).fetchall():
+            self.by_address.setdefault(i, []).append(tuple(r))
+
+    def fetch_municipalities(self, cur, points: dict[int, tuple[float, float]]) -> None:
+        if not points:
+            return
+        idx = list(points)
+        self.kommune.update(cur.execute(
+            "SELECT k.i, ly.kommune_for(ST_SetSRID(ST_MakePoint(k.x, k.y), 25832)) "
+            "FROM unnest(%s::int[], %s::float8[], %s::float8[]) AS k(i, x, y)",
+            [idx, [points[i][0] for i in idx], [points[i][1] for i in idx]]).fetchall())
+
+
+def _uuid_text(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None  # not a UUID: matches nothing, and the validation rejects it
 
 
 def _label(name: str, ctx: Context) -> str:
@@ -503,8 +622,20 @@ def _point(row: SourceRow, raw: dict, ctx: Context, problems: list[Problem]
     return None, None
 
 
-def resolve_row(cur, row: SourceRow, ctx: Context) -> Staged | Rejected | None:
-    """The candidate (or rejection) one source row becomes."""
+@dataclass
+class Prepared:
+    """A source row read and converted, before it is matched against the register."""
+
+    row: SourceRow
+    kilde: dict
+    props: dict[str, Any]
+    xy: tuple[float, float] | None
+    remark: str | None
+    objekt_id: str | None  # a UUID given as the match key
+
+
+def prepare_row(row: SourceRow, ctx: Context) -> Prepared | Rejected | None:
+    """Read one source row: convert its cells, parse its address and point (no database)."""
     kilde = {k: staging.jsonable(v) for k, v in row.values.items() if not k.startswith("__")}
     if all(v in (None, "") for v in row.values.values()) and row.point is None:
         return None  # a blank line
@@ -535,63 +666,88 @@ def resolve_row(cur, row: SourceRow, ctx: Context) -> Staged | Rejected | None:
             for k, v in parsed.items():
                 props.setdefault(k, v)
     xy, remark = _point(row, raw, ctx, problems)
-    objekt_id = raw.get("objekt_id")
     if problems:
         return Rejected(row.raekke, _relabel(problems, ctx), kilde)
-
-    # --- match an existing shelter ---
-    match, found = None, []
+    objekt_id = raw.get("objekt_id")
+    oid = None
     if objekt_id not in (None, ""):
         try:
-            oid = uuid.UUID(str(objekt_id))
+            oid = str(uuid.UUID(str(objekt_id)))
         except ValueError:
             return Rejected(row.raekke, [Problem(_label("objekt_id", ctx),
                                                  f"{objekt_id!r} is not a UUID")], kilde)
-        found = _find(cur, "t.objekt_id = %s", [oid])
-        if not found:
-            return Rejected(row.raekke, [Problem(_label("objekt_id", ctx),
-                                                 f"{oid} is not a current shelter")], kilde)
-        match = "objekt_id"
-    for key, name, cond in (("noegle", "noegle", "t.noegle = %s"),
-                            ("bbr", "bbr_bygning_id", "t.bbr_bygning_id = %s::uuid")):
-        if match is None and props.get(name):
-            found = _find(cur, cond, [str(props[name])])
+    return Prepared(row, kilde, props, xy, remark, oid)
+
+
+def _match_keys(p: Prepared, lk: Lookups, ctx: Context
+                ) -> tuple[str | None, list, Rejected | None]:
+    """How the row matches by objekt_id, noegle or BBR id: (match, found rows, rejection)."""
+    label = _label
+    if p.objekt_id is not None:
+        found = lk.by_id.get(p.objekt_id)
+        if found is None:
+            return None, [], Rejected(p.row.raekke, [Problem(
+                label("objekt_id", ctx), f"{p.objekt_id} is not a current shelter")], p.kilde)
+        return "objekt_id", [found], None
+    for key, name, table, norm in (("noegle", "noegle", lk.by_noegle, str),
+                                   ("bbr", "bbr_bygning_id", lk.by_bbr, _uuid_text)):
+        if p.props.get(name):
+            found = table.get(norm(p.props[name]) or "", [])
             if len(found) > 1:
-                return Rejected(row.raekke, [Problem(_label(name, ctx),
-                                f"{props[name]} matches {len(found)} shelters; give objekt_id")],
-                                kilde)
-            match = key if found else None
-    if match is None and props.get("vejnavn") and props.get("husnr"):
-        cond = "lower(t.vejnavn) = lower(%s) AND upper(t.husnr) = upper(%s)"
-        params: list = [props["vejnavn"], props["husnr"]]
-        if props.get("postnr"):
-            cond += " AND t.postnr = %s"
-            params.append(props["postnr"])
-        if props.get("beskyt_rum_kode"):
-            cond += " AND t.beskyt_rum_kode = %s"
-            params.append(props["beskyt_rum_kode"])
-        if ctx.kommunekode is not None:
-            cond += " AND t.beliggenhedskommune = %s"
-            params.append(ctx.kommunekode)
-        found = _find(cur, cond, params)
-        if len(found) > 1:
-            return Rejected(row.raekke, [Problem(_label("adresse", ctx),
-                            f"{props['vejnavn']} {props['husnr']} matches {len(found)} shelters; "
-                            "give objekt_id or noegle")], kilde)
-        match = "adresse" if found else None
+                return None, [], Rejected(p.row.raekke, [Problem(label(name, ctx), (
+                    f"{p.props[name]} matches {len(found)} shelters; give objekt_id"))], p.kilde)
+            if found:
+                return key, found, None
+    return None, [], None
 
-    # --- the point's municipality ---
-    if xy is not None and ctx.kommunekode is not None:
-        (kommune,) = cur.execute("SELECT ly.kommune_for(ST_SetSRID(ST_MakePoint(%s, %s), 25832))",
-                                 list(xy)).fetchone()
-        if kommune != ctx.kommunekode:
-            return Rejected(row.raekke, [Problem("geometri", (
-                f"the point ({xy[0]:.1f}, {xy[1]:.1f}) lies in municipality {kommune}, not in "
-                f"{ctx.kommunekode} whose list this is"))], kilde)
 
+def resolve_rows(cur, rows: list[SourceRow], ctx: Context) -> list[Staged | Rejected | None]:
+    """The candidate (or rejection) each source row of a batch becomes, in order. The register
+    is read with a few queries per batch (see `Lookups`), not per row."""
+    out: list[Staged | Rejected | None | Prepared] = [prepare_row(r, ctx) for r in rows]
+    prepared = {i: p for i, p in enumerate(out) if isinstance(p, Prepared)}
+    lk = Lookups()
+    lk.fetch_keys(cur, list(prepared.values()))
+    matched: dict[int, tuple[str | None, list]] = {}
+    for i, p in prepared.items():
+        match, found, rejected = _match_keys(p, lk, ctx)
+        if rejected is not None:
+            out[i] = rejected
+        else:
+            matched[i] = (match, found)
+    lk.fetch_addresses(cur, {i: prepared[i].props for i, (m, _) in matched.items()
+                             if m is None and prepared[i].props.get("vejnavn")
+                             and prepared[i].props.get("husnr")}, ctx.kommunekode)
+    if ctx.kommunekode is not None:
+        lk.fetch_municipalities(cur, {i: prepared[i].xy for i in matched
+                                      if prepared[i].xy is not None})
+    for i, (match, found) in matched.items():
+        out[i] = _resolve(prepared[i], match, found, lk.by_address.get(i, []), lk.kommune.get(i),
+                          ctx)
+    return out  # type: ignore[return-value]
+
+
+def _resolve(p: Prepared, match: str | None, found: list, by_address: list,
+             kommune: int | None, ctx: Context) -> Staged | Rejected:
+    row, props, xy = p.row, p.props, p.xy
+    if match is None and by_address:
+        if len(by_address) > 1:
+            return Rejected(row.raekke, [Problem(_label("adresse", ctx), (
+                f"{props['vejnavn']} {props['husnr']} matches {len(by_address)} shelters; "
+                "give objekt_id or noegle"))], p.kilde)
+        match, found = "adresse", by_address
+    if xy is not None and ctx.kommunekode is not None and kommune != ctx.kommunekode:
+        return Rejected(row.raekke, [Problem("geometri", (
+            f"the point ({xy[0]:.1f}, {xy[1]:.1f}) lies in municipality {kommune}, not in "
+            f"{ctx.kommunekode} whose list this is"))], p.kilde)
     if match is not None:
-        return _change(row, ctx, found[0], props, xy, match, remark, kilde)
-    return _create(row, ctx, props, xy, remark, kilde)
+        return _change(row, ctx, found[0], props, xy, match, p.remark, p.kilde)
+    return _create(row, ctx, props, xy, p.remark, p.kilde)
+
+
+def resolve_row(cur, row: SourceRow, ctx: Context) -> Staged | Rejected | None:
+    """The candidate (or rejection) one source row becomes."""
+    return resolve_rows(cur, [row], ctx)[0]
 
 
 def _change(row, ctx, current_row, props, xy, match, remark, kilde) -> Staged | Rejected:
@@ -710,6 +866,15 @@ def start(conn: psycopg.Connection, path: str | Path, *, mapping: str | Path | d
           kommunekode: int | None, crs: str | None = None, gate: Gate | None = None,
           fuld: bool = False, fix_swapped: bool = False, subjekt: str = "ly-import") -> int:
     """Check the file and the mapping and create the run (nothing staged yet)."""
+    return begin(conn, path, mapping=mapping, kommunekode=kommunekode, crs=crs, gate=gate,
+                 fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt)[0]
+
+
+def begin(conn: psycopg.Connection, path: str | Path, *, mapping: str | Path | dict | None,
+          kommunekode: int | None, crs: str | None = None, gate: Gate | None = None,
+          fuld: bool = False, fix_swapped: bool = False, subjekt: str = "ly-import"
+          ) -> tuple[int, Source]:
+    """`start`, also returning the file as read (for `stage_run`, so it is read once)."""
     path = Path(path).resolve()
     m = Mapping.load(mapping)
     source = read_source(path, m)
@@ -721,8 +886,9 @@ def start(conn: psycopg.Connection, path: str | Path, *, mapping: str | Path | d
     params["crs_brugt"] = ctx.crs.uri
     params["kolonner"] = ctx.targets
     params["raekker"] = len(source.rows)
-    return staging.create_run(conn, ART, str(path), parametre=params, kommunekode=kommunekode,
-                              cvr_kode=cvr, subjekt=subjekt, kilde_sha256=sha256(path))
+    run_id = staging.create_run(conn, ART, str(path), parametre=params, kommunekode=kommunekode,
+                                cvr_kode=cvr, subjekt=subjekt, kilde_sha256=sha256(path))
+    return run_id, source
 
 
 def _ended_by_full_list(conn, run_id: int, kommunekode: int) -> list[Staged]:
@@ -740,9 +906,9 @@ def _ended_by_full_list(conn, run_id: int, kommunekode: int) -> list[Staged]:
 
 
 def stage_run(conn: psycopg.Connection, run_id: int, *, batch_size: int = staging.DEFAULT_BATCH,
-              progress: Progress | None = None) -> dict:
+              progress: Progress | None = None, source: Source | None = None) -> dict:
     """Stage (or resume staging) a list run and close it with the quality gate. Returns the
-    gate's report."""
+    gate's report. `source`: the file as `start` read it (else it is read again)."""
     run = staging.get_run(conn, run_id)
     if run["art"] != ART:
         raise RunError(f"run {run_id} is a {run['art']} run, not a municipal list")
@@ -752,20 +918,26 @@ def stage_run(conn: psycopg.Connection, run_id: int, *, batch_size: int = stagin
         raise RunError(f"run {run_id}: its file {path} is gone")
     if sha256(path) != run["kilde_sha256"]:
         raise RunError(f"run {run_id}: {path} has changed since the run started; start a new run")
-    m = Mapping.load(params["mapping"])
-    source = read_source(path, m)
+    if source is None:
+        source = read_source(path, Mapping.load(params["mapping"]))
     ctx = _context(conn, source, params)
     progress = progress or Progress()
     progress.total(len(source.rows))
     progress.advance(run["naeste_raekke"])
 
     def items() -> Iterator:
+        remaining = list(staging.iter_remaining(source.rows, run))
         with conn.cursor() as cur:
-            for row in staging.iter_remaining(source.rows, run):
-                yield resolve_row(cur, row, ctx)
+            for start in range(0, len(remaining), batch_size):
+                yield from resolve_rows(cur, remaining[start:start + batch_size], ctx)
 
     if run["status"] == "indlaeser":
-        staging.stage(conn, run_id, items(), batch_size=batch_size, progress=progress)
+        fast = bulk_list.plan(source, ctx, convert)
+        if fast is not None:  # a large vector file: column by column (loaders.bulk_list)
+            bulk_list.stage(conn, run_id, source, ctx, fast, resolve_rows,
+                            batch_size=batch_size, progress=progress)
+        else:
+            staging.stage(conn, run_id, items(), batch_size=batch_size, progress=progress)
         extra = _ended_by_full_list(conn, run_id, params["kommunekode"]) \
             if params.get("fuld") and params.get("kommunekode") else []
         return staging.finish_staging(conn, run_id, extra=extra)
@@ -778,10 +950,11 @@ def import_list(conn: psycopg.Connection, path: str | Path, *, mapping=None,
                 batch_size: int = staging.DEFAULT_BATCH, subjekt: str = "ly-import",
                 progress: Progress | None = None) -> int:
     """Start, stage and (when asked and the gate passes) publish a list. Returns the run id."""
-    run_id = start(conn, path, mapping=mapping, kommunekode=kommunekode, crs=crs, gate=gate,
-                   fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt)
+    run_id, source = begin(conn, path, mapping=mapping, kommunekode=kommunekode, crs=crs,
+                            gate=gate, fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt)
     try:
-        report = stage_run(conn, run_id, batch_size=batch_size, progress=progress)
+        report = stage_run(conn, run_id, batch_size=batch_size, progress=progress,
+                           source=source)
     except Exception as exc:
         staging.mark_failed(conn, run_id, f"{type(exc).__name__}: {exc}")
         raise

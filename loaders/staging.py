@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -48,7 +49,7 @@ SLEEP_ENV = "LY_IMPORT_BATCH_SLEEP"
 PUBLISH_SLEEP_ENV = "LY_IMPORT_PUBLISH_SLEEP"
 
 WRITABLE = [f.name for f in WRITABLE_FIELDS]
-DEFAULT_BATCH = 200
+DEFAULT_BATCH = 2000
 
 
 class RunError(Exception):
@@ -125,7 +126,12 @@ class Progress:
 
 # --- JSON ----------------------------------------------------------------------------------
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case, first
+        return value
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -224,41 +230,99 @@ def _add_counters(conn, run_id: int, counts: dict[str, int], rows_done: int,
 
 # --- staging -------------------------------------------------------------------------------
 
-_INSERT_KANDIDAT = (
-    "INSERT INTO ly.kandidat (koersel_id, raekke, maal, handling, objekt_id, match, "
-    "dublet_noegle, foer_versions_id, vaerdier, aendringer, geometri, kilde_vaerdier, "
-    "bemaerkning) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "CASE WHEN %s::text IS NULL THEN NULL ELSE ST_GeomFromEWKT(%s) END, %s, %s)"
-)
+_KANDIDAT_COLS = ("koersel_id, raekke, maal, handling, objekt_id, match, dublet_noegle, "
+                  "foer_versions_id, vaerdier, aendringer, geometri, kilde_vaerdier, bemaerkning")
 
 
-def _duplicate_of(cur, run_id: int, s: Staged, batch: dict) -> int | None:
-    """The row an earlier candidate of this run for the same shelter (or key) came from."""
+def _json_text(value: Any) -> str | None:
+    """JSON text for a jsonb column written with COPY."""
+    return None if value is None else orjson.dumps(jsonable(value)).decode()
+
+
+def _earlier_rows(cur, run_id: int, items: list[Staged]) -> dict:
+    """The rows already staged in this run for the same shelters (or keys) as `items`, in one
+    query per target: {("o", maal, objekt_id): raekke, ("d", "", key): raekke}."""
+    found: dict = {}
+    for maal in sorted({s.maal for s in items}):
+        ids = [s.objekt_id for s in items if s.maal == maal]
+        for oid, raekke in cur.execute(
+                "SELECT objekt_id, min(raekke) FROM ly.kandidat WHERE koersel_id = %s "
+                "AND maal = %s AND objekt_id = ANY(%s) GROUP BY objekt_id",
+                [run_id, maal, ids]).fetchall():
+            found[("o", maal, str(oid))] = raekke
+    keys = sorted({s.dublet_noegle for s in items if s.dublet_noegle})
+    if keys:
+        for key, raekke in cur.execute(
+                "SELECT dublet_noegle, min(raekke) FROM ly.kandidat WHERE koersel_id = %s "
+                "AND dublet_noegle = ANY(%s) GROUP BY dublet_noegle", [run_id, keys]).fetchall():
+            found[("d", "", key)] = raekke
+    return found
+
+
+def _keys(s: Staged) -> list[tuple]:
     keys = [("o", s.maal, str(s.objekt_id))]
     if s.dublet_noegle:
         keys.append(("d", "", s.dublet_noegle))
-    for k in keys:
-        if k in batch:
-            return batch[k]
-    row = cur.execute(
-        "SELECT raekke FROM ly.kandidat WHERE koersel_id = %s AND ((maal = %s AND objekt_id = %s)"
-        " OR dublet_noegle = %s) LIMIT 1",
-        [run_id, s.maal, s.objekt_id, s.dublet_noegle]).fetchone()
-    return row[0] if row else None
+    return keys
 
 
-def _insert_staged(cur, run_id: int, s: Staged) -> None:
-    cur.execute(_INSERT_KANDIDAT, [
-        run_id, s.raekke, s.maal, s.handling, s.objekt_id, s.match, s.dublet_noegle,
-        s.foer_versions_id, _jsonb(s.record), _jsonb(s.aendringer), s.ewkt, s.ewkt,
-        _jsonb(s.kilde), s.bemaerkning])
+def _write_staged(cur, run_id: int, items: list[Staged]) -> None:
+    """Candidates, written with COPY."""
+    if not items:
+        return
+    with cur.copy(f"COPY ly.kandidat ({_KANDIDAT_COLS}) FROM STDIN") as copy:
+        for s in items:
+            copy.write_row((run_id, s.raekke, s.maal, s.handling, s.objekt_id, s.match,
+                            s.dublet_noegle, s.foer_versions_id, _json_text(s.record),
+                            _json_text(s.aendringer), s.ewkt, _json_text(s.kilde),
+                            s.bemaerkning))
 
 
-def _insert_rejected(cur, run_id: int, r: Rejected) -> None:
-    for p in r.problems or [Problem("row", "rejected")]:
-        cur.execute("INSERT INTO ly.afvist (koersel_id, raekke, felt, aarsag, kilde_vaerdier) "
-                    "VALUES (%s, %s, %s, %s, %s)",
-                    [run_id, r.raekke, p.field[:128], p.detail, _jsonb(r.kilde)])
+def _write_rejected(cur, run_id: int, items: list[Rejected]) -> None:
+    """Rejections (one line per problem), written with COPY."""
+    if not items:
+        return
+    with cur.copy("COPY ly.afvist (koersel_id, raekke, felt, aarsag, kilde_vaerdier) "
+                  "FROM STDIN") as copy:
+        for r in items:
+            kilde = _json_text(r.kilde)
+            for p in r.problems or [Problem("row", "rejected")]:
+                copy.write_row((run_id, r.raekke, p.field[:128], p.detail, kilde))
+
+
+def stage_items(cur, run_id: int, items: list[Staged | Rejected | None]) -> dict[str, int]:
+    """Write one batch of staged rows (in the caller's transaction): candidates, and
+    rejections, a candidate for a shelter (or key) an earlier row of the run already had
+    rejected as a duplicate of that row. Returns the batch's counters."""
+    counts: dict[str, int] = {"laest": 0}
+    earlier = _earlier_rows(cur, run_id, [i for i in items if isinstance(i, Staged)])
+    staged: list[Staged] = []
+    rejected: list[Rejected] = []
+    for item in items:
+        if item is None:
+            counts["sprunget_over"] = counts.get("sprunget_over", 0) + 1
+            continue
+        counts["laest"] += 1
+        if isinstance(item, Staged):
+            first = next((earlier[k] for k in _keys(item) if k in earlier), None)
+            if first is not None:
+                key = f" or key {item.dublet_noegle}" if item.dublet_noegle else ""
+                item = Rejected(item.raekke, [Problem(
+                    "row", f"duplicate of row {first} (same shelter{key})")], item.kilde)
+                counts["dubletter"] = counts.get("dubletter", 0) + 1
+        if isinstance(item, Rejected):
+            rejected.append(item)
+            counts["afviste"] = counts.get("afviste", 0) + 1
+            continue
+        staged.append(item)
+        for k in _keys(item):
+            earlier[k] = item.raekke
+        key = item.handling if item.maal == "ly" else f"geofa_{item.handling}"
+        counts[key] = counts.get(key, 0) + 1
+        counts["gyldige"] = counts.get("gyldige", 0) + 1
+    _write_staged(cur, run_id, staged)
+    _write_rejected(cur, run_id, rejected)
+    return counts
 
 
 def stage(conn: psycopg.Connection, run_id: int, items: Iterable[Staged | Rejected | None], *,
@@ -284,32 +348,8 @@ def stage(conn: psycopg.Connection, run_id: int, items: Iterable[Staged | Reject
     def flush() -> None:
         if not pending:
             return
-        counts: dict[str, int] = {"laest": 0}
-        batch: dict = {}
         with conn.transaction(), conn.cursor() as cur:
-            for item in pending:
-                if item is None:
-                    counts["sprunget_over"] = counts.get("sprunget_over", 0) + 1
-                    continue
-                counts["laest"] += 1
-                if isinstance(item, Staged):
-                    first = _duplicate_of(cur, run_id, item, batch)
-                    if first is not None:
-                        key = f" or key {item.dublet_noegle}" if item.dublet_noegle else ""
-                        item = Rejected(item.raekke, [Problem(
-                            "row", f"duplicate of row {first} (same shelter{key})")], item.kilde)
-                        counts["dubletter"] = counts.get("dubletter", 0) + 1
-                if isinstance(item, Rejected):
-                    _insert_rejected(cur, run_id, item)
-                    counts["afviste"] = counts.get("afviste", 0) + 1
-                    continue
-                _insert_staged(cur, run_id, item)
-                batch[("o", item.maal, str(item.objekt_id))] = item.raekke
-                if item.dublet_noegle:
-                    batch[("d", "", item.dublet_noegle)] = item.raekke
-                key = item.handling if item.maal == "ly" else f"geofa_{item.handling}"
-                counts[key] = counts.get(key, 0) + 1
-                counts["gyldige"] = counts.get("gyldige", 0) + 1
+            counts = stage_items(cur, run_id, pending)
             _add_counters(conn, run_id, counts, len(pending), markoer() if markoer else None)
         progress.advance(len(pending))
         pending.clear()
@@ -333,32 +373,57 @@ def _add_candidates(cur, run_id: int, items: list[Staged]) -> dict[str, int]:
         "UNION ALL SELECT raekke FROM ly.afvist WHERE koersel_id = %s) r",
         [run_id, run_id, run_id]).fetchone()
     counts: dict[str, int] = {}
+    earlier = _earlier_rows(cur, run_id, items) if items else {}
+    new: list[Staged] = []
     for s in items:
-        if _duplicate_of(cur, run_id, s, {}) is not None:
+        if any(k in earlier for k in _keys(s)):
             continue
         last += 1
         s.raekke = last
-        _insert_staged(cur, run_id, s)
+        new.append(s)
+        for k in _keys(s):
+            earlier[k] = s.raekke
         key = s.handling if s.maal == "ly" else f"geofa_{s.handling}"
         counts[key] = counts.get(key, 0) + 1
+    _write_staged(cur, run_id, new)
     return counts
 
 
 # --- quality gate --------------------------------------------------------------------------
 
+# The municipality of every point a run adds or moves is found set-based, from the
+# municipalities' side: the points get a spatial index, the boundaries are cut into parts of
+# at most 64 vertices, and each part's index scan tests its points against the same small
+# polygon -- seconds for a national list, where a `ly.kommune_for` lookup per point takes
+# minutes. A point in two municipalities (on a border) gets the lower-numbered one, a point
+# in none (at sea, near the generalised coast) `ly.kommune_for`'s answer: the same rule.
+# The result (`ly_punkt_kommune`, a temporary table of the transaction) is the quality
+# gate's, and publishing reads it too.
+_POINTS_SQL = """
+CREATE TEMP TABLE ly_punkter ON COMMIT DROP AS
+SELECT raekke, geometri, (vaerdier ->> 'pladser')::int AS pladser FROM ly.kandidat
+WHERE koersel_id = %(run)s AND maal = 'ly' AND handling IN ('opret', 'ret')
+"""
+_POINT_MUNICIPALITY_SQL = """
+CREATE TEMP TABLE ly_punkt_kommune ON COMMIT DROP AS
+WITH inside AS (
+    SELECT DISTINCT ON (p.raekke) p.raekke, m.kommunekode
+    FROM (SELECT kommunekode, ST_Subdivide(geometri, 64) AS g FROM ly.kommune) m
+    JOIN ly_punkter p ON ST_Intersects(m.g, p.geometri)
+    ORDER BY p.raekke, m.kommunekode
+)
+SELECT p.raekke, coalesce(i.kommunekode, ly.kommune_for(p.geometri)) AS kommune, p.pladser
+FROM ly_punkter p LEFT JOIN inside i USING (raekke)
+"""
+
 _PLACES_SQL = """
-WITH k AS (
-    SELECT * FROM ly.kandidat
-    WHERE koersel_id = %(run)s AND maal = 'ly' AND handling IN ('opret', 'ret', 'afslut')
-), old AS (
+WITH old AS (
     SELECT b.beliggenhedskommune AS kommune, -b.pladser AS d
-    FROM k JOIN ly.beskyttelsesrum b ON b.versions_id = k.foer_versions_id
-    WHERE k.handling IN ('ret', 'afslut')
-), new AS (
-    SELECT ly.kommune_for(k.geometri) AS kommune, (k.vaerdier ->> 'pladser')::int AS d
-    FROM k WHERE k.handling IN ('opret', 'ret')
+    FROM ly.kandidat k JOIN ly.beskyttelsesrum b ON b.versions_id = k.foer_versions_id
+    WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling IN ('ret', 'afslut')
 ), delta AS (
-    SELECT kommune, sum(d)::bigint AS d FROM (SELECT * FROM old UNION ALL SELECT * FROM new) x
+    SELECT kommune, sum(d)::bigint AS d FROM (
+        SELECT * FROM old UNION ALL SELECT kommune, pladser FROM ly_punkt_kommune) x
     WHERE kommune IS NOT NULL GROUP BY kommune
 ), before AS (
     SELECT beliggenhedskommune AS kommune, sum(pladser)::bigint AS p FROM ly.t_6101_beskyt_rum
@@ -369,9 +434,28 @@ FROM delta d LEFT JOIN before b USING (kommune) ORDER BY d.kommune
 """
 
 
+def _places(cur, run_id: int) -> list[tuple[int, int, int]]:
+    """(municipality, places before, places after) for every municipality the run touches;
+    leaves `ly_punkt_kommune` (raekke, kommune) for the rest of the transaction."""
+    cur.execute("DROP TABLE IF EXISTS ly_punkter, ly_punkt_kommune")
+    cur.execute(_POINTS_SQL, {"run": run_id})
+    cur.execute("CREATE INDEX ON ly_punkter USING gist (geometri)")
+    cur.execute("ANALYZE ly_punkter")
+    cur.execute(_POINT_MUNICIPALITY_SQL)
+    cur.execute("CREATE UNIQUE INDEX ON ly_punkt_kommune (raekke)")
+    cur.execute("ANALYZE ly_punkt_kommune")
+    return cur.execute(_PLACES_SQL, {"run": run_id}).fetchall()
+
+
 def evaluate_gate(conn: psycopg.Connection, run_id: int, gate: Gate) -> dict:
     """The quality report of a staged run against the current register."""
     autocommit(conn)
+    with conn.transaction(), conn.cursor() as cur:
+        return _evaluate_gate(conn, cur, run_id, gate)
+
+
+def _evaluate_gate(conn, cur, run_id: int, gate: Gate) -> dict:
+    """`evaluate_gate` in the caller's transaction (publishing reads what it leaves)."""
     run = get_run(conn, run_id)
     t = run["taellere"] or {}
     read = int(t.get("laest", 0))
@@ -383,7 +467,7 @@ def evaluate_gate(conn: psycopg.Connection, run_id: int, gate: Gate) -> dict:
         "forklaring": f"{rejected} of {read} rows rejected ({share:.0%}; at most "
                       f"{gate.max_afvist_andel:.0%} allowed)",
     }]
-    for kommune, before, after in conn.execute(_PLACES_SQL, {"run": run_id}).fetchall():
+    for kommune, before, after in _places(cur, run_id):
         loss = (before - after) / before if before > 0 and after < before else 0.0
         rules.append({
             "regel": "pladstab", "kommunekode": kommune, "foer": before, "efter": after,
@@ -412,7 +496,8 @@ def finish_staging(conn: psycopg.Connection, run_id: int, gate: Gate | None = No
             _add_counters(conn, run_id, counts, 0)
         report = evaluate_gate(conn, run_id, gate)
         _set_status(conn, run_id, "klar" if report["bestaaet"] else "afvist", kvalitet=report)
-        cur.execute("UPDATE ly.koersel SET staget = now(), fejl = NULL WHERE id = %s", [run_id])
+        cur.execute("UPDATE ly.koersel SET staget = clock_timestamp(), fejl = NULL "
+                    "WHERE id = %s", [run_id])
     return report
 
 
@@ -428,18 +513,66 @@ _COLS = sql.SQL(", ").join(sql.Identifier(c) for c in WRITABLE)
 _RCOLS = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in WRITABLE)
 _SETS = sql.SQL(", ").join(sql.SQL("{c} = r.{c}").format(c=sql.Identifier(c)) for c in WRITABLE)
 
+# Publishing writes every candidate of one kind with one statement. Changes and ends go
+# through the versioned view (its trigger closes the old version, writes the new one and the
+# audit row). New shelters are written set-based, straight into the base table, with the
+# rule of the view's INSERT trigger (migration 0003, `ly.t_6101_beskyt_rum_write`): fresh
+# version id, system time and creation time now, the point's municipality, the acting
+# subject as editor, a municipal editor's own CVR (else the one given, else the
+# municipality's), and an audit row per version as `ly.audit` writes it. A shelter created
+# through the view and one published here get the same values (tests/test_import_list.py).
+# The municipalities come from the quality gate, evaluated just before in the same
+# transaction (`ly_punkt_kommune`).
+_OTHER = [c for c in WRITABLE if c != "cvr_kode"]
 _PUB_INSERT = sql.SQL(
-    "INSERT INTO ly.t_6101_beskyt_rum (objekt_id, {cols}, geometri) "
-    "SELECT k.objekt_id, {rcols}, k.geometri FROM ly.kandidat k, "
-    "jsonb_populate_record(NULL::ly.beskyttelsesrum, k.vaerdier) r "
-    "WHERE k.koersel_id = %s AND k.raekke = %s RETURNING versions_id"
-).format(cols=_COLS, rcols=_RCOLS)
+    "WITH s AS MATERIALIZED ("
+    "  SELECT k.objekt_id AS oid, k.geometri AS g, "
+    "  coalesce(pk.kommune, ly.kommune_for(k.geometri)) AS kommune, {rcols} FROM ly.kandidat k "
+    "  CROSS JOIN LATERAL jsonb_populate_record(NULL::ly.beskyttelsesrum, k.vaerdier) r "
+    "  LEFT JOIN ly_punkt_kommune pk ON pk.raekke = k.raekke "
+    "  WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling = 'opret'), "
+    "w AS (INSERT INTO ly.beskyttelsesrum (versions_id, objekt_id, systid_fra, systid_til, "
+    "  oprettet, bruger_id, beliggenhedskommune, cvr_kode, {other}, geometri) "
+    "  SELECT gen_random_uuid(), s.oid, now(), NULL, now(), "
+    "  coalesce(nullif(current_setting('ly.subjekt', true), ''), current_user), s.kommune, "
+    "  coalesce(CASE WHEN ly.actor_has('municipal_editor', 'municipal_admin') "
+    "    THEN ly.actor_cvr() ELSE s.cvr_kode END, "
+    "    (SELECT m.cvr_kode FROM ly.kommune m WHERE m.kommunekode = s.kommune)), "
+    "  {sother}, s.g FROM s "
+    "  RETURNING objekt_id, versions_id), "
+    "a AS (INSERT INTO ly.revision (subjekt, cvr_kode, roller, klient, handling, tabel, "
+    "  objekt_id, foer_versions_id, efter_versions_id) "
+    "  SELECT ly.actor_subject(), ly.actor_cvr(), ly.actor_roles(), "
+    "  nullif(current_setting('ly.klient', true), ''), 'opret', 'beskyttelsesrum', "
+    "  w.objekt_id, NULL, w.versions_id FROM w) "
+    "UPDATE ly.kandidat k SET efter_versions_id = w.versions_id FROM w "
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id"
+).format(rcols=_RCOLS, other=sql.SQL(", ").join(sql.Identifier(c) for c in _OTHER),
+         sother=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in _OTHER))
 _PUB_UPDATE = sql.SQL(
-    "UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = k.geometri "
+    "WITH w AS (UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = k.geometri "
     "FROM ly.kandidat k CROSS JOIN LATERAL jsonb_populate_record(NULL::ly.beskyttelsesrum, "
-    "k.vaerdier) r WHERE k.koersel_id = %s AND k.raekke = %s AND v.objekt_id = k.objekt_id "
-    "AND v.versions_id = k.foer_versions_id RETURNING v.versions_id"
+    "k.vaerdier) r WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling = 'ret' "
+    "AND v.objekt_id = k.objekt_id AND v.versions_id = k.foer_versions_id "
+    "RETURNING v.objekt_id, v.versions_id) "
+    "UPDATE ly.kandidat k SET efter_versions_id = w.versions_id FROM w "
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id"
 ).format(sets=_SETS)
+_PUB_DELETE = (
+    "DELETE FROM ly.t_6101_beskyt_rum v USING ly.kandidat k WHERE k.koersel_id = %(run)s "
+    "AND k.maal = 'ly' AND k.handling = 'afslut' AND v.objekt_id = k.objekt_id "
+    "AND v.versions_id = k.foer_versions_id")
+# Candidates that can no longer be written as staged (checked before anything is written).
+_PUB_CONFLICTS = (
+    "SELECT k.raekke, k.objekt_id, CASE WHEN k.handling = 'opret' "
+    "THEN 'exists already (created by someone else)' "
+    "ELSE 'is no longer version ' || k.foer_versions_id END "
+    "FROM ly.kandidat k WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND CASE "
+    "WHEN k.handling = 'opret' THEN EXISTS (SELECT 1 FROM ly.beskyttelsesrum b "
+    "  WHERE b.objekt_id = k.objekt_id AND b.systid_til IS NULL) "
+    "WHEN k.handling IN ('ret', 'afslut') THEN NOT EXISTS (SELECT 1 FROM ly.beskyttelsesrum b "
+    "  WHERE b.versions_id = k.foer_versions_id AND b.systid_til IS NULL) "
+    "ELSE false END ORDER BY k.raekke")
 _RESTORE_UPDATE = sql.SQL(
     "UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = r.geometri "
     "FROM ly.beskyttelsesrum r WHERE r.versions_id = %s AND v.objekt_id = %s "
@@ -487,48 +620,33 @@ def publish(conn: psycopg.Connection, run_id: int, *, force: bool = False,
         if not report["bestaaet"] and not force:
             raise GateFailed(report)
         _act_as(conn, run["subjekt"], f"ly-import:{run['art']}:{run_id}")
-        todo = cur.execute(
-            "SELECT raekke, handling, objekt_id, foer_versions_id FROM ly.kandidat "
-            "WHERE koersel_id = %s AND maal = 'ly' AND handling IN ('opret', 'ret', 'afslut') "
-            "ORDER BY raekke", [run_id]).fetchall()
-        progress.total(len(todo))
-        conflicts: list[dict] = []
-        written = 0
-        for raekke, handling, objekt_id, foer in todo:
-            new_version = None
-            if handling == "opret":
-                if _current_version(cur, objekt_id) is not None:
-                    conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
-                                      "aarsag": "exists already (created by someone else)"})
-                    continue
-                new_version = cur.execute(_PUB_INSERT, [run_id, raekke]).fetchone()[0]
-            elif handling == "ret":
-                row = cur.execute(_PUB_UPDATE, [run_id, raekke]).fetchone()
-                if row is None:
-                    conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
-                                      "aarsag": f"is no longer version {foer}"})
-                    continue
-                new_version = row[0]
-            else:
-                n = cur.execute("DELETE FROM ly.t_6101_beskyt_rum WHERE objekt_id = %s AND "
-                                "versions_id = %s", [objekt_id, foer]).rowcount
-                if n != 1:
-                    conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
-                                      "aarsag": f"is no longer version {foer}"})
-                    continue
-            cur.execute("UPDATE ly.kandidat SET efter_versions_id = %s WHERE koersel_id = %s "
-                        "AND raekke = %s", [new_version, run_id, raekke])
-            written += 1
-            progress.advance(1)
-            if sleep:
-                time.sleep(sleep)
+        todo = dict(cur.execute(
+            "SELECT handling, count(*) FROM ly.kandidat WHERE koersel_id = %s AND maal = 'ly' "
+            "AND handling IN ('opret', 'ret', 'afslut') GROUP BY handling", [run_id]).fetchall())
+        progress.total(sum(todo.values()))
+        conflicts = [{"raekke": r, "objekt_id": str(o), "aarsag": a}
+                     for r, o, a in cur.execute(_PUB_CONFLICTS, {"run": run_id}).fetchall()]
         if conflicts:
             raise PublishConflict(conflicts)
+        written = 0
+        for handling, statement in (("opret", _PUB_INSERT), ("ret", _PUB_UPDATE),
+                                    ("afslut", _PUB_DELETE)):
+            if not todo.get(handling):
+                continue
+            n = cur.execute(statement, {"run": run_id}).rowcount
+            if n != todo[handling]:  # changed by someone else meanwhile: nothing is written
+                raise PublishConflict([{"raekke": 0, "objekt_id": "-", "aarsag": (
+                    f"{todo[handling] - n} of {todo[handling]} '{handling}' candidates "
+                    "changed while the run was being published")}])
+            written += n
+            progress.advance(n)
+        if sleep:
+            time.sleep(sleep * written)
         if extra is not None:
             extra(conn)
         _add_counters(conn, run_id, {"skrevet": written}, 0)
         _set_status(conn, run_id, "publiceret", kvalitet=report)
-        cur.execute("UPDATE ly.koersel SET publiceret = now() WHERE id = %s", [run_id])
+        cur.execute("UPDATE ly.koersel SET publiceret = clock_timestamp() WHERE id = %s", [run_id])
     return get_run(conn, run_id)["taellere"]
 
 
@@ -593,7 +711,8 @@ def rollback(conn: psycopg.Connection, run_id: int, *, subject: str | None = Non
             raise PublishConflict(conflicts, action="rollback")
         _add_counters(conn, run_id, {"tilbagerullet": undone}, 0)
         _set_status(conn, run_id, "tilbagerullet")
-        cur.execute("UPDATE ly.koersel SET tilbagerullet = now() WHERE id = %s", [run_id])
+        cur.execute("UPDATE ly.koersel SET tilbagerullet = clock_timestamp() WHERE id = %s",
+                    [run_id])
     return get_run(conn, run_id)["taellere"]
 
 

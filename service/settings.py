@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_limit: int = 10_000
     #: numberMatched is given only when exact; counting stops after this many matches.
     count_cap: int = 10_000
+    #: A vector tile with more shelters than this holds clusters (count, places) instead.
+    tile_max_points: int = 10_000
     max_body_bytes: int = 1_000_000
 
     # --- authentication ---

@@ -5,10 +5,13 @@
 - `/collections/beskyttelsesrum/tiles`: the tilesets; `…/tiles/{tileMatrixSetId}`: one
   tileset's metadata (OGC tileset metadata, and TileJSON 3.0 fields for map libraries).
 - `…/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}`: one tile,
-  `application/vnd.mapbox-vector-tile`, layer `beskyttelsesrum`, a point per shelter with the
-  audience's attributes. Built by PostGIS in the actor's transaction, so row-level security
-  decides what is in it, as for items. The items filters apply (`filter`, `filter-lang`,
-  `filter-crs`, `?<queryable>=value`, `datetime`, `asof`).
+  `application/vnd.mapbox-vector-tile`: layer `beskyttelsesrum`, a point per shelter with the
+  audience's attributes, or, when the tile holds more than `LY_TILE_MAX_POINTS` shelters
+  (10 000), layer `beskyttelsesrum_klynger` instead: clusters on
+  a 64 x 64 grid per tile with `antal` and `pladser` (datamodel/tiles.py). Built by PostGIS in
+  the actor's transaction, so row-level security decides what is in it (and what a cluster
+  counts), as for items. The items filters apply (`filter`, `filter-lang`, `filter-crs`,
+  `?<queryable>=value`, `datetime`, `asof`).
 
 An empty tile answers 204. A tile outside the set answers 404, a malformed row or column 400.
 Tiles carry `Cache-Control` (`public` for the public's tiles, `private` once signed in),
@@ -48,6 +51,8 @@ VARY = "Authorization, X-API-Key, Cookie"
 #: Query parameters of a tile request besides the queryables (the items filters).
 TILE_PARAMS = {"f", "filter", "filter-lang", "filter-crs", "datetime", "asof"}
 TILE_PATH = "/collections/" + collection.COLLECTION_ID + "/tiles"
+#: For the tile's transaction only (service/db.py plans every other statement per request).
+GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
 OGC_TEMPLATE = "/{tileMatrix}/{tileRow}/{tileCol}"
 
 
@@ -165,6 +170,34 @@ def _layer_fields(public: bool) -> dict[str, str]:
     return out
 
 
+#: The attributes of a cluster (layer `beskyttelsesrum_klynger`), the same for every audience.
+CLUSTER_FIELDS = {"antal": "Number", "pladser": "Number"}
+CLUSTER_FIELD_DESCRIPTIONS = {
+    "antal": "Antal beskyttelsesrum i klyngen",
+    "pladser": "Pladser i alt i klyngens beskyttelsesrum",
+}
+CLUSTER_TITLE = "Beskyttelsesrum, klynger"
+
+
+def max_points(request: Request) -> int:
+    """The most shelters a tile shows as points; above it the tile is clusters: the setting
+    `LY_TILE_MAX_POINTS`, unless the app sets `app.state.tile_max_points` (the tests do)."""
+    value = getattr(request.app.state, "tile_max_points", None)
+    if value is None:
+        value = request.app.state.settings.tile_max_points
+    return int(value)
+
+
+def _properties_schema(fields: dict[str, str],
+                       descriptions: dict[str, str] | None = None) -> dict:
+    props = {}
+    for name, t in fields.items():
+        props[name] = {"type": "number" if t == "Number" else t.lower()}
+        if descriptions and name in descriptions:
+            props[name]["description"] = descriptions[name]
+    return {"type": "object", "properties": props}
+
+
 @router.get("/collections/{collection_id}/tiles/{tileMatrixSetId}",
             summary="Tileset metadata (with TileJSON fields)", response_class=Response,
             responses={200: {"content": {JSON: {}}, "description": "Tileset metadata"},
@@ -185,17 +218,29 @@ async def tileset(request: Request, collection_id: str, tileMatrixSetId: str,
     bbox = (await collection.extent(request, actor))["spatial"]["bbox"][0]
     ids = [m.id for m in tms.tileMatrices]
     fields = _layer_fields(actor.public)
+    limit = max_points(request)
+    cluster_text = (f"Klynger i fliser med mere end {limit} beskyttelsesrum: et punkt pr. "
+                    f"optaget celle i et gitter på {tiles.GRID} x {tiles.GRID} celler pr. "
+                    "flise, i beskyttelsesrummenes middelposition, med antal og pladser")
     body = {
         **_tileset_summary(request, tileMatrixSetId),
         "description": collection.DESCRIPTION,
         "boundingBox": {"lowerLeft": bbox[:2], "upperRight": bbox[2:], "crs": crsmod.CRS84},
+        # A tile carries one of the two layers: points, or clusters when it holds more than
+        # max_points shelters (any tile matrix may, depending on the data and the filters).
         "layers": [{
             "id": tiles.LAYER, "title": collection.TITLE, "dataType": "vector",
+            "description": f"Et punkt pr. beskyttelsesrum, i fliser med højst {limit} "
+                           "beskyttelsesrum",
             "geometryDimension": 0, "featureType": collection.COLLECTION_ID,
             "minTileMatrix": ids[0], "maxTileMatrix": ids[-1],
-            "propertiesSchema": {"type": "object", "properties": {
-                name: {"type": "number" if t == "Number" else t.lower()}
-                for name, t in fields.items()}},
+            "propertiesSchema": _properties_schema(fields),
+        }, {
+            "id": tiles.CLUSTER_LAYER, "title": CLUSTER_TITLE, "dataType": "vector",
+            "description": cluster_text,
+            "geometryDimension": 0,
+            "minTileMatrix": ids[0], "maxTileMatrix": ids[-1],
+            "propertiesSchema": _properties_schema(CLUSTER_FIELDS, CLUSTER_FIELD_DESCRIPTIONS),
         }],
         # TileJSON 3.0 (MapLibre, OpenLayers): the same tiles, z/y/x named as usual there.
         "tilejson": "3.0.0",
@@ -207,8 +252,12 @@ async def tileset(request: Request, collection_id: str, tileMatrixSetId: str,
         "bounds": bbox,
         "center": [round((bbox[0] + bbox[2]) / 2, 5), round((bbox[1] + bbox[3]) / 2, 5),
                    min(7, int(ids[-1]))],
-        "vector_layers": [{"id": tiles.LAYER, "description": collection.TITLE,
-                           "minzoom": int(ids[0]), "maxzoom": int(ids[-1]), "fields": fields}],
+        "vector_layers": [
+            {"id": tiles.LAYER, "description": collection.TITLE,
+             "minzoom": int(ids[0]), "maxzoom": int(ids[-1]), "fields": fields},
+            {"id": tiles.CLUSTER_LAYER, "description": cluster_text,
+             "minzoom": int(ids[0]), "maxzoom": int(ids[-1]), "fields": CLUSTER_FIELDS},
+        ],
     }
     body["links"] += [
         {**link(ogc_template, "item", MVT, "Tiles (Mapbox Vector Tiles)"), "templated": True},
@@ -270,8 +319,14 @@ async def tile(
     except tiles.OutOfRange as exc:
         raise Problem(404, f"{exc.field}: {exc.detail}", kind="tile-out-of-range",
                       errors=[{"field": exc.field, "detail": exc.detail}]) from None
-    stmt, args = tiles.tile_sql(t, _filters(request, actor.public))
+    stmt, args = tiles.tile_sql(t, _filters(request, actor.public),
+                                max_points=max_points(request))
     async with acting(request) as conn:
+        # The tile statement needs no plan made for its values (the envelope, the box and
+        # the count are init plans, computed when it runs), so it is planned once per
+        # connection (the pool prepares statements it sees often) instead of per tile:
+        # planning the view's code-list joins costs more than a small tile itself.
+        await conn.execute(GENERIC_PLAN)
         data = (await (await conn.execute(stmt, args)).fetchone())[0]
     cache = (f"public, max-age={PUBLIC_MAX_AGE}" if actor.public
              else f"private, max-age={PRIVATE_MAX_AGE}")

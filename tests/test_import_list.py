@@ -4,6 +4,7 @@ the quality gate, atomic publication, rollback, and a killed import that resumes
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -343,3 +344,173 @@ def test_rows_match_existing_shelters_by_address_and_bbr_building(db_url, tmp_pa
                  for c in staging.candidates(conn, run_id)]
     assert found == [("adresse", "ret", [pladser, pladser + 5]),
                      ("bbr", "ret", [bbr_pladser, bbr_pladser + 7])]
+
+
+# --- the fast path for large vector files (loaders.bulk_list) ------------------------------
+
+#: Rows added to the Copenhagen list for the fast path: each must be rejected for its reason.
+EXTRA_BAD = [
+    {"Nr": "KBH-906", "Navn": "x" * 300, "Type": "BDG", "Pladser": "50", "Trinfri": "Nej",
+     "xy": (724000.0, 6172000.0)},  # name too long
+    {"Nr": "KBH-907", "Navn": "Undertype", "Type": "1", "Pladser": "50", "Trinfri": "Nej",
+     "Undertype": 1, "xy": (724100.0, 6172100.0)},  # sub-type on a public shelter
+    {"Nr": "KBH-908", "Navn": "BBR", "Type": "BDG", "Pladser": "50", "Trinfri": "Nej",
+     "BBR": "ikke-en-uuid", "xy": (724200.0, 6172200.0)},  # not a UUID
+    {"Nr": "KBH-909", "Navn": "Nul pladser", "Type": "BDG", "Pladser": "0", "Trinfri": "Nej",
+     "xy": (724300.0, 6172300.0)},  # places out of range
+    {"Nr": "  KBH-910  ", "Navn": "  Luft omkring  ", "Type": "BDG", "Pladser": "75",
+     "Trinfri": "Ja", "BBR": "0F8FAD5B-D9CB-469F-A165-70867728950E",
+     "xy": (724400.0, 6172400.0)},  # good: padded text, upper-case UUID
+]
+
+
+def _copenhagen_geopackage(tmp_path: Path) -> tuple[Path, dict]:
+    """The Copenhagen list as a GeoPackage (points from its coordinates, the address split
+    into its parts) with a few more rows, and its mapping."""
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    records = []
+    with LIST_CSV.open(encoding="utf-8") as fh:
+        for r in csv.DictReader(fh, delimiter=";"):
+            east, north = (municipal_list._number(r["Øst"]), municipal_list._number(r["Nord"]))
+            parsed = municipal_list.parse_address(r["Adresse"]) or {}
+            records.append({"Nr": r["Nr"] or None, "Navn": r["Navn"] or None,
+                            "Type": r["Type"] or None, "Pladser": r["Pladser"] or None,
+                            "Trinfri": r["Trinfri"] or None, "Vej": parsed.get("vejnavn"),
+                            "Husnr": parsed.get("husnr"), "Postnr": parsed.get("postnr"),
+                            "By": parsed.get("postnr_by"), "Undertype": None, "BBR": None,
+                            "geometry": Point(east, north) if east and north else None})
+    for extra in EXTRA_BAD:
+        e = dict(extra)
+        records.append({"Vej": None, "Husnr": None, "Postnr": None, "By": None,
+                        "Undertype": None, "BBR": None, **e, "geometry": Point(*e.pop("xy"))})
+        records[-1].pop("xy", None)
+    frame = gpd.GeoDataFrame(records, geometry="geometry", crs="EPSG:25832")
+    frame["Postnr"] = frame["Postnr"].astype("Int64")
+    frame["Undertype"] = frame["Undertype"].astype("Int64")
+    path = tmp_path / "koebenhavn.gpkg"
+    frame.to_file(path, layer="beskyttelsesrum", driver="GPKG")
+    mapping = {"kolonner": {"Nr": "noegle", "Navn": "navn", "Type": "beskyt_rum_kode",
+                            "Pladser": "pladser", "Trinfri": "trinfri_adgang_kode",
+                            "Vej": "vejnavn", "Husnr": "husnr", "Postnr": "postnr",
+                            "By": "postnr_by", "Undertype": "undertype_kode",
+                            "BBR": "bbr_bygning_id"},
+               "vaerdier": {"beskyt_rum_kode": {"BDG": 3, "Offentligt beskyttelsesrum": 1}},
+               "standard": {"off_kode": 3, "oprindkode": 0}}
+    return path, mapping
+
+
+def _staged(url: str, run_id: int) -> tuple:
+    """A run's counters, candidates (new shelters' random ids left out) and rejections."""
+    return (
+        query(url, "SELECT taellere - 'skrevet' FROM ly.koersel WHERE id = %s", [run_id]),
+        query(url, "SELECT raekke, handling, match, dublet_noegle, foer_versions_id, "
+                   "CASE WHEN handling = 'opret' THEN NULL ELSE objekt_id END, vaerdier, "
+                   "aendringer, ST_AsText(geometri), bemaerkning FROM ly.kandidat "
+                   "WHERE koersel_id = %s ORDER BY raekke", [run_id]),
+        query(url, "SELECT raekke, felt, aarsag FROM ly.afvist WHERE koersel_id = %s "
+                   "ORDER BY raekke, id", [run_id]))
+
+
+def test_the_fast_path_stages_exactly_what_the_row_path_stages(db_url, tmp_path, monkeypatch):
+    from loaders import bulk_list
+
+    path, mapping = _copenhagen_geopackage(tmp_path)
+    runs = {}
+    with psycopg.connect(db_url) as conn:
+        for way, least in (("fast", "1"), ("rows", str(10 ** 9))):
+            monkeypatch.setenv(bulk_list.MIN_ROWS_ENV, least)
+            runs[way] = municipal_list.import_list(conn, path, mapping=mapping,
+                                                   kommunekode=KBH, batch_size=9)
+    fast, rows = _staged(db_url, runs["fast"]), _staged(db_url, runs["rows"])
+    assert fast == rows
+    t = fast[0][0][0]
+    assert (t["laest"], t["afviste"], t["opret"], t["ret"], t["uaendret"]) == (36, 10, 24, 1, 1)
+    rejected = {r: (f, a) for r, f, a in fast[2]}
+    assert "is 300 characters long" in rejected[33][1]
+    assert "only a betondækningsgrav" in rejected[34][1]
+    assert "must be a UUID" in rejected[35][1] and "between 1 and 9999" in rejected[36][1]
+    new = [c for c in fast[1] if c[0] == 37][0]
+    assert (new[6]["noegle"], new[6]["navn"], new[6]["bbr_bygning_id"]) == \
+        ("KBH-910", "Luft omkring", "0f8fad5b-d9cb-469f-a165-70867728950e")
+    # The fast run staged most rows without the row path (which keeps each source row).
+    kept = dict(query(db_url, "SELECT koersel_id, count(*) FILTER (WHERE kilde_vaerdier IS "
+                              "NULL) FROM ly.kandidat GROUP BY 1"))
+    assert kept[runs["rows"]] == 0 and kept[runs["fast"]] >= 20
+
+
+def test_a_killed_fast_import_resumes_and_publishes_the_same(db_url, tmp_path):
+    from loaders import bulk_list
+
+    path, mapping = _copenhagen_geopackage(tmp_path)
+    mapping_file = tmp_path / "mapping.json"
+    mapping_file.write_text(json.dumps(mapping), encoding="utf-8")
+    before = snapshot(db_url)
+    env = {bulk_list.MIN_ROWS_ENV: "1", staging.SLEEP_ENV: "0.4"}
+    proc = _cli(db_url, "import-list", str(path), "--mapping", str(mapping_file), "--kommune",
+                str(KBH), "--batch-size", "4", "--publish", "--max-afvist", "0.3", env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = query(db_url, "SELECT naeste_raekke FROM ly.koersel")
+        if rows and rows[0][0] >= 8:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    (run_id, status, done), = query(db_url, "SELECT id, status, naeste_raekke FROM ly.koersel")
+    assert status == "indlaeser" and 8 <= done < 37
+    assert snapshot(db_url) == before
+    assert query(db_url, "SELECT max(raekke) <= %s FROM ly.kandidat", [done + 1]) == [(True,)]
+    resumed = _cli(db_url, "runs", "resume", str(run_id), "--publish", "--batch-size", "4",
+                   env={bulk_list.MIN_ROWS_ENV: "1"})
+    out, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, (out, err[-2000:])
+    t = query(db_url, "SELECT taellere FROM ly.koersel WHERE id = %s", [run_id])[0][0]
+    assert (t["laest"], t["afviste"], t["opret"], t["ret"], t["skrevet"]) == (36, 10, 24, 1, 25)
+    assert query(db_url, "SELECT count(*) FROM ly.t_6101_beskyt_rum WHERE noegle LIKE 'KBH-%%'"
+                 ) == [(24,)]
+    assert query(db_url, "SELECT navn, pladser_kilde_kode, cvr_kode FROM ly.t_6101_beskyt_rum "
+                         "WHERE noegle = 'KBH-910'") == [("Luft omkring", 2, KBH_CVR)]
+
+
+def test_published_shelters_are_what_the_versioned_view_makes(db_url):
+    """Publication writes new shelters set-based into the base table: each must equal the
+    shelter the view's write trigger makes from the same values, audit row included."""
+    with psycopg.connect(db_url) as conn:
+        run_id = municipal_list.import_list(conn, LIST_CSV, mapping=MAPPING, kommunekode=KBH,
+                                            publish=True)
+    cols = ", ".join(c for c in staging.WRITABLE)
+    compared = (f"{cols}, beliggenhedskommune, bruger_id, systid_til, seneste_eftersyn_dato, "
+                "naeste_eftersyn_dato, seneste_eftersyn_id, ST_AsEWKT(geometri)")
+    created = query(db_url, "SELECT objekt_id FROM ly.kandidat WHERE koersel_id = %s AND "
+                            "handling = 'opret' ORDER BY raekke", [run_id])
+    assert len(created) == 23
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SELECT set_config('ly.subjekt', 'ly-import', true), "
+                     f"set_config('ly.klient', 'ly-import:kommunal_liste:{run_id}', true)")
+        copies = []
+        for (oid,) in created:
+            (new_id,) = conn.execute(
+                f"INSERT INTO ly.t_6101_beskyt_rum ({cols}, geometri) SELECT {cols}, geometri "
+                "FROM ly.beskyttelsesrum WHERE objekt_id = %s RETURNING objekt_id",
+                [oid]).fetchone()
+            copies.append((oid, new_id))
+        conn.commit()
+    audit = ("SELECT r.subjekt, r.cvr_kode, r.roller, r.klient, r.handling, r.tabel, "
+             "r.foer_versions_id, "
+             "efter_versions_id = b.versions_id FROM ly.revision r JOIN ly.beskyttelsesrum b "
+             "ON b.objekt_id = r.objekt_id WHERE r.objekt_id = %s")
+    for oid, new_id in copies:
+        published = query(db_url, f"SELECT {compared} FROM ly.beskyttelsesrum "
+                                  "WHERE objekt_id = %s", [oid])
+        through_view = query(db_url, f"SELECT {compared} FROM ly.beskyttelsesrum "
+                                     "WHERE objekt_id = %s", [new_id])
+        assert published == through_view and published[0][-1].startswith("SRID=25832;POINT")
+        assert query(db_url, audit, [oid]) == query(db_url, audit, [new_id])
+    (kommuner, cvr), = query(db_url, "SELECT array_agg(DISTINCT beliggenhedskommune), "
+                                     "array_agg(DISTINCT cvr_kode) FROM ly.beskyttelsesrum b "
+                                     "JOIN ly.kandidat k ON k.objekt_id = b.objekt_id "
+                                     "WHERE k.koersel_id = %s", [run_id])
+    assert kommuner == [KBH] and cvr == [KBH_CVR]

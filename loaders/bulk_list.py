@@ -1,0 +1,350 @@
+"""Set-based staging of large vector lists (the fast path of `loaders.municipal_list`).
+
+A national or regional list (a GeoPackage, Shapefile or GeoJSON of hundreds of thousands of
+shelters) is staged a batch at a time, column by column instead of row by row:
+
+1. **Convert and check columns.** Each mapped column is converted with the same functions the
+   row path uses (`municipal_list.convert`, `rules.validate_properties`), applied once per
+   *distinct* value (code lists, numbers), or checked vectorised for free text and UUIDs
+   (stripped, no NUL, at most the field's length; canonical UUIDs). Defaults, required fields
+   and the sub-type rule of `rules.complete` are applied to whole columns. Points come from
+   the file's geometry column (EPSG:25832, or CRS84 transformed with pyproj) and must lie in
+   Denmark's box, as `rules.point_from_geojson` demands.
+2. **Set aside what needs a row's attention.** A row goes the row path (`resolve_rows`, with
+   its exact messages) when any of its values did not pass the fast checks, when it has no
+   point, when it may match an existing shelter (by `noegle`, BBR building id or address, one
+   query per batch), when its point lies outside the list's municipality, or when its
+   duplicate key (`dublet_noegle`) was seen before in the run. The fast rows are therefore new
+   shelters that the row path would also have staged as `opret`, with the same values.
+3. **Write.** The fast rows' candidates (`ly.kandidat`: the values as `vaerdier`, every value
+   as a change from nothing in `aendringer`, as the row path's create) go to the database with
+   one `COPY` per batch. The source row itself (`kilde_vaerdier`) is kept for rejected rows
+   and rows that go the row path.
+
+Each batch is one transaction that also advances the run's `naeste_raekke`, so a killed run
+resumes after its last committed batch, as the row path does. Rows of a batch that go the
+row path are staged after the batch's fast rows: a row that the row path accepts as a new
+shelter whose duplicate key a *later* fast row of the same batch also has keeps that later
+row and is rejected as its duplicate (the row path alone would keep the earlier row).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import orjson
+import pandas as pd
+import psycopg
+
+from datamodel import crs as crsmod
+from datamodel.fields import FIELDS_BY_NAME, TEMAKODE, WRITABLE_FIELDS
+from datamodel.rules import Problem, validate_properties
+from loaders import staging
+
+#: Lists shorter than this are staged row by row (`municipal_list.stage_run`); the
+#: environment variable (a test hook) overrides it.
+MIN_ROWS = 5_000
+MIN_ROWS_ENV = "LY_IMPORT_BULK_MIN_ROWS"
+#: A create takes this place count source unless the list gives one (as in the row path).
+KILDE_KOMMUNAL_LISTE = 2
+BETONDAEKNINGSGRAV = 3
+
+WRITABLE = [f.name for f in WRITABLE_FIELDS]
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                   r"[0-9a-fA-F]{12}$")
+_NOT_FAST_TARGETS = {"x", "y", "lat", "lon", "adresse", "objekt_id"}
+
+
+@dataclass
+class Plan:
+    """What the fast path needs from the run: the column of each target, the standard values."""
+
+    columns: dict[str, str]  # target -> source column
+    standard: dict[str, Any]  # the mapping's defaults, validated
+    convert: Callable[[str, Any], Any]  # municipal_list.convert with the run's mapping
+
+
+def plan(source, ctx, convert: Callable[[str, Any, Any], Any]) -> Plan | None:
+    """The fast path's plan for a run, or None when the file must go row by row (a table
+    without a geometry column, coordinate or address columns, objekt_id keys, a CRS other
+    than EPSG:25832 or CRS84, or too few rows)."""
+    frame = getattr(source, "frame", None)
+    least = int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS)
+    if frame is None or len(source.rows) < least or "geometry" not in frame.columns:
+        return None
+    if ctx.crs.srid != 25832 and not (ctx.crs.geographic and not ctx.crs.lat_first):
+        return None
+    columns: dict[str, str] = {}
+    for column, target in ctx.targets.items():
+        if target in _NOT_FAST_TARGETS:
+            return None
+        if target != "ignorer":
+            columns[target] = column
+    problems: list[Problem] = []
+    standard = validate_properties(dict(ctx.mapping.standard), problems)
+    if ctx.cvr_kode is not None:
+        validate_properties({"cvr_kode": ctx.cvr_kode}, problems)
+    if problems:
+        return None
+    return Plan(columns, standard, lambda name, value: convert(name, value, ctx.mapping))
+
+
+# --- columns -------------------------------------------------------------------------------
+
+def _per_distinct(name: str, col: pd.Series, conv: Callable[[str, Any], Any]
+                  ) -> tuple[pd.Series, np.ndarray]:
+    """Converted values and an ok-mask, the conversion run once per distinct value with the
+    row path's own functions (exact, cheap for code lists and numbers)."""
+    results: dict[Any, tuple[bool, Any]] = {}
+    for value in pd.unique(col.dropna()):
+        plain = value.item() if hasattr(value, "item") else value
+        try:
+            converted = conv(name, plain)
+        except ValueError:
+            results[value] = (False, None)
+            continue
+        if converted is None:
+            results[value] = (True, None)
+            continue
+        problems: list[Problem] = []
+        out = validate_properties({name: converted}, problems)
+        results[value] = (not problems, out.get(name))
+    raw = col.tolist()
+    ok = np.fromiter((results[v][0] if v in results else True for v in raw), bool, len(raw))
+    values = pd.Series([results[v][1] if v in results else None for v in raw], dtype=object)
+    return values, ok
+
+
+def _text(name: str, col: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """A free-text or UUID column: stripped ('' is no value), no NUL, within the length."""
+    f = FIELDS_BY_NAME[name]
+    is_str = col.map(type).eq(str).to_numpy()
+    present = col.notna().to_numpy()
+    s = col.where(is_str, "").astype(str).str.strip()
+    ok = ~present | is_str
+    if f.type == "uuid":
+        ok &= ~present | (s.eq("") | s.str.match(_UUID).fillna(False)).to_numpy()
+        s = s.str.lower()
+    else:
+        ok &= ~s.str.contains("\x00", regex=False).to_numpy()
+        if f.max_length:
+            ok &= (s.str.len() <= f.max_length).to_numpy()
+    values = s.where(present & is_str & s.ne("").to_numpy(), None).astype(object)
+    return values.where(values.notna(), None), ok
+
+
+def _column(name: str, col: pd.Series, plan_: Plan) -> tuple[pd.Series, np.ndarray]:
+    f = FIELDS_BY_NAME[name]
+    if f.type in ("string", "uuid") and (col.dtype == object
+                                        or isinstance(col.dtype, pd.StringDtype)):
+        return _text(name, col)
+    return _per_distinct(name, col, plan_.convert)
+
+
+@dataclass
+class Batch:
+    """One batch of rows: which go fast, their record columns, keys and points."""
+
+    lo: int  # index of the first row in the source
+    fast: np.ndarray  # bool per row of the batch
+    record: pd.DataFrame  # writable columns (typed Python values) per row
+    key: pd.Series  # dublet_noegle per row
+    x: np.ndarray
+    y: np.ndarray
+
+
+def _points(frame: pd.DataFrame, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import shapely
+
+    geoms = frame.geometry.values
+    point = shapely.get_type_id(geoms) == 0
+    x = np.where(point, shapely.get_x(geoms), np.nan)
+    y = np.where(point, shapely.get_y(geoms), np.nan)
+    if ctx.crs.srid != 25832:  # CRS84: inside ETRS89's area, then to EPSG:25832
+        from pyproj import Transformer
+
+        bx1, by1, bx2, by2 = crsmod.ETRS89_LONLAT_BOX
+        inside = (x >= bx1) & (x <= bx2) & (y >= by1) & (y <= by2)
+        x, y = Transformer.from_crs(ctx.crs.srid, 25832, always_xy=True).transform(x, y)
+        x, y = np.where(inside, x, np.nan), np.where(inside, y, np.nan)
+    x1, y1, x2, y2 = crsmod.DENMARK_25832_BOX
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(x) & np.isfinite(y) & (x >= x1) & (x <= x2) & (y >= y1) & (y <= y2)
+    return x, y, ok
+
+
+def convert_batch(source, ctx, plan_: Plan, lo: int, hi: int) -> Batch:
+    """Convert rows lo..hi of the source column by column and mark the fast ones."""
+    frame = source.frame.iloc[lo:hi]
+    n = hi - lo
+    fast = np.ones(n, dtype=bool)
+    props: dict[str, pd.Series] = {}
+    for target, column in plan_.columns.items():
+        col = frame[column]
+        if target == "temakode":
+            ok = col.isna() | col.astype(str).str.strip().isin(
+                ["", str(TEMAKODE), f"{TEMAKODE}.0"])
+            fast &= ok.to_numpy()
+            continue
+        values, ok = _column(target, col.reset_index(drop=True), plan_)
+        fast &= ok
+        props[target] = values
+    record = pd.DataFrame(index=range(n))
+    for f in WRITABLE_FIELDS:
+        if f.name in props:
+            s = props[f.name]
+            if f.name in plan_.standard and plan_.standard[f.name] is not None:
+                s = s.where(s.notna(), plan_.standard[f.name])
+        else:
+            s = pd.Series([plan_.standard.get(f.name)] * n, dtype=object)
+        record[f.name] = s.astype(object)
+    # The row path's create: a list's places are its own source unless it says otherwise.
+    source_given = props["pladser_kilde_kode"].notna() if "pladser_kilde_kode" in props \
+        else pd.Series(False, index=record.index)
+    if "pladser_kilde_kode" not in plan_.standard:
+        record["pladser_kilde_kode"] = record["pladser_kilde_kode"].where(
+            source_given | record["pladser"].isna(), KILDE_KOMMUNAL_LISTE)
+    if ctx.cvr_kode is not None:
+        record["cvr_kode"] = record["cvr_kode"].where(record["cvr_kode"].notna(), ctx.cvr_kode)
+    # rules.complete: defaults, required fields, the sub-type rule.
+    for f in WRITABLE_FIELDS:
+        if f.default is not None:
+            record[f.name] = record[f.name].where(record[f.name].notna(), f.default)
+        if f.required:
+            fast &= record[f.name].notna().to_numpy()
+    fast &= (record["undertype_kode"].isna()
+             | record["beskyt_rum_kode"].eq(BETONDAEKNINGSGRAV)).to_numpy()
+    x, y, point_ok = _points(frame, ctx)
+    fast &= point_ok
+    return Batch(lo, fast, record, _keys(record, x, y), x, y)
+
+
+def _keys(record: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> pd.Series:
+    """`dublet_noegle` as the row path's create makes it."""
+    kind = record["beskyt_rum_kode"].map(str)
+    noegle = "noegle:" + record["noegle"].astype(str)
+    vej, hus = record["vejnavn"], record["husnr"]
+    address = ("adresse:" + vej.astype(str).str.casefold() + "|" + hus.astype(str).str.upper()
+               + "|" + record["postnr"].map(lambda p: str(p) if p else "") + "|" + kind)
+    with np.errstate(invalid="ignore"):
+        rx = pd.Series(np.round(x)).map(lambda v: str(int(v)) if v == v else "nan")
+        ry = pd.Series(np.round(y)).map(lambda v: str(int(v)) if v == v else "nan")
+    point = "punkt:" + rx + ":" + ry + ":" + kind
+    has_address = vej.notna() & hus.notna()
+    return noegle.where(record["noegle"].notna(), address.where(has_address, point))
+
+
+# --- the database --------------------------------------------------------------------------
+
+def set_aside(cur, run_id: int, b: Batch, ctx) -> None:
+    """Unmark fast rows that may match an existing shelter, lie outside the list's
+    municipality or repeat a key seen before in the run (one query each, for the batch)."""
+    idx = np.flatnonzero(b.fast)
+    if not len(idx):
+        return
+    rec = b.record.iloc[idx]
+    keys = b.key.iloc[idx]
+    dup_in_batch = keys.duplicated(keep="first").to_numpy()
+    b.fast[idx[dup_in_batch]] = False
+    noegle = [v for v in rec["noegle"] if v is not None]
+    bbr = [v for v in rec["bbr_bygning_id"] if v is not None]
+    taken: set[str] = set()
+    if noegle:
+        taken |= {f"n:{r}" for (r,) in cur.execute(
+            "SELECT noegle FROM ly.t_6101_beskyt_rum WHERE noegle = ANY(%s::text[])", [noegle])}
+    if bbr:
+        taken |= {f"b:{r}" for (r,) in cur.execute(
+            "SELECT bbr_bygning_id::text FROM ly.t_6101_beskyt_rum "
+            "WHERE bbr_bygning_id = ANY(%s::uuid[])", [bbr])}
+    seen = {k for (k,) in cur.execute(
+        "SELECT dublet_noegle FROM ly.kandidat WHERE koersel_id = %s AND dublet_noegle = "
+        "ANY(%s)", [run_id, list(keys)])}
+    addressed: list[int] = []
+    for i, n, u, k, v, h in zip(idx.tolist(), rec["noegle"].tolist(),
+                                rec["bbr_bygning_id"].tolist(), keys.tolist(),
+                                rec["vejnavn"].tolist(), rec["husnr"].tolist()):
+        if (n is not None and f"n:{n}" in taken) or (u is not None and f"b:{u}" in taken) \
+                or k in seen:
+            b.fast[i] = False
+        elif v is not None and h is not None:
+            addressed.append(i)
+    addressed = [i for i in addressed if b.fast[i]]
+    if addressed:
+        r = b.record.iloc[addressed]
+        for (i,) in cur.execute(
+                "SELECT DISTINCT k.i FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], "
+                "%s::int[]) AS k(i, v, h, p, c) JOIN ly.t_6101_beskyt_rum t "
+                "ON lower(t.vejnavn) = lower(k.v) AND upper(t.husnr) = upper(k.h) "
+                "AND (k.p IS NULL OR t.postnr = k.p) AND (k.c IS NULL OR t.beskyt_rum_kode = k.c) "
+                "AND (%s::int IS NULL OR t.beliggenhedskommune = %s::int)",
+                [addressed, list(r["vejnavn"]), list(r["husnr"]),
+                 [p or None for p in r["postnr"]], [c or None for c in r["beskyt_rum_kode"]],
+                 ctx.kommunekode, ctx.kommunekode]).fetchall():
+            b.fast[i] = False
+    if ctx.kommunekode is not None:
+        idx = np.flatnonzero(b.fast)
+        for (i,) in cur.execute(
+                "SELECT k.i FROM unnest(%s::int[], %s::float8[], %s::float8[]) AS k(i, x, y) "
+                "WHERE ly.kommune_for(ST_SetSRID(ST_MakePoint(k.x, k.y), 25832)) "
+                "IS DISTINCT FROM %s",
+                [idx.tolist(), b.x[idx].tolist(), b.y[idx].tolist(), ctx.kommunekode]).fetchall():
+            b.fast[i] = False
+
+
+def _records(rec: pd.DataFrame) -> list[dict]:
+    """The rows' records as dicts (field order as in the row path)."""
+    columns = [rec[f.name].tolist() for f in WRITABLE_FIELDS]
+    return [dict(zip(WRITABLE, values)) for values in zip(*columns)]
+
+
+def write_fast(cur, run_id: int, b: Batch) -> int:
+    """The fast rows' candidates, written with one COPY: the record as `vaerdier`, every
+    value given as a change from nothing as `aendringer` (as the row path's create)."""
+    idx = np.flatnonzero(b.fast)
+    if not len(idx):
+        return 0
+    records = _records(b.record.iloc[idx])
+    keys = b.key.iloc[idx].tolist()
+    xs, ys = b.x[idx].tolist(), b.y[idx].tolist()
+    dumps = orjson.dumps
+    with cur.copy("COPY ly.kandidat (koersel_id, raekke, maal, handling, objekt_id, match, "
+                  "dublet_noegle, vaerdier, aendringer, geometri) FROM STDIN") as copy:
+        for i, record, key, x, y in zip(idx.tolist(), records, keys, xs, ys):
+            changes = {k: [None, v] for k, v in record.items() if v is not None}
+            copy.write_row((run_id, b.lo + i + 1, "ly", "opret", uuid.uuid4(), "ny", key,
+                            dumps(record).decode(), dumps(changes).decode(),
+                            f"SRID=25832;POINT({x:.3f} {y:.3f})"))
+    return len(idx)
+
+
+def stage(conn: psycopg.Connection, run_id: int, source, ctx, plan_: Plan,
+          resolve_rows: Callable, *, batch_size: int, progress: staging.Progress) -> None:
+    """Stage (or resume staging) a list with the fast path, a committed batch at a time."""
+    staging.autocommit(conn)
+    run = staging.get_run(conn, run_id)
+    if run["status"] != "indlaeser":
+        raise staging.RunError(f"run {run_id} is {run['status']}; only a run being staged "
+                               "takes rows")
+    n = len(source.rows)
+    sleep = float(os.environ.get(staging.SLEEP_ENV) or 0)
+    for lo in range(run["naeste_raekke"], n, batch_size):
+        hi = min(n, lo + batch_size)
+        b = convert_batch(source, ctx, plan_, lo, hi)
+        with conn.transaction(), conn.cursor() as cur:
+            set_aside(cur, run_id, b, ctx)
+            fast = write_fast(cur, run_id, b)
+            slow = [source.rows[lo + int(i)] for i in np.flatnonzero(~b.fast)]
+            counts = staging.stage_items(cur, run_id, resolve_rows(cur, slow, ctx))
+            for key in ("laest", "opret", "gyldige"):
+                counts[key] = counts.get(key, 0) + fast
+            staging._add_counters(conn, run_id, counts, hi - lo)
+        progress.advance(hi - lo)
+        if sleep:
+            time.sleep(sleep)
+
