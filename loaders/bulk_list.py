@@ -13,8 +13,9 @@ shelters) is staged a batch at a time, column by column instead of row by row:
 2. **Set aside what needs a row's attention.** A row goes the row path (`resolve_rows`, with
    its exact messages) when any of its values did not pass the fast checks, when it has no
    point, when it may match an existing shelter (by `noegle`, BBR building id or address, one
-   query per batch), when its point lies outside the list's municipality, or when its
-   duplicate key (`dublet_noegle`) was seen before in the run. The fast rows are therefore new
+   query per batch), when its point lies in no municipality (at sea or near the coast; the
+   boundaries are tested in memory with shapely) or outside the list's municipality, or when
+   its duplicate key (`dublet_noegle`) was seen before in the run. The fast rows are therefore new
    shelters that the row path would also have staged as `opret`, with the same values.
 3. **Write.** The fast rows' candidates (`ly.kandidat`: the values as `vaerdier`, every value
    as a change from nothing in `aendringer`, as the row path's create) go to the database with
@@ -59,6 +60,8 @@ WRITABLE = [f.name for f in WRITABLE_FIELDS]
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
 _NOT_FAST_TARGETS = {"x", "y", "lat", "lon", "adresse", "objekt_id"}
+#: The fields a row is matched to existing shelters by (besides objekt_id).
+MATCH_FIELDS = ("noegle", "bbr_bygning_id", "vejnavn", "husnr", "postnr", "beskyt_rum_kode")
 
 
 @dataclass
@@ -124,19 +127,20 @@ def _per_distinct(name: str, col: pd.Series, conv: Callable[[str, Any], Any]
 def _text(name: str, col: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """A free-text or UUID column: stripped ('' is no value), no NUL, within the length."""
     f = FIELDS_BY_NAME[name]
-    is_str = col.map(type).eq(str).to_numpy()
+    cells = col.tolist()
+    is_str = np.fromiter((type(v) is str for v in cells), bool, len(cells))
     present = col.notna().to_numpy()
-    s = col.where(is_str, "").astype(str).str.strip()
+    # Python's own strip, as the row path's: the same whitespace, the same characters left.
+    s = pd.Series([v.strip() if type(v) is str else "" for v in cells], dtype=object)
     ok = ~present | is_str
     if f.type == "uuid":
-        ok &= ~present | (s.eq("") | s.str.match(_UUID).fillna(False)).to_numpy()
-        s = s.str.lower()
+        ok &= np.fromiter((v == "" or _UUID.match(v) is not None for v in s), bool, len(s))
+        s = pd.Series([v.lower() for v in s], dtype=object)
     else:
-        ok &= ~s.str.contains("\x00", regex=False).to_numpy()
-        if f.max_length:
-            ok &= (s.str.len() <= f.max_length).to_numpy()
-    values = s.where(present & is_str & s.ne("").to_numpy(), None).astype(object)
-    return values.where(values.notna(), None), ok
+        ok &= np.fromiter(("\x00" not in v and (not f.max_length or len(v) <= f.max_length)
+                           for v in s), bool, len(s))
+    keep = present & is_str & np.fromiter((v != "" for v in s), bool, len(s))
+    return pd.Series([v if k else None for v, k in zip(s, keep)], dtype=object), ok
 
 
 def _column(name: str, col: pd.Series, plan_: Plan) -> tuple[pd.Series, np.ndarray]:
@@ -154,6 +158,7 @@ class Batch:
     lo: int  # index of the first row in the source
     fast: np.ndarray  # bool per row of the batch
     record: pd.DataFrame  # writable columns (typed Python values) per row
+    given: pd.DataFrame  # the match fields as the row gives them (no defaults), per row
     key: pd.Series  # dublet_noegle per row
     x: np.ndarray
     y: np.ndarray
@@ -222,7 +227,10 @@ def convert_batch(source, ctx, plan_: Plan, lo: int, hi: int) -> Batch:
              | record["beskyt_rum_kode"].eq(BETONDAEKNINGSGRAV)).to_numpy()
     x, y, point_ok = _points(frame, ctx)
     fast &= point_ok
-    return Batch(lo, fast, record, _keys(record, x, y), x, y)
+    # The row path matches on the values the row gives, not on defaults.
+    given = pd.DataFrame({name: props[name] if name in props
+                          else pd.Series([None] * n, dtype=object) for name in MATCH_FIELDS})
+    return Batch(lo, fast, record, given, _keys(record, x, y), x, y)
 
 
 def _keys(record: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> pd.Series:
@@ -242,13 +250,39 @@ def _keys(record: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> pd.Series:
 
 # --- the database --------------------------------------------------------------------------
 
-def set_aside(cur, run_id: int, b: Batch, ctx) -> None:
+class Municipalities:
+    """The municipal boundaries (`ly.kommune`, cut into parts of at most 64 vertices) in
+    memory, to find the municipality of a batch's points at once (GEOS, through shapely)."""
+
+    def __init__(self, cur):
+        import shapely
+
+        rows = cur.execute("SELECT kommunekode, ST_AsBinary(ST_Subdivide(geometri, 64)) "
+                           "FROM ly.kommune").fetchall()
+        self.codes = np.array([r[0] for r in rows], dtype=np.int64)
+        self.tree = shapely.STRtree(shapely.from_wkb([bytes(r[1]) for r in rows]))
+
+    def of(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per point the lowest code of the municipalities it lies in (a border point lies in
+        two), -1 where it lies in none."""
+        import shapely
+
+        none = np.iinfo(np.int64).max
+        out = np.full(len(x), none, dtype=np.int64)
+        if len(x) and len(self.codes):
+            points, parts = self.tree.query(shapely.points(x, y), predicate="intersects")
+            np.minimum.at(out, points, self.codes[parts])
+        out[out == none] = -1
+        return out
+
+
+def set_aside(cur, run_id: int, b: Batch, ctx, municipalities: "Municipalities") -> None:
     """Unmark fast rows that may match an existing shelter, lie outside the list's
     municipality or repeat a key seen before in the run (one query each, for the batch)."""
     idx = np.flatnonzero(b.fast)
     if not len(idx):
         return
-    rec = b.record.iloc[idx]
+    rec = b.given.iloc[idx]
     keys = b.key.iloc[idx]
     dup_in_batch = keys.duplicated(keep="first").to_numpy()
     b.fast[idx[dup_in_batch]] = False
@@ -276,7 +310,7 @@ def set_aside(cur, run_id: int, b: Batch, ctx) -> None:
             addressed.append(i)
     addressed = [i for i in addressed if b.fast[i]]
     if addressed:
-        r = b.record.iloc[addressed]
+        r = b.given.iloc[addressed]
         for (i,) in cur.execute(
                 "SELECT DISTINCT k.i FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], "
                 "%s::int[]) AS k(i, v, h, p, c) JOIN ly.t_6101_beskyt_rum t "
@@ -287,14 +321,12 @@ def set_aside(cur, run_id: int, b: Batch, ctx) -> None:
                  [p or None for p in r["postnr"]], [c or None for c in r["beskyt_rum_kode"]],
                  ctx.kommunekode, ctx.kommunekode]).fetchall():
             b.fast[i] = False
-    if ctx.kommunekode is not None:
-        idx = np.flatnonzero(b.fast)
-        for (i,) in cur.execute(
-                "SELECT k.i FROM unnest(%s::int[], %s::float8[], %s::float8[]) AS k(i, x, y) "
-                "WHERE ly.kommune_for(ST_SetSRID(ST_MakePoint(k.x, k.y), 25832)) "
-                "IS DISTINCT FROM %s",
-                [idx.tolist(), b.x[idx].tolist(), b.y[idx].tolist(), ctx.kommunekode]).fetchall():
-            b.fast[i] = False
+    # A point in no municipality (at sea, or near the coast) or, for a municipality's list,
+    # in another one goes the row path, which finds its municipality as `ly.kommune_ved` does.
+    idx = np.flatnonzero(b.fast)
+    kommune = municipalities.of(b.x[idx], b.y[idx])
+    outside = kommune < 0 if ctx.kommunekode is None else kommune != ctx.kommunekode
+    b.fast[idx[outside]] = False
 
 
 def _records(rec: pd.DataFrame) -> list[dict]:
@@ -333,11 +365,13 @@ def stage(conn: psycopg.Connection, run_id: int, source, ctx, plan_: Plan,
                                "takes rows")
     n = len(source.rows)
     sleep = float(os.environ.get(staging.SLEEP_ENV) or 0)
+    with conn.cursor() as cur:
+        municipalities = Municipalities(cur)
     for lo in range(run["naeste_raekke"], n, batch_size):
         hi = min(n, lo + batch_size)
         b = convert_batch(source, ctx, plan_, lo, hi)
         with conn.transaction(), conn.cursor() as cur:
-            set_aside(cur, run_id, b, ctx)
+            set_aside(cur, run_id, b, ctx, municipalities)
             fast = write_fast(cur, run_id, b)
             slow = [source.rows[lo + int(i)] for i in np.flatnonzero(~b.fast)]
             counts = staging.stage_items(cur, run_id, resolve_rows(cur, slow, ctx))

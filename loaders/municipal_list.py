@@ -245,7 +245,9 @@ def _read_vector(path: Path) -> Source:
     import shapely
 
     try:
-        table = pyogrio.read_dataframe(path, use_arrow=True)
+        # Not through Arrow: pyarrow would make every service worker 50 MB larger (pandas,
+        # which folium imports, imports pyarrow whenever it is installed).
+        table = pyogrio.read_dataframe(path, use_arrow=False)
     except Exception as exc:  # GDAL errors come in several classes
         raise MappingError(f"{path.name}: cannot be read as a vector file ({exc})") from None
     crs_name = None
@@ -506,6 +508,7 @@ class Lookups:
         self.by_bbr: dict[str, list[tuple]] = {}
         self.by_address: dict[int, list[tuple]] = {}  # index in the batch -> matches
         self.kommune: dict[int, int | None] = {}  # index in the batch -> municipality
+        self.at_sea_known = False  # municipalities are loaded: a point without one is at sea
 
     @staticmethod
     def _rows(cur, where: str, params: list) -> list[tuple]:
@@ -545,11 +548,15 @@ class Lookups:
             self.by_address.setdefault(i, []).append(tuple(r))
 
     def fetch_municipalities(self, cur, points: dict[int, tuple[float, float]]) -> None:
-        if not points:
+        """The municipality of each point (`ly.kommune_ved`: containing it, or within 5 km
+        of the generalised coast; None at sea), when municipalities are loaded at all."""
+        self.at_sea_known = bool(cur.execute("SELECT EXISTS (SELECT 1 FROM ly.kommune)"
+                                             ).fetchone()[0])
+        if not points or not self.at_sea_known:
             return
         idx = list(points)
         self.kommune.update(cur.execute(
-            "SELECT k.i, ly.kommune_for(ST_SetSRID(ST_MakePoint(k.x, k.y), 25832)) "
+            "SELECT k.i, ly.kommune_ved(ST_SetSRID(ST_MakePoint(k.x, k.y), 25832)) "
             "FROM unnest(%s::int[], %s::float8[], %s::float8[]) AS k(i, x, y)",
             [idx, [points[i][0] for i in idx], [points[i][1] for i in idx]]).fetchall())
 
@@ -718,17 +725,16 @@ def resolve_rows(cur, rows: list[SourceRow], ctx: Context) -> list[Staged | Reje
     lk.fetch_addresses(cur, {i: prepared[i].props for i, (m, _) in matched.items()
                              if m is None and prepared[i].props.get("vejnavn")
                              and prepared[i].props.get("husnr")}, ctx.kommunekode)
-    if ctx.kommunekode is not None:
-        lk.fetch_municipalities(cur, {i: prepared[i].xy for i in matched
-                                      if prepared[i].xy is not None})
+    lk.fetch_municipalities(cur, {i: prepared[i].xy for i in matched
+                                  if prepared[i].xy is not None})
     for i, (match, found) in matched.items():
         out[i] = _resolve(prepared[i], match, found, lk.by_address.get(i, []), lk.kommune.get(i),
-                          ctx)
+                          lk.at_sea_known, ctx)
     return out  # type: ignore[return-value]
 
 
 def _resolve(p: Prepared, match: str | None, found: list, by_address: list,
-             kommune: int | None, ctx: Context) -> Staged | Rejected:
+             kommune: int | None, at_sea_known: bool, ctx: Context) -> Staged | Rejected:
     row, props, xy = p.row, p.props, p.xy
     if match is None and by_address:
         if len(by_address) > 1:
@@ -736,6 +742,10 @@ def _resolve(p: Prepared, match: str | None, found: list, by_address: list,
                 f"{props['vejnavn']} {props['husnr']} matches {len(by_address)} shelters; "
                 "give objekt_id or noegle"))], p.kilde)
         match, found = "adresse", by_address
+    if xy is not None and at_sea_known and kommune is None:
+        return Rejected(row.raekke, [Problem("geometri", (
+            f"the point ({xy[0]:.1f}, {xy[1]:.1f}) lies at sea, more than 5 km from every "
+            "Danish municipality"))], p.kilde)
     if xy is not None and ctx.kommunekode is not None and kommune != ctx.kommunekode:
         return Rejected(row.raekke, [Problem("geometri", (
             f"the point ({xy[0]:.1f}, {xy[1]:.1f}) lies in municipality {kommune}, not in "
