@@ -45,16 +45,16 @@ import psycopg
 
 from datamodel import crs as crsmod
 from datamodel.fields import FIELDS_BY_NAME, TEMAKODE, WRITABLE_FIELDS
-from datamodel.rules import Problem, validate_properties
+from datamodel.rules import BETONDAEKNINGSGRAV, Problem, validate_properties
 from loaders import staging
 
 #: Lists shorter than this are staged row by row (`municipal_list.stage_run`); the
 #: environment variable (a test hook) overrides it.
 MIN_ROWS = 5_000
 MIN_ROWS_ENV = "LY_IMPORT_BULK_MIN_ROWS"
-#: A create takes this place count source unless the list gives one (as in the row path).
+#: A create takes this place count source (d_ly_pladser_kilde 2, kommunal liste) unless the
+#: list gives one; the row path (`municipal_list`) uses the same constant.
 KILDE_KOMMUNAL_LISTE = 2
-BETONDAEKNINGSGRAV = 3
 
 WRITABLE = [f.name for f in WRITABLE_FIELDS]
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"

@@ -56,7 +56,7 @@ SPECIAL_TARGETS = COORD_TARGETS + ("adresse", "objekt_id", "temakode", "ignorer"
 WRITABLE = [f.name for f in WRITABLE_FIELDS]
 SPREADSHEETS = (".csv", ".txt", ".tsv", ".xlsx", ".xlsm")
 VECTORS = (".gpkg", ".shp", ".zip", ".geojson", ".json", ".gml")
-KILDE_KOMMUNAL_LISTE = 2
+KILDE_KOMMUNAL_LISTE = bulk_list.KILDE_KOMMUNAL_LISTE
 
 
 class MappingError(RunError):
@@ -753,11 +753,6 @@ def _resolve(p: Prepared, match: str | None, found: list, by_address: list,
     if match is not None:
         return _change(row, ctx, found[0], props, xy, match, p.remark, p.kilde)
     return _create(row, ctx, props, xy, p.remark, p.kilde)
-
-
-def resolve_row(cur, row: SourceRow, ctx: Context) -> Staged | Rejected | None:
-    """The candidate (or rejection) one source row becomes."""
-    return resolve_rows(cur, [row], ctx)[0]
 
 
 def _change(row, ctx, current_row, props, xy, match, remark, kilde) -> Staged | Rejected:

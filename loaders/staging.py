@@ -591,6 +591,15 @@ def _current_version(cur, objekt_id) -> UUID | None:
     return row[0] if row else None
 
 
+def _lock_run(cur, run_id: int) -> dict:
+    """The run, locked for the rest of the transaction (one publish or rollback at a time)."""
+    row = cur.execute("SELECT row_to_json(k) FROM ly.koersel k WHERE id = %s FOR UPDATE",
+                      [run_id]).fetchone()
+    if row is None:
+        raise RunError(f"run {run_id} does not exist")
+    return row[0]
+
+
 def publish(conn: psycopg.Connection, run_id: int, *, force: bool = False,
             progress: Progress | None = None,
             extra: Callable[[psycopg.Connection], None] | None = None) -> dict:
@@ -605,11 +614,7 @@ def publish(conn: psycopg.Connection, run_id: int, *, force: bool = False,
     progress = progress or Progress()
     sleep = float(os.environ.get(PUBLISH_SLEEP_ENV) or 0)
     with conn.transaction(), conn.cursor() as cur:
-        run = cur.execute("SELECT row_to_json(k) FROM ly.koersel k WHERE id = %s FOR UPDATE",
-                          [run_id]).fetchone()
-        if run is None:
-            raise RunError(f"run {run_id} does not exist")
-        run = run[0]
+        run = _lock_run(cur, run_id)
         allowed = ("klar", "afvist") if force else ("klar",)
         if run["status"] not in allowed:
             hint = " (the quality gate failed; see its report, or force)" \
@@ -657,11 +662,7 @@ def rollback(conn: psycopg.Connection, run_id: int, *, subject: str | None = Non
     autocommit(conn)
     progress = progress or Progress()
     with conn.transaction(), conn.cursor() as cur:
-        run = cur.execute("SELECT row_to_json(k) FROM ly.koersel k WHERE id = %s FOR UPDATE",
-                          [run_id]).fetchone()
-        if run is None:
-            raise RunError(f"run {run_id} does not exist")
-        run = run[0]
+        run = _lock_run(cur, run_id)
         if run["status"] != "publiceret":
             raise RunError(f"run {run_id} is {run['status']}; only a published run can be "
                            "rolled back")
