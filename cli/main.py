@@ -217,7 +217,8 @@ def cmd_import_list(args) -> int:
         progress, bar = _progress("indlæser")
         try:
             _run_guarded(conn, run_id, lambda: municipal_list.stage_run(
-                conn, run_id, batch_size=args.batch_size, progress=progress, source=source))
+                conn, run_id, batch_size=args.batch_size, progress=progress, source=source,
+                publish=args.publish))
         except staging.RunError as exc:
             print(f"stopped: {exc}", file=sys.stderr)
         finally:
@@ -315,7 +316,8 @@ def _resume(conn, args) -> int:
             from loaders import municipal_list
 
             _run_guarded(conn, args.id, lambda: municipal_list.stage_run(
-                conn, args.id, batch_size=args.batch_size, progress=progress))
+                conn, args.id, batch_size=args.batch_size, progress=progress,
+                publish=getattr(args, "publish", False)))
         elif run["art"] == "bbr":
             from loaders import bbr
 

@@ -100,47 +100,71 @@ def plan(source, ctx, convert: Callable[[str, Any, Any], Any]) -> Plan | None:
 
 # --- columns -------------------------------------------------------------------------------
 
+def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per row the index of its value among the column's distinct values (-1: no value)."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _spread(codes: np.ndarray, ok_u: list[bool], values_u: list[Any]
+            ) -> tuple[pd.Series, np.ndarray]:
+    """Per-distinct results spread to the rows (a missing value: ok, no value)."""
+    ok_u = np.append(np.asarray(ok_u, dtype=bool), True)  # index -1: the missing value
+    values = np.empty(len(values_u) + 1, dtype=object)
+    values[:-1] = values_u
+    return pd.Series(values[codes], dtype=object), ok_u[codes]
+
+
 def _per_distinct(name: str, col: pd.Series, conv: Callable[[str, Any], Any]
                   ) -> tuple[pd.Series, np.ndarray]:
     """Converted values and an ok-mask, the conversion run once per distinct value with the
     row path's own functions (exact, cheap for code lists and numbers)."""
-    results: dict[Any, tuple[bool, Any]] = {}
-    for value in pd.unique(col.dropna()):
+    codes, uniques = _factorize(col)
+    ok_u: list[bool] = []
+    values_u: list[Any] = []
+    for value in uniques:
         plain = value.item() if hasattr(value, "item") else value
         try:
             converted = conv(name, plain)
         except ValueError:
-            results[value] = (False, None)
+            ok_u.append(False)
+            values_u.append(None)
             continue
         if converted is None:
-            results[value] = (True, None)
+            ok_u.append(True)
+            values_u.append(None)
             continue
         problems: list[Problem] = []
         out = validate_properties({name: converted}, problems)
-        results[value] = (not problems, out.get(name))
-    raw = col.tolist()
-    ok = np.fromiter((results[v][0] if v in results else True for v in raw), bool, len(raw))
-    values = pd.Series([results[v][1] if v in results else None for v in raw], dtype=object)
-    return values, ok
+        ok_u.append(not problems)
+        values_u.append(out.get(name))
+    return _spread(codes, ok_u, values_u)
 
 
 def _text(name: str, col: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """A free-text or UUID column: stripped ('' is no value), no NUL, within the length."""
+    """A free-text or UUID column: stripped ('' is no value), no NUL, within the length;
+    checked once per distinct value."""
     f = FIELDS_BY_NAME[name]
-    cells = col.tolist()
-    is_str = np.fromiter((type(v) is str for v in cells), bool, len(cells))
-    present = col.notna().to_numpy()
-    # Python's own strip, as the row path's: the same whitespace, the same characters left.
-    s = pd.Series([v.strip() if type(v) is str else "" for v in cells], dtype=object)
-    ok = ~present | is_str
-    if f.type == "uuid":
-        ok &= np.fromiter((v == "" or _UUID.match(v) is not None for v in s), bool, len(s))
-        s = pd.Series([v.lower() for v in s], dtype=object)
-    else:
-        ok &= np.fromiter(("\x00" not in v and (not f.max_length or len(v) <= f.max_length)
-                           for v in s), bool, len(s))
-    keep = present & is_str & np.fromiter((v != "" for v in s), bool, len(s))
-    return pd.Series([v if k else None for v, k in zip(s, keep)], dtype=object), ok
+    codes, uniques = _factorize(col)
+    limit = f.max_length or 0
+    is_uuid = f.type == "uuid"
+    match = _UUID.match
+    ok_u: list[bool] = []
+    values_u: list[Any] = []
+    for v in uniques:
+        if type(v) is not str:  # a number in a text column: the row path says why
+            ok_u.append(False)
+            values_u.append(None)
+            continue
+        # Python's own strip, as the row path's: the same whitespace, the same characters left.
+        v = v.strip()
+        if is_uuid:
+            ok_u.append(v == "" or match(v) is not None)
+            v = v.lower()
+        else:
+            ok_u.append("\x00" not in v and (not limit or len(v) <= limit))
+        values_u.append(v or None)
+    return _spread(codes, ok_u, values_u)
 
 
 def _column(name: str, col: pd.Series, plan_: Plan) -> tuple[pd.Series, np.ndarray]:
@@ -234,18 +258,31 @@ def convert_batch(source, ctx, plan_: Plan, lo: int, hi: int) -> Batch:
 
 
 def _keys(record: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> pd.Series:
-    """`dublet_noegle` as the row path's create makes it."""
-    kind = record["beskyt_rum_kode"].map(str)
-    noegle = "noegle:" + record["noegle"].astype(str)
+    """`dublet_noegle` as the row path's create makes it (`noegle:`, else `adresse:`, else
+    `punkt:`), each form built only for the rows that take it."""
+    keys = pd.Series(None, index=record.index, dtype=object)
+    has_noegle = record["noegle"].notna().to_numpy()
+    keys[has_noegle] = "noegle:" + record["noegle"][has_noegle].astype(str)
+    rest = ~has_noegle
+    if not rest.any():
+        return keys
     vej, hus = record["vejnavn"], record["husnr"]
-    address = ("adresse:" + vej.astype(str).str.casefold() + "|" + hus.astype(str).str.upper()
-               + "|" + record["postnr"].map(lambda p: str(p) if p else "") + "|" + kind)
-    with np.errstate(invalid="ignore"):
-        rx = pd.Series(np.round(x)).map(lambda v: str(int(v)) if v == v else "nan")
-        ry = pd.Series(np.round(y)).map(lambda v: str(int(v)) if v == v else "nan")
-    point = "punkt:" + rx + ":" + ry + ":" + kind
-    has_address = vej.notna() & hus.notna()
-    return noegle.where(record["noegle"].notna(), address.where(has_address, point))
+    addressed = rest & (vej.notna() & hus.notna()).to_numpy()
+    if addressed.any():
+        r = record[addressed]
+        keys[addressed] = (
+            "adresse:" + r["vejnavn"].astype(str).str.casefold() + "|"
+            + r["husnr"].astype(str).str.upper() + "|"
+            + r["postnr"].map(lambda p: str(p) if p else "") + "|"
+            + r["beskyt_rum_kode"].map(str))
+    pointed = rest & ~addressed
+    if pointed.any():
+        with np.errstate(invalid="ignore"):
+            rx = pd.Series(np.round(x[pointed])).map(lambda v: str(int(v)) if v == v else "nan")
+            ry = pd.Series(np.round(y[pointed])).map(lambda v: str(int(v)) if v == v else "nan")
+        kind = record["beskyt_rum_kode"][pointed].map(str).reset_index(drop=True)
+        keys[pointed] = ("punkt:" + rx + ":" + ry + ":" + kind).to_numpy()
+    return keys
 
 
 # --- the database --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from datamodel import crs as crsmod
 from datamodel.codelists import load_codelists
 from datamodel.fields import FIELDS_BY_NAME, SHELTER_FIELDS, TEMAKODE, WRITABLE_FIELDS
 from datamodel.rules import Problem, complete, point_from_geojson, validate_properties
-from loaders import bulk_list, staging
+from loaders import bulk_list, initial_load, staging
 from loaders.staging import Gate, Progress, Rejected, RunError, Staged
 
 ART = "kommunal_liste"
@@ -911,9 +911,12 @@ def _ended_by_full_list(conn, run_id: int, kommunekode: int) -> list[Staged]:
 
 
 def stage_run(conn: psycopg.Connection, run_id: int, *, batch_size: int = staging.DEFAULT_BATCH,
-              progress: Progress | None = None, source: Source | None = None) -> dict:
+              progress: Progress | None = None, source: Source | None = None,
+              publish: bool = False) -> dict:
     """Stage (or resume staging) a list run and close it with the quality gate. Returns the
-    gate's report. `source`: the file as `start` read it (else it is read again)."""
+    gate's report. `source`: the file as `start` read it (else it is read again).
+    `publish`: the run is to be published when it passes; a large file for an empty register
+    is then loaded and published at once (`loaders.initial_load`)."""
     run = staging.get_run(conn, run_id)
     if run["art"] != ART:
         raise RunError(f"run {run_id} is a {run['art']} run, not a municipal list")
@@ -938,6 +941,9 @@ def stage_run(conn: psycopg.Connection, run_id: int, *, batch_size: int = stagin
 
     if run["status"] == "indlaeser":
         fast = bulk_list.plan(source, ctx, convert)
+        if publish and initial_load.load(conn, run_id, source, ctx, fast, resolve_rows,
+                                         progress=progress) is not None:
+            return staging.get_run(conn, run_id)["kvalitet"]
         if fast is not None:  # a large vector file: column by column (loaders.bulk_list)
             bulk_list.stage(conn, run_id, source, ctx, fast, resolve_rows,
                             batch_size=batch_size, progress=progress)
@@ -958,11 +964,11 @@ def import_list(conn: psycopg.Connection, path: str | Path, *, mapping=None,
     run_id, source = begin(conn, path, mapping=mapping, kommunekode=kommunekode, crs=crs,
                             gate=gate, fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt)
     try:
-        report = stage_run(conn, run_id, batch_size=batch_size, progress=progress,
-                           source=source)
+        stage_run(conn, run_id, batch_size=batch_size, progress=progress, source=source,
+                  publish=publish)
     except Exception as exc:
         staging.mark_failed(conn, run_id, f"{type(exc).__name__}: {exc}")
         raise
-    if publish and report["bestaaet"]:
+    if publish and staging.get_run(conn, run_id)["status"] == "klar":
         staging.publish(conn, run_id)
     return run_id

@@ -111,6 +111,34 @@ def db_url(template_db):
 
 
 @pytest.fixture(scope="session")
+def empty_template_db():
+    """Name of the session's template database without shelters (a register before its
+    first load: migrated, municipalities and postal areas)."""
+    name = f"ly_tmpl0_{os.getpid()}"
+    _drop(name)
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(BASE_URL, name)
+    migrate(url)
+    with psycopg.connect(url) as conn:
+        load_municipalities(conn)
+        load_postal_codes(conn)
+    yield name
+    for future in _pending_drops:
+        future.result()
+    _drop(name)
+
+
+@pytest.fixture
+def empty_db_url(empty_template_db):
+    """A fresh database with an empty register, for this test alone."""
+    name = f"ly_t0_{uuid.uuid4().hex[:12]}"
+    url = _clone(empty_template_db, name)
+    yield url
+    _drop_later(name)
+
+
+@pytest.fixture(scope="session")
 def shared_db_url(template_db):
     """A database shared by read-only tests (they must not write)."""
     name = f"ly_ro_{os.getpid()}"
