@@ -458,8 +458,14 @@ def _evaluate_gate(conn, cur, run_id: int, gate: Gate) -> dict:
     """`evaluate_gate` in the caller's transaction (publishing reads what it leaves)."""
     run = get_run(conn, run_id)
     t = run["taellere"] or {}
-    read = int(t.get("laest", 0))
-    rejected = int(t.get("afviste", 0))
+    return gate_report(gate, int(t.get("laest", 0)), int(t.get("afviste", 0)),
+                       _places(cur, run_id))
+
+
+def gate_report(gate: Gate, read: int, rejected: int,
+                places: Iterable[tuple[int, int, int]]) -> dict:
+    """The quality gate's report: the share of rejected rows, and per municipality the
+    places before and after (municipality, before, after)."""
     share = rejected / read if read else 0.0
     rules = [{
         "regel": "afvist_andel", "graense": gate.max_afvist_andel, "vaerdi": round(share, 4),
@@ -467,7 +473,7 @@ def _evaluate_gate(conn, cur, run_id: int, gate: Gate) -> dict:
         "forklaring": f"{rejected} of {read} rows rejected ({share:.0%}; at most "
                       f"{gate.max_afvist_andel:.0%} allowed)",
     }]
-    for kommune, before, after in _places(cur, run_id):
+    for kommune, before, after in places:
         loss = (before - after) / before if before > 0 and after < before else 0.0
         rules.append({
             "regel": "pladstab", "kommunekode": kommune, "foer": before, "efter": after,

@@ -82,10 +82,9 @@ def _clone(template: str, name: str) -> str:
     return with_database(BASE_URL, name)
 
 
-@pytest.fixture(scope="session")
-def template_db():
-    """Name of the session's template database."""
-    name = f"ly_tmpl_{os.getpid()}"
+def _template(name: str, demo: bool):
+    """A template database: migrated, municipalities and postal areas, and (`demo`) the demo
+    register; dropped after the session's per-test copies."""
     _drop(name)
     with _admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -94,48 +93,44 @@ def template_db():
     with psycopg.connect(url) as conn:
         load_municipalities(conn)
         load_postal_codes(conn)
-        load_demo(conn, count=DEMO_COUNT)
+        if demo:
+            load_demo(conn, count=DEMO_COUNT)
     yield name
     for future in _pending_drops:
         future.result()
     _drop(name)
+
+
+@pytest.fixture(scope="session")
+def template_db():
+    """Name of the session's template database."""
+    yield from _template(f"ly_tmpl_{os.getpid()}", demo=True)
+
+
+def fresh_database(template: str, prefix: str = "ly_t_"):
+    """A copy of a template database for one test, dropped after it."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    yield _clone(template, name)
+    _drop_later(name)
 
 
 @pytest.fixture
 def db_url(template_db):
     """A fresh database with the demo register, for this test alone."""
-    name = f"ly_t_{uuid.uuid4().hex[:12]}"
-    url = _clone(template_db, name)
-    yield url
-    _drop_later(name)
+    yield from fresh_database(template_db)
 
 
 @pytest.fixture(scope="session")
 def empty_template_db():
     """Name of the session's template database without shelters (a register before its
-    first load: migrated, municipalities and postal areas)."""
-    name = f"ly_tmpl0_{os.getpid()}"
-    _drop(name)
-    with _admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(BASE_URL, name)
-    migrate(url)
-    with psycopg.connect(url) as conn:
-        load_municipalities(conn)
-        load_postal_codes(conn)
-    yield name
-    for future in _pending_drops:
-        future.result()
-    _drop(name)
+    first load)."""
+    yield from _template(f"ly_tmpl0_{os.getpid()}", demo=False)
 
 
 @pytest.fixture
 def empty_db_url(empty_template_db):
     """A fresh database with an empty register, for this test alone."""
-    name = f"ly_t0_{uuid.uuid4().hex[:12]}"
-    url = _clone(empty_template_db, name)
-    yield url
-    _drop_later(name)
+    yield from fresh_database(empty_template_db, "ly_t0_")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import uuid
 
 import geopandas as gpd
 import pandas as pd
@@ -15,7 +14,7 @@ import psycopg
 import pytest
 
 from loaders import bulk_list, initial_load, municipal_list, staging
-from tests.conftest import query, snapshot
+from tests.conftest import fresh_database, query, snapshot
 from tests.test_import_list import KBH, KBH_CVR, _cli, _copenhagen_geopackage
 
 #: The shelter columns a first load and a staged publication must agree on (all but the
@@ -73,11 +72,7 @@ def _published(url: str, run_id: int) -> tuple:
 
 @pytest.fixture
 def other_empty_db_url(empty_template_db):
-    from tests.conftest import _clone, _drop_later
-
-    name = f"ly_t0_{uuid.uuid4().hex[:12]}"
-    yield _clone(empty_template_db, name)
-    _drop_later(name)
+    yield from fresh_database(empty_template_db, "ly_t0_")
 
 
 def test_a_first_load_makes_the_register_a_staged_run_makes(big_list, empty_db_url,
