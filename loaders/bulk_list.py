@@ -4,9 +4,9 @@ A national or regional list (a GeoPackage, Shapefile or GeoJSON of hundreds of t
 shelters) is staged a batch at a time, column by column instead of row by row:
 
 1. **Convert and check columns.** Each mapped column is converted with the same functions the
-   row path uses (`municipal_list.convert`, `rules.validate_properties`), applied once per
-   *distinct* value (code lists, numbers), or checked vectorised for free text and UUIDs
-   (stripped, no NUL, at most the field's length; canonical UUIDs). Defaults, required fields
+   row path uses (`municipal_list.convert`, `rules.validate_properties`), or, for free text
+   and UUIDs, checked as the row path checks them (stripped, no NUL, at most the field's
+   length; canonical UUIDs), each once per *distinct* value. Defaults, required fields
    and the sub-type rule of `rules.complete` are applied to whole columns. Points come from
    the file's geometry column (EPSG:25832, or CRS84 transformed with pyproj) and must lie in
    Denmark's box, as `rules.point_from_geojson` demands.
