@@ -242,7 +242,6 @@ def _read_xlsx(path: Path, sheet: str | None) -> Source:
 
 def _read_vector(path: Path) -> Source:
     import pyogrio
-    import shapely
 
     try:
         # Not through Arrow: pyarrow would make every service worker 50 MB larger (pandas,
