@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -228,10 +229,21 @@ def _uuids(n: int, ordered: bool = False) -> list[str]:
     return ids
 
 
+def ewkb_points(x: np.ndarray, y: np.ndarray, srid: int) -> list[str]:
+    """Points as hex EWKB (little-endian, with SRID), as `shapely.to_wkb(..., hex=True,
+    include_srid=True)` writes them, made from the coordinates at once."""
+    n = len(x)
+    record = np.zeros(n, dtype=[("order", "u1"), ("kind", "<u4"), ("srid", "<u4"),
+                                ("x", "<f8"), ("y", "<f8")])
+    record["order"], record["kind"], record["srid"] = 1, 0x20000001, srid
+    record["x"], record["y"] = x, y
+    text = record.tobytes().hex().upper()
+    size = 2 * record.itemsize
+    return [text[i:i + size] for i in range(0, size * n, size)]
+
+
 def _write(cur, run_id: int, acc: Accepted, stamp: Stamp, totals: Totals) -> None:
     """The chunk's new shelters (base table) and its candidates, with COPY."""
-    import shapely
-
     n = len(acc.raekke)
     if not n:
         return
@@ -242,8 +254,7 @@ def _write(cur, run_id: int, acc: Accepted, stamp: Stamp, totals: Totals) -> Non
         cvr = [stamp.editor_cvr] * n
     else:
         cvr = [c if c is not None else stamp.cvr_of.get(k) for c, k in zip(given, kommune)]
-    points = shapely.set_srid(shapely.points(acc.x, acc.y), 25832)
-    geoms = shapely.to_wkb(points, hex=True, include_srid=True).tolist()
+    geoms = ewkb_points(acc.x, acc.y, 25832)
     other = [acc.record[c].tolist() for c in _OTHER]
     now, bruger = stamp.now, stamp.bruger_id
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in _BASE_COLUMNS)
@@ -261,20 +272,35 @@ def _write(cur, run_id: int, acc: Accepted, stamp: Stamp, totals: Totals) -> Non
     totals.add("gyldige", n)
 
 
-def _chunk(cur, run_id: int, source, ctx, plan_: bulk_list.Plan, lo: int, hi: int,
-           municipalities: bulk_list.Municipalities, resolve_rows: Callable,
-           stamp: Stamp, totals: Totals) -> None:
+@dataclass
+class Prepared:
+    """A chunk converted column by column (no database): its fast rows and the rows the row
+    path must see."""
+
+    lo: int
+    hi: int
+    fast: Accepted
+    slow: list  # SourceRow
+
+
+def _prepare(source, ctx, plan_: bulk_list.Plan, lo: int, hi: int,
+             municipalities: bulk_list.Municipalities) -> Prepared:
     b = bulk_list.convert_batch(source, ctx, plan_, lo, hi)
     idx = np.flatnonzero(b.fast)
     kommune = municipalities.of(b.x[idx], b.y[idx])
     outside = kommune < 0 if ctx.kommunekode is None else kommune != ctx.kommunekode
     b.fast[idx[outside]] = False  # the row path finds (or refuses) their municipality
-    fast = _fast_rows(b, kommune[~outside])
-    slow_rows = [source.rows[lo + int(i)] for i in np.flatnonzero(~b.fast)]
+    return Prepared(lo, hi, _fast_rows(b, kommune[~outside]),
+                    [source.rows[lo + int(i)] for i in np.flatnonzero(~b.fast)])
+
+
+def _chunk(cur, run_id: int, source, ctx, p: Prepared, resolve_rows: Callable,
+           stamp: Stamp, totals: Totals) -> None:
+    """Resolve a prepared chunk's other rows, reject duplicates, write what is accepted."""
     staged: list[Staged] = []
     rejected: list[Rejected] = []
     skipped = 0
-    for item in resolve_rows(cur, slow_rows, ctx):
+    for item in resolve_rows(cur, p.slow, ctx):
         if item is None:  # a blank line
             skipped += 1
         elif isinstance(item, Rejected):
@@ -289,13 +315,25 @@ def _chunk(cur, run_id: int, source, ctx, plan_: bulk_list.Plan, lo: int, hi: in
         return {k: staging.jsonable(v) for k, v in source.rows[raekke - 1].values.items()
                 if not k.startswith("__")}
 
-    acc = _drop_duplicates(_merge([fast, _slow_rows(cur, staged)]), totals, rejected,
+    acc = _drop_duplicates(_merge([p.fast, _slow_rows(cur, staged)]), totals, rejected,
                            source_row)
     _write(cur, run_id, acc, stamp, totals)
     staging._write_rejected(cur, run_id, sorted(rejected, key=lambda r: r.raekke))
     totals.add("afviste", len(rejected))
     totals.add("sprunget_over", skipped)
-    totals.add("laest", (hi - lo) - skipped)
+    totals.add("laest", (p.hi - p.lo) - skipped)
+
+
+def _prepared(pool: ThreadPoolExecutor, prepare: Callable[[int, int], Prepared], n: int
+              ) -> Iterator[Prepared]:
+    """The chunks in order, each prepared in the background while the one before is
+    written (the conversion's numpy and GEOS work runs while the server takes a COPY)."""
+    bounds = [(lo, min(n, lo + CHUNK)) for lo in range(0, n, CHUNK)]
+    ahead = pool.submit(prepare, *bounds[0]) if bounds else None
+    for i in range(len(bounds)):
+        current = ahead.result()
+        ahead = pool.submit(prepare, *bounds[i + 1]) if i + 1 < len(bounds) else None
+        yield current
 
 
 def _report(totals: Totals, gate: Gate) -> dict:
@@ -342,13 +380,13 @@ def load(conn: psycopg.Connection, run_id: int, source, ctx, plan_: bulk_list.Pl
             municipalities = bulk_list.Municipalities(cur)
             totals = Totals(ids=_uuids(n, ordered=True))
             progress.total(n)
-            for lo in range(0, n, CHUNK):
-                hi = min(n, lo + CHUNK)
-                _chunk(cur, run_id, source, ctx, plan_, lo, hi, municipalities, resolve_rows,
-                       stamp, totals)
-                progress.advance(hi - lo)
-                if sleep:
-                    time.sleep(sleep)
+            with ThreadPoolExecutor(1, thread_name_prefix="ly-first-load") as pool:
+                for p in _prepared(pool, lambda lo, hi: _prepare(
+                        source, ctx, plan_, lo, hi, municipalities), n):
+                    _chunk(cur, run_id, source, ctx, p, resolve_rows, stamp, totals)
+                    progress.advance(p.hi - p.lo)
+                    if sleep:
+                        time.sleep(sleep)
             report = _report(totals, gate)
             if not report["bestaaet"]:
                 raise NotApplicable("the quality gate failed; staged for review")

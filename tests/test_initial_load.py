@@ -9,9 +9,11 @@ import signal
 import time
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+import shapely
 
 from loaders import bulk_list, initial_load, municipal_list, staging
 from tests.conftest import fresh_database, query, snapshot
@@ -81,6 +83,9 @@ def test_a_first_load_makes_the_register_a_staged_run_makes(big_list, empty_db_u
     staged_url = other_empty_db_url
     schema = _schema(empty_db_url)
     runs = {}
+    # Chunks of 7 rows: the load prepares each chunk while the one before is written, and
+    # the duplicates (rows 39 of 1, 41 of 40) are found across chunks and within one.
+    monkeypatch.setattr(initial_load, "CHUNK", 7)
     for url, enabled in ((staged_url, "0"), (empty_db_url, "1")):
         monkeypatch.setenv(initial_load.ENABLED_ENV, enabled)
         with psycopg.connect(url) as conn:
@@ -174,3 +179,13 @@ def test_a_killed_first_load_leaves_nothing_and_resumes(big_list, empty_db_url, 
     assert query(empty_db_url, "SELECT count(*) FROM ly.t_6101_beskyt_rum") == [(25,)]
     assert query(empty_db_url, "SELECT count(vaerdier) FROM ly.kandidat") == [(0,)]
     assert _schema(empty_db_url) == schema
+
+
+def test_points_as_ewkb_are_what_shapely_writes():
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(-1e6, 1e6, 500), rng.uniform(5e6, 7e6, 500)
+    x[:3], y[:3] = (0.0, -0.0, 1e-300), (np.pi, 6_100_000.5, -1.0)
+    expected = shapely.to_wkb(shapely.set_srid(shapely.points(x, y), 25832), hex=True,
+                              include_srid=True).tolist()
+    assert initial_load.ewkb_points(x, y, 25832) == expected
+    assert initial_load.ewkb_points(np.zeros(0), np.zeros(0), 25832) == []
