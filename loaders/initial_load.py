@@ -395,6 +395,7 @@ def load(conn: psycopg.Connection, run_id: int, source, ctx, plan_: bulk_list.Pl
             _attach(cur, again)
             written = cur.execute(_AUDIT).rowcount
             cur.execute(sql.SQL("ANALYZE {}").format(sql.SQL(TABLE)))
+            staging.analyze_candidates(cur)
             counts = {k: v for k, v in totals.counts.items() if v}
             counts["skrevet"] = written
             staging._add_counters(conn, run_id, counts, n)

@@ -486,6 +486,18 @@ def gate_report(gate: Gate, read: int, rejected: int,
             "regler": rules}
 
 
+#: A run that staged this many rows has the candidates table analysed before its gate.
+ANALYZE_AFTER = 5_000
+
+
+def analyze_candidates(cur) -> None:
+    """Fresh statistics for `ly.kandidat` after a large run was staged, so that its gate,
+    publication and rollback are planned for its size, not for the table autovacuum last saw
+    (a join planned for one row took minutes over 50,000). Only the table's owner may;
+    anyone else gets PostgreSQL's warning and the plans as they are."""
+    cur.execute("ANALYZE ly.kandidat")
+
+
 def finish_staging(conn: psycopg.Connection, run_id: int, gate: Gate | None = None,
                    extra: Iterable[Staged] = ()) -> dict:
     """Close staging in one transaction: add the `extra` candidates computed from the whole
@@ -500,6 +512,8 @@ def finish_staging(conn: psycopg.Connection, run_id: int, gate: Gate | None = No
         counts = _add_candidates(cur, run_id, list(extra))
         if counts:
             _add_counters(conn, run_id, counts, 0)
+        if run["naeste_raekke"] >= ANALYZE_AFTER:
+            analyze_candidates(cur)
         report = evaluate_gate(conn, run_id, gate)
         _set_status(conn, run_id, "klar" if report["bestaaet"] else "afvist", kvalitet=report)
         cur.execute("UPDATE ly.koersel SET staget = clock_timestamp(), fejl = NULL "
@@ -579,22 +593,80 @@ _PUB_CONFLICTS = (
     "WHEN k.handling IN ('ret', 'afslut') THEN NOT EXISTS (SELECT 1 FROM ly.beskyttelsesrum b "
     "  WHERE b.versions_id = k.foer_versions_id AND b.systid_til IS NULL) "
     "ELSE false END ORDER BY k.raekke")
-_RESTORE_UPDATE = sql.SQL(
-    "UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = r.geometri "
-    "FROM ly.beskyttelsesrum r WHERE r.versions_id = %s AND v.objekt_id = %s "
-    "AND v.versions_id = %s RETURNING v.versions_id"
+# Rolling back likewise writes every candidate of one kind with one statement through the
+# versioned view: a new shelter is ended, a change restored from the version before it (a new
+# version with its values), an ended shelter re-created with its last values; the view's
+# trigger closes the run's version and writes the audit row. The restoring version goes to
+# the candidate (`tilbage_versions_id`).
+_BACK_CONFLICTS = (
+    "SELECT k.raekke, k.objekt_id, CASE WHEN k.handling = 'afslut' "
+    "THEN 'was re-created since the run ended it' "
+    "ELSE 'has changed since the run wrote version ' || k.efter_versions_id END "
+    "FROM ly.kandidat k LEFT JOIN ly.beskyttelsesrum b ON b.objekt_id = k.objekt_id "
+    "AND b.systid_til IS NULL WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND CASE "
+    "WHEN k.handling IN ('opret', 'ret') THEN b.versions_id IS DISTINCT FROM k.efter_versions_id "
+    "WHEN k.handling = 'afslut' THEN b.versions_id IS NOT NULL ELSE false END "
+    "ORDER BY k.raekke DESC")
+# Shelters of the run that a later published run wrote too: one index probe per shelter
+# (`kandidat_objekt_id`), whatever PostgreSQL's statistics of a freshly written run say.
+_BACK_LATER = (
+    "SELECT l.koersel_id, k.raekke, k.objekt_id FROM ly.kandidat k CROSS JOIN LATERAL ("
+    "  SELECT k2.koersel_id FROM ly.kandidat k2 "
+    "  JOIN ly.koersel r2 ON r2.id = k2.koersel_id AND r2.status = 'publiceret' "
+    "  WHERE k2.objekt_id = k.objekt_id AND k2.koersel_id > k.koersel_id AND k2.maal = 'ly' "
+    "  AND k2.handling <> 'uaendret' ORDER BY k2.koersel_id LIMIT 1) l "
+    "WHERE k.koersel_id = %s AND k.maal = 'ly' AND k.handling <> 'uaendret' "
+    "ORDER BY k.raekke LIMIT 20")
+_BACK_DELETE = (
+    "DELETE FROM ly.t_6101_beskyt_rum v USING ly.kandidat k WHERE k.koersel_id = %(run)s "
+    "AND k.maal = 'ly' AND k.handling = 'opret' AND v.objekt_id = k.objekt_id "
+    "AND v.versions_id = k.efter_versions_id")
+_BACK_UPDATE = sql.SQL(
+    "WITH w AS (UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = r.geometri "
+    "FROM ly.kandidat k JOIN ly.beskyttelsesrum r ON r.versions_id = k.foer_versions_id "
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling = 'ret' "
+    "AND v.objekt_id = k.objekt_id AND v.versions_id = k.efter_versions_id "
+    "RETURNING v.objekt_id, v.versions_id) "
+    "UPDATE ly.kandidat k SET tilbage_versions_id = w.versions_id FROM w "
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id"
 ).format(sets=_SETS)
-_RESTORE_INSERT = sql.SQL(
-    "INSERT INTO ly.t_6101_beskyt_rum (objekt_id, {cols}, geometri) "
-    "SELECT r.objekt_id, {rcols}, r.geometri FROM ly.beskyttelsesrum r WHERE r.versions_id = %s "
-    "RETURNING versions_id"
+_BACK_INSERT = sql.SQL(
+    "WITH w AS (INSERT INTO ly.t_6101_beskyt_rum (objekt_id, {cols}, geometri) "
+    "SELECT r.objekt_id, {rcols}, r.geometri FROM ly.kandidat k "
+    "JOIN ly.beskyttelsesrum r ON r.versions_id = k.foer_versions_id "
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling = 'afslut' "
+    "RETURNING objekt_id, versions_id) "
+    "UPDATE ly.kandidat k SET tilbage_versions_id = w.versions_id FROM w "
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id"
 ).format(cols=_COLS, rcols=_RCOLS)
 
 
-def _current_version(cur, objekt_id) -> UUID | None:
-    row = cur.execute("SELECT versions_id FROM ly.beskyttelsesrum WHERE objekt_id = %s AND "
-                      "systid_til IS NULL", [objekt_id]).fetchone()
-    return row[0] if row else None
+def _write_kinds(cur, run_id: int, conflicts_sql: str, statements, progress: Progress,
+                 action: str) -> int:
+    """Write a run's candidates, one statement per kind (`opret`, `ret`, `afslut`), after
+    checking none conflicts. Refused (PublishConflict, the caller's transaction rolls back)
+    when one does, or when a statement writes fewer rows than its kind has candidates (a
+    shelter changed meanwhile). Returns the rows written."""
+    todo = dict(cur.execute(
+        "SELECT handling, count(*) FROM ly.kandidat WHERE koersel_id = %s AND maal = 'ly' "
+        "AND handling IN ('opret', 'ret', 'afslut') GROUP BY handling", [run_id]).fetchall())
+    progress.total(sum(todo.values()))
+    conflicts = [{"raekke": r, "objekt_id": str(o), "aarsag": a}
+                 for r, o, a in cur.execute(conflicts_sql, {"run": run_id}).fetchall()]
+    if conflicts:
+        raise PublishConflict(conflicts, action=action)
+    written = 0
+    for handling, statement in statements:
+        if not todo.get(handling):
+            continue
+        n = cur.execute(statement, {"run": run_id}).rowcount
+        if n != todo[handling]:  # changed by someone else meanwhile: nothing is written
+            raise PublishConflict([{"raekke": 0, "objekt_id": "-", "aarsag": (
+                f"{todo[handling] - n} of {todo[handling]} '{handling}' candidates "
+                f"changed during the {action}")}], action=action)
+        written += n
+        progress.advance(n)
+    return written
 
 
 def _lock_run(cur, run_id: int) -> dict:
@@ -631,26 +703,9 @@ def publish(conn: psycopg.Connection, run_id: int, *, force: bool = False,
         if not report["bestaaet"] and not force:
             raise GateFailed(report)
         _act_as(conn, run["subjekt"], f"ly-import:{run['art']}:{run_id}")
-        todo = dict(cur.execute(
-            "SELECT handling, count(*) FROM ly.kandidat WHERE koersel_id = %s AND maal = 'ly' "
-            "AND handling IN ('opret', 'ret', 'afslut') GROUP BY handling", [run_id]).fetchall())
-        progress.total(sum(todo.values()))
-        conflicts = [{"raekke": r, "objekt_id": str(o), "aarsag": a}
-                     for r, o, a in cur.execute(_PUB_CONFLICTS, {"run": run_id}).fetchall()]
-        if conflicts:
-            raise PublishConflict(conflicts)
-        written = 0
-        for handling, statement in (("opret", _PUB_INSERT), ("ret", _PUB_UPDATE),
-                                    ("afslut", _PUB_DELETE)):
-            if not todo.get(handling):
-                continue
-            n = cur.execute(statement, {"run": run_id}).rowcount
-            if n != todo[handling]:  # changed by someone else meanwhile: nothing is written
-                raise PublishConflict([{"raekke": 0, "objekt_id": "-", "aarsag": (
-                    f"{todo[handling] - n} of {todo[handling]} '{handling}' candidates "
-                    "changed while the run was being published")}])
-            written += n
-            progress.advance(n)
+        written = _write_kinds(cur, run_id, _PUB_CONFLICTS, (
+            ("opret", _PUB_INSERT), ("ret", _PUB_UPDATE), ("afslut", _PUB_DELETE)),
+            progress, "publish")
         if sleep:
             time.sleep(sleep * written)
         if extra is not None:
@@ -672,50 +727,16 @@ def rollback(conn: psycopg.Connection, run_id: int, *, subject: str | None = Non
         if run["status"] != "publiceret":
             raise RunError(f"run {run_id} is {run['status']}; only a published run can be "
                            "rolled back")
-        later = cur.execute(
-            "SELECT k2.koersel_id, k.raekke, k.objekt_id FROM ly.kandidat k "
-            "JOIN ly.kandidat k2 ON k2.objekt_id = k.objekt_id AND k2.koersel_id > k.koersel_id "
-            "AND k2.maal = 'ly' AND k2.handling <> 'uaendret' "
-            "JOIN ly.koersel r2 ON r2.id = k2.koersel_id AND r2.status = 'publiceret' "
-            "WHERE k.koersel_id = %s AND k.maal = 'ly' AND k.handling <> 'uaendret' LIMIT 20",
-            [run_id]).fetchall()
+        later = cur.execute(_BACK_LATER, [run_id]).fetchall()
         if later:
             raise PublishConflict([{"raekke": r, "objekt_id": str(o),
                                     "aarsag": f"was changed again by the later run {k2}; roll "
                                               "that back first"} for k2, r, o in later],
                                   action="rollback")
         _act_as(conn, subject or run["subjekt"], f"ly-tilbagerulning:{run['art']}:{run_id}")
-        todo = cur.execute(
-            "SELECT raekke, handling, objekt_id, foer_versions_id, efter_versions_id "
-            "FROM ly.kandidat WHERE koersel_id = %s AND maal = 'ly' "
-            "AND handling IN ('opret', 'ret', 'afslut') ORDER BY raekke DESC", [run_id]).fetchall()
-        progress.total(len(todo))
-        conflicts: list[dict] = []
-        undone = 0
-        for raekke, handling, objekt_id, foer, efter in todo:
-            current = _current_version(cur, objekt_id)
-            back = None
-            if handling in ("opret", "ret") and current != efter:
-                conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
-                                  "aarsag": f"has changed since the run wrote version {efter}"})
-                continue
-            if handling == "afslut" and current is not None:
-                conflicts.append({"raekke": raekke, "objekt_id": str(objekt_id),
-                                  "aarsag": "was re-created since the run ended it"})
-                continue
-            if handling == "opret":
-                cur.execute("DELETE FROM ly.t_6101_beskyt_rum WHERE objekt_id = %s AND "
-                            "versions_id = %s", [objekt_id, efter])
-            elif handling == "ret":
-                back = cur.execute(_RESTORE_UPDATE, [foer, objekt_id, efter]).fetchone()[0]
-            else:
-                back = cur.execute(_RESTORE_INSERT, [foer]).fetchone()[0]
-            cur.execute("UPDATE ly.kandidat SET tilbage_versions_id = %s WHERE koersel_id = %s "
-                        "AND raekke = %s", [back, run_id, raekke])
-            undone += 1
-            progress.advance(1)
-        if conflicts:
-            raise PublishConflict(conflicts, action="rollback")
+        undone = _write_kinds(cur, run_id, _BACK_CONFLICTS, (
+            ("opret", _BACK_DELETE), ("ret", _BACK_UPDATE), ("afslut", _BACK_INSERT)),
+            progress, "rollback")
         _add_counters(conn, run_id, {"tilbagerullet": undone}, 0)
         _set_status(conn, run_id, "tilbagerullet")
         cur.execute("UPDATE ly.koersel SET tilbagerullet = clock_timestamp() WHERE id = %s",

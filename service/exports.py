@@ -90,6 +90,8 @@ async def export(request: Request, q: ItemsQuery, fmt_name: str) -> Response:
         q.out = fmt.default_crs
     stmt, args = writers.export_sql(q, fmt)
     headers = _headers(fmt, q)
+    if request.method == "HEAD":
+        return _head(fmt, headers)
     stack, cur, first = await _open(request, stmt, args)
     if fmt.streamed:
         return _ExportResponse(_stream(stack, cur, first, writers.writer(fmt, q)),
@@ -107,6 +109,14 @@ async def export(request: Request, q: ItemsQuery, fmt_name: str) -> Response:
         w.close()  # the directory and file are gone; the open file lives until streamed
     headers["Content-Length"] = str(size)
     return _ExportResponse(_file_chunks(f), media_type=fmt.media_type, headers=headers)
+
+
+def _head(fmt: writers.Format, headers: dict[str, str]) -> Response:
+    """What a GET would answer, without its body, and without running the export (its
+    length is not known before it is made, so no Content-Length)."""
+    response = Response(status_code=200, media_type=fmt.media_type, headers=headers)
+    del response.headers["content-length"]
+    return response
 
 
 async def _stream(stack: AsyncExitStack, cur, first: list, w):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 import zipfile
 
@@ -176,6 +177,28 @@ def test_bad_export_parameters_are_400(ro_client, params, field):
     assert r.headers["content-type"] == "application/problem+json"
     if field:
         assert r.json()["errors"][0]["field"] == field
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "gpkg"])
+def test_head_of_an_export_answers_its_headers_without_running_it(ro_client, monkeypatch, fmt):
+    from service import exports
+
+    get = ro_client.get(ITEMS, params={"f": fmt})
+
+    async def refuse(*_):
+        raise AssertionError("HEAD ran the export")
+
+    monkeypatch.setattr(exports, "_open", refuse)
+    head = ro_client.head(ITEMS, params={"f": fmt})
+    assert head.status_code == 200 and head.content == b""
+    for name in ("content-type", "content-crs", "cache-control"):
+        assert head.headers[name] == get.headers[name]
+    stamp = re.compile(r"\d{8}T\d{6}Z")  # the file is named for the moment of the export
+    assert stamp.sub("T", head.headers["content-disposition"]) == \
+        stamp.sub("T", get.headers["content-disposition"])
+    assert "content-length" not in head.headers
+    bad = ro_client.head(ITEMS, params={"f": fmt, "limit": "5"})
+    assert bad.status_code == 400
 
 
 def test_public_cannot_export_by_private_columns(anon_client):

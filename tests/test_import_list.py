@@ -202,6 +202,73 @@ def test_publish_is_refused_when_a_shelter_changed_after_staging(db_url):
     assert snapshot(db_url) == before  # nothing of the run was written, not even the new ones
 
 
+FULL_GATE = staging.Gate(max_afvist_andel=0.5, max_pladstab_andel=1.0)
+
+
+def _full_run(url: str) -> tuple[int, dict]:
+    """The Copenhagen list as a complete list (`fuld`), published: it creates, changes and
+    ends shelters (every demo shelter in Copenhagen that the list does not have)."""
+    with psycopg.connect(url) as conn:
+        run_id = municipal_list.import_list(conn, LIST_CSV, mapping=MAPPING, kommunekode=KBH,
+                                            fuld=True, gate=FULL_GATE, publish=True)
+        t = staging.get_run(conn, run_id)["taellere"]
+    assert t["opret"] > 0 and t["ret"] > 0 and t["afslut"] > 0
+    return run_id, t
+
+
+def test_a_rollback_undoes_new_changed_and_ended_shelters(db_url):
+    """Rolled back: the new shelters ended, the changed restored, the ended re-created, each
+    with a new version and an audit row of its kind; the register is as before."""
+    before = register_state(db_url)
+    run_id, t = _full_run(db_url)
+    assert register_state(db_url) != before
+    with psycopg.connect(db_url) as conn:
+        counts = staging.rollback(conn, run_id)
+    assert counts["tilbagerullet"] == t["opret"] + t["ret"] + t["afslut"]
+    assert register_state(db_url) == before
+    audited = query(db_url, "SELECT k.handling, r.handling, count(*) FROM ly.kandidat k "
+                    "JOIN ly.revision r ON r.objekt_id = k.objekt_id AND r.klient = %s "
+                    "WHERE k.koersel_id = %s GROUP BY 1, 2 ORDER BY 1",
+                    [f"ly-tilbagerulning:kommunal_liste:{run_id}", run_id])
+    assert audited == [("afslut", "opret", t["afslut"]), ("opret", "slet", t["opret"]),
+                       ("ret", "ret", t["ret"])]
+    # The restoring versions are the candidates' `tilbage_versions_id`, and current.
+    assert query(db_url, "SELECT k.handling, count(b.versions_id), count(*) FROM ly.kandidat k "
+                 "LEFT JOIN ly.beskyttelsesrum b ON b.versions_id = k.tilbage_versions_id "
+                 "AND b.systid_til IS NULL WHERE k.koersel_id = %s "
+                 "AND k.handling <> 'uaendret' GROUP BY 1 ORDER BY 1", [run_id]) == \
+        [("afslut", t["afslut"], t["afslut"]), ("opret", 0, t["opret"]),
+         ("ret", t["ret"], t["ret"])]
+
+
+def test_a_rollback_is_refused_when_a_shelter_changed_since(db_url):
+    """A shelter the run created was edited, one it ended was made again: the rollback is
+    refused naming both, and writes nothing."""
+    run_id, _ = _full_run(db_url)
+    (created, c_row), = query(db_url, "SELECT objekt_id, raekke FROM ly.kandidat WHERE "
+                              "koersel_id = %s AND handling = 'opret' ORDER BY raekke LIMIT 1",
+                              [run_id])
+    (ended, e_row, last), = query(
+        db_url, "SELECT objekt_id, raekke, foer_versions_id FROM ly.kandidat WHERE "
+                "koersel_id = %s AND handling = 'afslut' ORDER BY raekke LIMIT 1", [run_id])
+    query(db_url, "UPDATE ly.t_6101_beskyt_rum SET note = 'ændret siden' WHERE objekt_id = %s",
+          [created])
+    cols = ", ".join(f.name for f in WRITABLE_FIELDS)
+    query(db_url, f"INSERT INTO ly.t_6101_beskyt_rum (objekt_id, {cols}, geometri) SELECT "
+                  f"objekt_id, {cols}, geometri FROM ly.beskyttelsesrum WHERE versions_id = %s",
+          [last])
+    before = snapshot(db_url)
+    with psycopg.connect(db_url) as conn:
+        with pytest.raises(staging.PublishConflict) as refused:
+            staging.rollback(conn, run_id)
+        assert staging.get_run(conn, run_id)["status"] == "publiceret"
+    reasons = {(c["raekke"], c["objekt_id"]): c["aarsag"] for c in refused.value.conflicts}
+    assert set(reasons) == {(c_row, str(created)), (e_row, str(ended))}
+    assert reasons[(c_row, str(created))].startswith("has changed since the run wrote version")
+    assert reasons[(e_row, str(ended))] == "was re-created since the run ended it"
+    assert snapshot(db_url) == before
+
+
 def test_mapping_errors_name_the_column(db_url, tmp_path):
     with psycopg.connect(db_url) as conn:
         with pytest.raises(municipal_list.MappingError, match="'Kapacitet'.*does not have"):
