@@ -100,9 +100,11 @@ def pgbench(db_url: str, script: str, *, duration: int, connections: int,
     env = dict(os.environ)
     if parts.password:
         env["PGPASSWORD"] = parts.password
-    # Plans made with each transaction's actual values, as Ly's pool asks for
-    # (service/db.py: plan_cache_mode=force_custom_plan); prepared statements still save parsing.
-    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c plan_cache_mode=force_custom_plan").strip()
+    # The session settings of Ly's pool (plans made with each transaction's actual values, no
+    # JIT); prepared statements still save parsing.
+    from service.db import SESSION_OPTIONS
+
+    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + SESSION_OPTIONS).strip()
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         script_file = Path(tmp) / "script.sql"

@@ -14,17 +14,21 @@ from datamodel.db import psycopg_url
 from service.auth import current_actor
 
 
+#: The request connections' session settings. Plans are made with each request's actual
+#: values (generic plans cannot tell a small bbox from a large one, nor use the spatial index
+#: for an envelope built from parameters); prepared statements still save parsing. No JIT
+#: compilation: a page of a dense area with a filter is estimated dear enough for PostgreSQL
+#: to compile it, which took 0.6 s for a statement that runs in 0.07 s (bench/README.md).
+SESSION_OPTIONS = "-c plan_cache_mode=force_custom_plan -c jit=off"
+
+
 def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         psycopg_url(url),
         min_size=min_size,
         max_size=max_size,
         open=False,
-        # Plans are made with each request's actual values (generic plans cannot tell a small
-        # bbox from a large one, nor use the spatial index for an envelope built from
-        # parameters); prepared statements still save parsing.
-        kwargs={"autocommit": False, "prepare_threshold": 5,
-                "options": "-c plan_cache_mode=force_custom_plan"},
+        kwargs={"autocommit": False, "prepare_threshold": 5, "options": SESSION_OPTIONS},
         check=AsyncConnectionPool.check_connection,
     )
 
