@@ -34,7 +34,7 @@ def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
 
 
 def _set_actor_sql(settings: dict[str, str]) -> tuple[str, list]:
-    parts = [f"set_config(%s, %s, true)" for _ in settings]
+    parts = ["set_config(%s, %s, true)" for _ in settings]
     # Activation is read from its table by the database, never taken from the request.
     parts.append("set_config('ly.aktiveret', ly.activation_in_force()::text, true)")
     params: list = []
