@@ -494,6 +494,10 @@ def test_the_base_table_refuses_physical_deletes_and_changes(db_url):
          [versions_id]),
         ("UPDATE ly.beskyttelsesrum SET systid_fra = systid_fra - interval '1 day' "
          "WHERE versions_id = %s", [versions_id]),
+        ("UPDATE ly.beskyttelsesrum SET geometri = ST_Translate(geometri, 0.001, 0) "
+         "WHERE versions_id = %s", [versions_id]),  # a millimetre
+        ("UPDATE ly.beskyttelsesrum SET note = coalesce(note, '') || ' ', systid_til = now() "
+         "WHERE versions_id = %s", [versions_id]),  # closing it and changing it too
         ("TRUNCATE ly.beskyttelsesrum", None),
     )
     for stmt, args in statements:
