@@ -24,6 +24,7 @@ GEOFA = SHARED / "geofa"
 
 GEOFA_LISTS = {
     "d_6101_beskyt_rum",
+    "d_6121_sua",
     "d_basis_ja_nej",
     "d_basis_status",
     "d_basis_offentlig",
