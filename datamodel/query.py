@@ -1,7 +1,8 @@
-"""SQL for reading the register: GeoJSON features built in PostGIS, with bound parameters.
+"""SQL for reading a theme's register: GeoJSON features built in PostGIS, with bound parameters.
 
 Every function returns `(sql.Composed, params)`; nothing here talks to a connection, so the
-service (async) and the loaders (sync) share the same statements.
+service (async) and the loaders (sync) share the same statements. Every statement is generic
+over a theme's descriptor (`datamodel.themes.Theme`): its views, attributes and validity.
 """
 
 from __future__ import annotations
@@ -13,34 +14,32 @@ from uuid import UUID
 from psycopg import sql
 
 from datamodel import crs as crsmod
-from datamodel.fields import GEOMETRY_COLUMN, PUBLIC_FIELDS, SHELTER_FIELDS, STORAGE_SRID
+from datamodel import themes
+from datamodel.fields import GEOMETRY_COLUMN, STORAGE_SRID
+from datamodel.themes import Theme
 
-CURRENT_VIEW = sql.Identifier("ly", "t_6101_beskyt_rum")
-HISTORY_VIEW = sql.Identifier("ly", "hist_t_6101_beskyt_rum")
-# The public's views expose only the public attributes (the database refuses the others).
-PUBLIC_CURRENT_VIEW = sql.Identifier("ly", "offentlig_t_6101_beskyt_rum")
-PUBLIC_HISTORY_VIEW = sql.Identifier("ly", "offentlig_hist_t_6101_beskyt_rum")
-
-
-def property_columns(fields=SHELTER_FIELDS) -> list[str]:
-    """Output property names in order: each field, its text twin right after its code."""
-    names: list[str] = []
-    for f in fields:
-        names.append(f.name)
-        if f.twin:
-            names.append(f.twin)
-    return names
+#: The time zone in which an instant falls on a day of a validity period (gyldig_fra and
+#: gyldig_til are Danish calendar dates).
+VALIDITY_TIME_ZONE = "Europe/Copenhagen"
 
 
-def views(public: bool) -> tuple[sql.Identifier, sql.Identifier]:
-    """(current, history) views for an audience."""
+def views(public: bool, theme: Theme | None = None) -> tuple[sql.Identifier, sql.Identifier]:
+    """(current, history) views of a theme for an audience. The public's views expose only the
+    public attributes (the database refuses the others)."""
+    t = theme or themes.default()
     if public:
-        return PUBLIC_CURRENT_VIEW, PUBLIC_HISTORY_VIEW
-    return CURRENT_VIEW, HISTORY_VIEW
+        return (sql.Identifier("ly", t.public_current_view),
+                sql.Identifier("ly", t.public_history_view))
+    return sql.Identifier("ly", t.current_view), sql.Identifier("ly", t.history_view)
 
 
-def audience_properties(public: bool) -> list[str]:
-    return property_columns(PUBLIC_FIELDS if public else SHELTER_FIELDS)
+def current_view(theme: Theme) -> sql.Identifier:
+    """The view clients write through (INSTEAD OF triggers keep the history)."""
+    return sql.Identifier("ly", theme.current_view)
+
+
+def audience_properties(public: bool, theme: Theme | None = None) -> list[str]:
+    return (theme or themes.default()).property_columns(public)
 
 
 def geometry_expr(out: crsmod.Crs, column: str = GEOMETRY_COLUMN) -> sql.Composable:
@@ -102,10 +101,11 @@ class ItemsQuery:
     cql: tuple[sql.Composable, list] | None = None  # from datamodel.cql2sql.to_sql
     objekt_id: UUID | None = None
     public: bool = False  # the public's attributes and views
+    theme: Theme = field(default_factory=themes.default)
 
     @property
     def properties(self) -> list[str]:
-        return audience_properties(self.public)
+        return self.theme.property_columns(self.public)
 
 
 def where_clause(q: ItemsQuery) -> tuple[sql.Composable, list]:
@@ -126,13 +126,9 @@ def where_clause(q: ItemsQuery) -> tuple[sql.Composable, list]:
                        .format(e=env))
         params += env_params + env_params
     if q.datetime_range is not None:
-        start, end = q.datetime_range
-        if end is not None:
-            clauses.append(sql.SQL("t.systid_fra <= %s"))
-            params.append(end)
-        if start is not None:
-            clauses.append(sql.SQL("(t.systid_til IS NULL OR t.systid_til >= %s)"))
-            params.append(start)
+        clause, dt_params = datetime_clause(q.theme, q.datetime_range)
+        clauses.append(clause)
+        params += dt_params
     for name, value in q.equals.items():
         clauses.append(sql.SQL("t.{} = %s").format(sql.Identifier(name)))
         params.append(value)
@@ -145,8 +141,40 @@ def where_clause(q: ItemsQuery) -> tuple[sql.Composable, list]:
     return sql.SQL(" AND ").join(clauses), params
 
 
+def datetime_clause(theme: Theme, moment: tuple[datetime | None, datetime | None]
+                    ) -> tuple[sql.Composable, list]:
+    """`datetime` (Part 1): the features' temporal extent.
+
+    A theme with a validity period (6120, 6121: `gyldig_fra`/`gyldig_til`, Danish calendar
+    days, the last one included, NULL `gyldig_til` open-ended) matches the objects valid at
+    the instant or at some time in the interval, so "events on now" is one request. Other
+    themes (the shelters) match the versions whose system time overlaps it, as before.
+    """
+    start, end = moment
+    clauses: list[sql.Composable] = []
+    params: list = []
+    if theme.validity:
+        v_from, v_to = (sql.Identifier(n) for n in theme.validity)
+        day = sql.SQL("(%s::timestamptz AT TIME ZONE {})::date").format(
+            sql.Literal(VALIDITY_TIME_ZONE))
+        if end is not None:
+            clauses.append(sql.SQL("(t.{f} IS NULL OR t.{f} <= {d})").format(f=v_from, d=day))
+            params.append(end)
+        if start is not None:
+            clauses.append(sql.SQL("(t.{t} IS NULL OR t.{t} >= {d})").format(t=v_to, d=day))
+            params.append(start)
+    else:
+        if end is not None:
+            clauses.append(sql.SQL("t.systid_fra <= %s"))
+            params.append(end)
+        if start is not None:
+            clauses.append(sql.SQL("(t.systid_til IS NULL OR t.systid_til >= %s)"))
+            params.append(start)
+    return sql.SQL(" AND ").join(clauses), params
+
+
 def source(q: ItemsQuery) -> sql.Composable:
-    current, history = views(q.public)
+    current, history = views(q.public, q.theme)
     return history if q.asof is not None else current
 
 
@@ -183,9 +211,10 @@ def count_sql(q: ItemsQuery, cap: int) -> tuple[sql.Composed, list]:
 
 
 def feature_sql(objekt_id: UUID, out: crsmod.Crs, asof: datetime | None = None,
-                public: bool = False) -> tuple[sql.Composed, list]:
+                public: bool = False, theme: Theme | None = None) -> tuple[sql.Composed, list]:
     """One feature (current, or as of an instant). Rows: (feature json, versions_id)."""
-    q = ItemsQuery(out=out, asof=asof, objekt_id=objekt_id, public=public)
+    q = ItemsQuery(out=out, asof=asof, objekt_id=objekt_id, public=public,
+                   theme=theme or themes.default())
     where, params = where_clause(q)
     stmt = sql.SQL("SELECT {feature}, t.versions_id FROM {src} t WHERE {where}").format(
         feature=feature_expr(out, q.properties), src=source(q), where=where
@@ -193,18 +222,19 @@ def feature_sql(objekt_id: UUID, out: crsmod.Crs, asof: datetime | None = None,
     return stmt, params
 
 
-def history_sql(objekt_id: UUID, out: crsmod.Crs,
-                public: bool = False) -> tuple[sql.Composed, list]:
+def history_sql(objekt_id: UUID, out: crsmod.Crs, public: bool = False,
+                theme: Theme | None = None) -> tuple[sql.Composed, list]:
     """Every version of one object, oldest first. Rows: (feature json, versions_id)."""
     stmt = sql.SQL(
         "SELECT {feature}, t.versions_id FROM {src} t WHERE t.objekt_id = %s "
         "ORDER BY t.systid_fra, t.systid_til NULLS LAST"
-    ).format(feature=feature_expr(out, audience_properties(public)), src=views(public)[1])
+    ).format(feature=feature_expr(out, audience_properties(public, theme)),
+             src=views(public, theme)[1])
     return stmt, [objekt_id]
 
 
-def extent_sql(public: bool = False) -> sql.Composed:
-    """Spatial extent (CRS84) and the start of system time of the current register.
+def extent_sql(public: bool = False, theme: Theme | None = None) -> sql.Composed:
+    """Spatial extent (CRS84) and the start of system time of a theme's current register.
 
     The convex hull is taken in storage CRS and only its (densified) outline is transformed,
     so the extent is tight without transforming every point.
@@ -214,4 +244,4 @@ def extent_sql(public: bool = False) -> sql.Composed:
         "(SELECT min(systid_fra) FROM {}) "
         "FROM (SELECT ST_Transform(ST_Segmentize(ST_ConvexHull(ST_Collect(geometri)), 1000), "
         "4326) e FROM {}) x"
-    ).format(views(public)[1], views(public)[0])
+    ).format(views(public, theme)[1], views(public, theme)[0])

@@ -1,8 +1,15 @@
-"""Rules a shelter must satisfy before it is stored.
+"""Rules an object of a theme must satisfy before it is stored.
 
-`validate_feature` turns a client's GeoJSON Feature into column values, or raises
-`Invalid` listing every problem with the field it concerns (`properties.pladser`,
-`geometry.coordinates`, …). It knows nothing of HTTP.
+`validate_feature` turns a client's GeoJSON Feature into column values of a theme
+(`datamodel.themes.Theme`), or raises `Invalid` listing every problem with the field it
+concerns (`properties.pladser`, `geometry.coordinates`, …). It knows nothing of HTTP.
+
+Geometry: a point theme takes a Point (or GeoFA's one-point MultiPoint); an area theme a
+Polygon or MultiPolygon that is valid (OGC simple features, checked by GEOS after the
+coordinates are rounded to the millimetre they are stored with), non-empty, inside Denmark,
+and has at most `max_vertices` vertices (`LY_MAX_VERTICES`, shared with CQL2 filter
+geometries). Nothing is repaired silently: an invalid area is refused with GEOS's reason and,
+where GEOS reports one, its location.
 """
 
 from __future__ import annotations
@@ -15,13 +22,17 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+import shapely
 from pyproj import Transformer
 
 from datamodel import crs as crsmod
+from datamodel import themes
 from datamodel.codelists import load_codelists
-from datamodel.fields import FIELDS_BY_NAME, READ_ONLY_NAMES, SHELTER_FIELDS, Field
+from datamodel.fields import Field
+from datamodel.themes import Theme
 
-BETONDAEKNINGSGRAV = 3
+#: The default of LY_MAX_VERTICES: vertices of one written area or one CQL2 filter geometry.
+DEFAULT_MAX_VERTICES = 10_000
 
 
 @dataclass(frozen=True)
@@ -160,13 +171,15 @@ def _num(v: float | None) -> str:
     return "…" if v is None else (str(int(v)) if float(v).is_integer() else str(v))
 
 
-def validate_properties(props: Any, problems: list[Problem], previous: dict | None = None) -> dict:
+def validate_properties(props: Any, problems: list[Problem], previous: dict | None = None,
+                        theme: Theme | None = None) -> dict:
     """Column values for the writable properties a client sent.
 
     Read-only properties (ids, system times, text twins, derived fields) are ignored, so a
     client may send back a feature as it read it. `previous` holds the current version's values:
     an inactive code that is kept unchanged stays valid.
     """
+    theme = theme or themes.default()
     if props is None:
         return {}
     if not isinstance(props, dict):
@@ -174,11 +187,12 @@ def validate_properties(props: Any, problems: list[Problem], previous: dict | No
         return {}
     values: dict[str, Any] = {}
     for name, value in props.items():
-        if name in READ_ONLY_NAMES:
+        if name in theme.read_only_names:
             continue
-        f = FIELDS_BY_NAME.get(name)
+        f = theme.fields_by_name.get(name)
         if f is None:
-            problems.append(Problem(f"properties.{name}", "is not an attribute of beskyttelsesrum"))
+            problems.append(Problem(f"properties.{name}",
+                                    f"is not an attribute of {theme.collection_id}"))
             continue
         if value is None:
             values[name] = None
@@ -194,11 +208,12 @@ def validate_properties(props: Any, problems: list[Problem], previous: dict | No
     return values
 
 
-def complete(values: dict, problems: list[Problem]) -> dict:
+def complete(values: dict, problems: list[Problem], theme: Theme | None = None) -> dict:
     """A full record for create/replace: defaults applied, required fields and cross-field rules
     checked. Fields the client did not send are NULL (or their default)."""
+    theme = theme or themes.default()
     record: dict[str, Any] = {}
-    for f in SHELTER_FIELDS:
+    for f in theme.fields:
         if not f.writable:
             continue
         value = values.get(f.name)
@@ -208,35 +223,160 @@ def complete(values: dict, problems: list[Problem]) -> dict:
         if value is None and f.required and not already:
             problems.append(Problem(f"properties.{f.name}", "is required"))
         record[f.name] = value
-    undertype = record.get("undertype_kode")
-    if undertype is not None and record.get("beskyt_rum_kode") != BETONDAEKNINGSGRAV:
+    for rule in theme.rules:
+        _RULES[rule](theme, record, problems)
+    return record
+
+
+def _undertype_only_betondaekningsgrav(theme: Theme, record: dict, problems: list[Problem]):
+    """6101: only a betondækningsgrav (beskyt_rum_kode 3) has a sub-type."""
+    if record.get("undertype_kode") is not None and record.get("beskyt_rum_kode") != 3:
         problems.append(Problem("properties.undertype_kode",
                                 "only a betondækningsgrav (beskyt_rum_kode 3) has a sub-type"))
-    return record
+
+
+def _validity_order(theme: Theme, record: dict, problems: list[Problem]):
+    """A validity period ends on or after the day it starts (a NULL end is open-ended)."""
+    start, end = theme.validity
+    if record.get(start) is not None and record.get(end) is not None \
+            and record[end] < record[start]:
+        problems.append(Problem(f"properties.{end}",
+                                f"{record[end]} lies before {start} {record[start]}"))
+
+
+#: Cross-field rules a theme names in its descriptor (`Theme.rules`).
+_RULES = {
+    "undertype_only_betondaekningsgrav": _undertype_only_betondaekningsgrav,
+    "validity_order": _validity_order,
+}
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A validated shelter ready to be written: column values and a point in EPSG:25832."""
+    """A validated object ready to be written: column values and its geometry in EPSG:25832
+    (a point as x, y; an area as EWKT), or no geometry (a patch that leaves it)."""
 
     record: dict
-    x: float | None
-    y: float | None
+    x: float | None = None
+    y: float | None = None
+    area_ewkt: str | None = None
 
     @property
     def ewkt(self) -> str | None:
+        if self.area_ewkt is not None:
+            return self.area_ewkt
         if self.x is None:
             return None
         return f"SRID=25832;POINT({self.x:.3f} {self.y:.3f})"
 
 
+def _position_ok(p: Any) -> bool:
+    return isinstance(p, list) and len(p) in (2, 3) and all(
+        isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in p)
+
+
+def area_from_geojson(geometry: Any, in_crs: crsmod.Crs, problems: list[Problem],
+                      max_vertices: int = DEFAULT_MAX_VERTICES) -> str | None:
+    """EWKT of a MultiPolygon in EPSG:25832 from a GeoJSON Polygon or MultiPolygon, or None
+    (with the problems found)."""
+    if not isinstance(geometry, dict):
+        problems.append(Problem("geometry", "must be a GeoJSON geometry object (a Polygon or "
+                                "MultiPolygon)"))
+        return None
+    gtype = geometry.get("type")
+    coords = geometry.get("coordinates")
+    if gtype == "Polygon":
+        polygons = [coords]
+    elif gtype == "MultiPolygon":
+        polygons = coords if isinstance(coords, list) else None
+    else:
+        problems.append(Problem("geometry.type",
+                                f"must be Polygon or MultiPolygon (an area), not {gtype!r}"))
+        return None
+    if not polygons or not all(isinstance(p, list) and p for p in polygons):
+        problems.append(Problem("geometry.coordinates", "the area is empty"))
+        return None
+    count = 0
+    for pi, rings in enumerate(polygons):
+        for ri, ring in enumerate(rings):
+            where = f"polygon {pi + 1}, ring {ri + 1}"
+            if not isinstance(ring, list) or not all(_position_ok(p) for p in ring):
+                problems.append(Problem("geometry.coordinates",
+                                        f"{where}: a position is two (or three) finite numbers"))
+                return None
+            if len(ring) < 4:
+                problems.append(Problem("geometry.coordinates",
+                                        f"{where}: a ring has at least 4 positions"))
+                return None
+            if ring[0][:2] != ring[-1][:2]:
+                problems.append(Problem("geometry.coordinates",
+                                        f"{where}: the ring is not closed (its first and last "
+                                        f"positions differ: {ring[0]} and {ring[-1]})"))
+                return None
+            count += len(ring)
+    if count > max_vertices:
+        problems.append(Problem("geometry.coordinates",
+                                f"the area has {count} vertices; at most {max_vertices} are "
+                                "allowed (LY_MAX_VERTICES)"))
+        return None
+    projected = []
+    for rings in polygons:
+        out_rings = []
+        for ring in rings:
+            pts = []
+            for p in ring:
+                a, b = float(p[0]), float(p[1])
+                lon_lat = (b, a) if in_crs.lat_first else (a, b)
+                x, y = _project(lon_lat, in_crs)
+                if x is None or not _inside(crsmod.DENMARK_25832_BOX, x, y):
+                    problems.append(Problem("geometry.coordinates",
+                                            f"({a}, {b}) in {in_crs.uri} lies outside Denmark"))
+                    return None
+                pts.append((round(x, 3), round(y, 3)))
+            out_rings.append(pts)
+        projected.append(shapely.Polygon(out_rings[0], out_rings[1:]))
+    geom = shapely.MultiPolygon(projected)
+    if geom.is_empty or geom.area == 0:
+        problems.append(Problem("geometry.coordinates", "the area is empty (no surface)"))
+        return None
+    if not geom.is_valid:
+        problems.append(Problem("geometry.coordinates",
+                                f"the area is not valid: {_reason(geom, in_crs)}"))
+        return None
+    return "SRID=25832;" + shapely.to_wkt(geom, rounding_precision=3, trim=True)
+
+
+_REASON_AT = re.compile(r"^(?P<what>[^\[]+)\[(?P<x>[-0-9.eE+]+) (?P<y>[-0-9.eE+]+)\]$")
+
+
+def _reason(geom, in_crs: crsmod.Crs) -> str:
+    """GEOS's reason, with its location given in the client's CRS too."""
+    reason = shapely.is_valid_reason(geom)
+    m = _REASON_AT.match(reason)
+    if not m:
+        return reason
+    x, y = float(m.group("x")), float(m.group("y"))
+    text = f"{m.group('what').strip()} at ({x:.3f}, {y:.3f}) in EPSG:25832"
+    if in_crs.srid != 25832:
+        back = Transformer.from_crs(25832, in_crs.srid, always_xy=True)
+        a, b = back.transform(x, y)
+        if in_crs.lat_first:
+            a, b = b, a
+        text += f", ({a:.7f}, {b:.7f}) in {in_crs.uri}"
+    return text
+
+
 def validate_feature(body: Any, in_crs: crsmod.Crs = crsmod.DEFAULT, *,
-                     previous: dict | None = None, partial: bool = False) -> Candidate:
-    """Validate a GeoJSON Feature for create/replace, or a merge patch when `partial`.
+                     previous: dict | None = None, partial: bool = False,
+                     theme: Theme | None = None,
+                     max_vertices: int = DEFAULT_MAX_VERTICES) -> Candidate:
+    """Validate a GeoJSON Feature of `theme` for create/replace, or a merge patch when
+    `partial`.
 
     With `partial` only the members present are validated and returned; the caller merges
     them into the current version and validates the result again with `complete`.
     """
+    theme = theme or themes.default()
     problems: list[Problem] = []
     if not isinstance(body, dict):
         raise Invalid([Problem("body", "must be a GeoJSON Feature object")])
@@ -245,15 +385,19 @@ def validate_feature(body: Any, in_crs: crsmod.Crs = crsmod.DEFAULT, *,
     unknown = set(body) - {"type", "id", "geometry", "properties", "links", "bbox"}
     for member in sorted(unknown):
         problems.append(Problem(member, "is not a member of a GeoJSON Feature"))
-    xy = (None, None)
+    xy: tuple = (None, None)
+    area = None
     if "geometry" in body or not partial:
         if body.get("geometry") is None:
-            problems.append(Problem("geometry", "is required (a Point in Denmark)"))
+            what = "an area (Polygon or MultiPolygon)" if theme.is_area else "a Point"
+            problems.append(Problem("geometry", f"is required ({what} in Denmark)"))
+        elif theme.is_area:
+            area = area_from_geojson(body["geometry"], in_crs, problems, max_vertices)
         else:
             xy = point_from_geojson(body["geometry"], in_crs, problems) or (None, None)
-    values = validate_properties(body.get("properties"), problems, previous)
+    values = validate_properties(body.get("properties"), problems, previous, theme)
     if not partial:
-        values = complete(values, problems)
+        values = complete(values, problems, theme)
     if problems:
         raise Invalid(problems)
-    return Candidate(values, *xy)
+    return Candidate(values, *xy, area_ewkt=area)

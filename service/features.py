@@ -26,60 +26,19 @@ ITEM_PARAMS = {"f", "crs", "asof"}
 
 
 def _require_collection(collection_id: str) -> None:
-    if collection_id != collection.COLLECTION_ID:
-        raise not_found(f"Samlingen {collection_id!r}")
+    params.theme_of(collection_id)
 
 
 def _equals_filters(request: Request, public: bool) -> dict[str, object]:
-    """`?property=value` filters for queryables (Part 3 queryables-query-parameters)."""
-    out: dict[str, object] = {}
-    allowed = collection.queryables(public)
-    for name, raw in request.query_params.items():
-        if name in ITEMS_PARAMS or name not in allowed or name == "geometri":
-            continue  # unknown names were refused by check_known already
-        f = FIELDS_BY_NAME[name]
-        try:
-            if f.type == "integer":
-                out[name] = int(raw)
-            elif f.type == "number":
-                out[name] = float(raw)
-            elif f.type == "uuid":
-                out[name] = params.parse_uuid(raw, name)
-            elif f.type == "date-time":
-                out[name] = params.parse_instant(raw, name)
-            elif f.type == "date":
-                out[name] = date.fromisoformat(raw)
-            else:
-                out[name] = raw
-        except ValueError:
-            raise bad_request(name, f"{raw!r} is not a valid {f.type}") from None
-    return out
+    return params.equals_filters(request, params.theme_of("beskyttelsesrum"), public,
+                                 ITEMS_PARAMS)
 
 
 def _cql(request: Request, public: bool) -> tuple | None:
-    text = request.query_params.get("filter")
-    lang = request.query_params.get("filter-lang")
-    if text is None:
-        if lang is not None or request.query_params.get("filter-crs") is not None:
-            raise bad_request("filter", "filter-lang and filter-crs need a filter")
-        return None
-    filter_crs = params.parse_crs(request.query_params.get("filter-crs"), "filter-crs")
-    try:
-        expr = parse_filter(text, lang)
-        return to_sql(expr, collection.queryables(public), filter_srid=filter_crs.srid,
-                      flip_axes=filter_crs.lat_first, alias="t")
-    except FilterError as exc:
-        raise bad_request(exc.field, exc.detail, kind="invalid-filter") from None
+    return params.cql_filter(request, params.theme_of("beskyttelsesrum"), public)
 
 
-def _asof(request: Request) -> datetime | None:
-    value = request.query_params.get("asof")
-    if value is None:
-        return None
-    moment = params.parse_instant(value, "asof")
-    if moment > datetime.now(timezone.utc):
-        raise bad_request("asof", "lies in the future")
-    return moment
+_asof = params.asof
 
 
 def _page_links(request: Request, next_cursor) -> list[dict]:

@@ -10,16 +10,30 @@ import math
 from datetime import datetime, timezone
 from uuid import UUID
 
+from datetime import date
+
 from fastapi import Request
 
 from datamodel import crs as crsmod
-from service.errors import Problem, bad_request
+from datamodel import themes
+from datamodel.cql2sql import FilterError, Queryable, parse_filter, to_sql
+from datamodel.themes import Theme
+from service.errors import Problem, bad_request, not_found
 
 FORMAT_JSON, FORMAT_HTML = "json", "html"
 _F_VALUES = {"json": FORMAT_JSON, "geojson": FORMAT_JSON, "html": FORMAT_HTML}
 #: Export formats of the items resource (service/exports.py): `f=geojson` there is the whole
 #: filtered result as a file; elsewhere it is JSON.
 EXPORT_FORMATS = ("geojson", "gpkg", "csv", "xlsx", "shp")
+
+
+def theme_of(collection_id: str) -> Theme:
+    """The theme a `/collections/{collectionId}` path names, or 404."""
+    try:
+        return themes.get(collection_id)
+    except KeyError:
+        known = ", ".join(t.collection_id for t in themes.all_themes())
+        raise not_found(f"Samlingen {collection_id!r} (kendte: {known})") from None
 
 
 def drop_blank_for_html(request: Request) -> None:
@@ -143,3 +157,68 @@ def parse_limit(value: str | None, default: int, maximum: int) -> int:
     if limit < 1:
         raise bad_request("limit", "must be at least 1")
     return min(limit, maximum)
+
+
+# --- filters shared by items, tiles, exports and maps ----------------------------------------
+
+def queryables(theme: Theme, public: bool = False) -> dict[str, Queryable]:
+    """What an audience may filter a theme on: the attributes it may read, and the geometry."""
+    out = {f.name: Queryable(f.name, f.name, f.type) for f in theme.audience_fields(public)}
+    out["geometri"] = Queryable("geometri", "geometri", "geometry")
+    return out
+
+
+def equals_filters(request: Request, theme: Theme, public: bool,
+                   reserved: set[str]) -> dict[str, object]:
+    """`?property=value` filters for queryables (Part 3 queryables-query-parameters); names in
+    `reserved` are the resource's own parameters."""
+    out: dict[str, object] = {}
+    allowed = queryables(theme, public)
+    for name, raw in request.query_params.items():
+        if name in reserved or name not in allowed or name == "geometri":
+            continue  # unknown names were refused by check_known already
+        f = theme.fields_by_name[name]
+        try:
+            if f.type == "integer":
+                out[name] = int(raw)
+            elif f.type == "number":
+                out[name] = float(raw)
+            elif f.type == "uuid":
+                out[name] = parse_uuid(raw, name)
+            elif f.type == "date-time":
+                out[name] = parse_instant(raw, name)
+            elif f.type == "date":
+                out[name] = date.fromisoformat(raw)
+            else:
+                out[name] = raw
+        except ValueError:
+            raise bad_request(name, f"{raw!r} is not a valid {f.type}") from None
+    return out
+
+
+def cql_filter(request: Request, theme: Theme, public: bool) -> tuple | None:
+    """The request's CQL2 filter (`filter`, `filter-lang`, `filter-crs`) as SQL on alias `t`."""
+    text = request.query_params.get("filter")
+    lang = request.query_params.get("filter-lang")
+    if text is None:
+        if lang is not None or request.query_params.get("filter-crs") is not None:
+            raise bad_request("filter", "filter-lang and filter-crs need a filter")
+        return None
+    filter_crs = parse_crs(request.query_params.get("filter-crs"), "filter-crs")
+    try:
+        expr = parse_filter(text, lang)
+        return to_sql(expr, queryables(theme, public), filter_srid=filter_crs.srid,
+                      flip_axes=filter_crs.lat_first, alias="t")
+    except FilterError as exc:
+        raise bad_request(exc.field, exc.detail, kind="invalid-filter") from None
+
+
+def asof(request: Request) -> datetime | None:
+    """`asof`: read the register as it was at an instant (not in the future)."""
+    value = request.query_params.get("asof")
+    if value is None:
+        return None
+    moment = parse_instant(value, "asof")
+    if moment > datetime.now(timezone.utc):
+        raise bad_request("asof", "lies in the future")
+    return moment

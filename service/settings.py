@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     #: A vector tile with more shelters than this holds clusters (count, places) instead.
     tile_max_points: int = 10_000
     max_body_bytes: int = 1_000_000
+    #: Vertices of one written area (6121) or one CQL2 filter geometry (LY_MAX_VERTICES).
+    max_vertices: int = 10_000
 
     # --- authentication ---
     #: "production" refuses development keys and requires an identity broker for sign-in.

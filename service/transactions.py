@@ -157,7 +157,7 @@ async def create(request: Request, collection_id: str) -> Response:
     cand = validate_feature(body, content_crs(request))
     cols, vals = _assignments(cand.record, cand, actor.subject)
     stmt = sql.SQL("INSERT INTO {view} ({cols}) VALUES ({vals}) RETURNING objekt_id").format(
-        view=query.CURRENT_VIEW,
+        view=query.current_view(params.theme_of("beskyttelsesrum")),
         cols=sql.SQL(", ").join(cols),
         vals=sql.SQL(", ").join(_geom_value(c) for c in cols),
     )
@@ -172,7 +172,7 @@ async def _current(conn, objekt_id: UUID) -> dict | None:
     `_may_edit` telling whether the actor may change it; None when hidden or absent."""
     cur = await conn.execute(
         sql.SQL("SELECT row_to_json(t), ly.may_edit(t.cvr_kode, t.beliggenhedskommune) "
-                "FROM {} t WHERE objekt_id = %s").format(query.CURRENT_VIEW),
+                "FROM {} t WHERE objekt_id = %s").format(query.current_view(params.theme_of("beskyttelsesrum"))),
         [objekt_id])
     row = await cur.fetchone()
     if row is None:
@@ -220,7 +220,7 @@ async def _write_version(request: Request, feature_id: str, body, *, partial: bo
         stmt = sql.SQL(
             "UPDATE {view} SET {sets} WHERE objekt_id = %s AND versions_id = %s "
             "RETURNING versions_id"
-        ).format(view=query.CURRENT_VIEW, sets=sets)
+        ).format(view=query.current_view(params.theme_of("beskyttelsesrum")), sets=sets)
         row = await (await conn.execute(stmt, vals + [objekt_id, current["versions_id"]])).fetchone()
         if row is None:  # closed by a concurrent writer between our read and our update
             raise Problem(412, "If-Match: the shelter changed while this write was applied",
@@ -278,7 +278,7 @@ async def delete(request: Request, collection_id: str, featureId: str) -> Respon
         _check_precondition(current, expected, featureId)
         cur = await conn.execute(
             sql.SQL("DELETE FROM {} WHERE objekt_id = %s AND versions_id = %s").format(
-                query.CURRENT_VIEW), [objekt_id, current["versions_id"]])
+                query.current_view(params.theme_of("beskyttelsesrum"))), [objekt_id, current["versions_id"]])
         if cur.rowcount == 0:
             raise Problem(412, "If-Match: the shelter changed while it was being deleted",
                           kind="precondition-failed")
