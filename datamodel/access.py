@@ -20,13 +20,14 @@ PLANNER = "planner"
 MACHINE = "machine"
 
 ROLES: dict[str, str] = {
-    PUBLIC: "Offentligheden (anonym): kun offentlige beskyttelsesrum og offentlige attributter",
-    INSPECTOR: "Inspektør (også entreprenør): kun tildelte beskyttelsesrum",
+    PUBLIC: "Offentligheden (anonym): kun offentlige objekter (off_kode 1) og offentlige "
+            "attributter",
+    INSPECTOR: "Inspektør (også entreprenør): kun tildelte objekter",
     MUNICIPAL_EDITOR: "Kommunal redaktør: kommunens register",
     MUNICIPAL_ADMIN: "Kommunal administrator: kommunens register, tildelinger og revisionsspor",
     NATIONAL_READER: "National læser (fx SAMS): læser alt",
     NATIONAL_ADMIN: "National administrator: alt, inkl. aktivering",
-    PLANNER: "Planlægger: myndighedsniveau (off_kode 1 og 3)",
+    PLANNER: "Planlægger: myndighedsniveau (off_kode 1 og 3), uden personoplysninger",
     MACHINE: "Maskinklient (synkronisering) med egne roller og afgrænsning",
 }
 EDITING_ROLES = frozenset({MUNICIPAL_EDITOR, MUNICIPAL_ADMIN, NATIONAL_ADMIN})

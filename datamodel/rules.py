@@ -223,32 +223,23 @@ def complete(values: dict, problems: list[Problem], theme: Theme | None = None) 
         if value is None and f.required and not already:
             problems.append(Problem(f"properties.{f.name}", "is required"))
         record[f.name] = value
+    for name, detail in _validity_order(theme, record):
+        problems.append(Problem(f"properties.{name}", detail))
     for rule in theme.rules:
-        _RULES[rule](theme, record, problems)
+        for name, detail in rule(record):
+            problems.append(Problem(f"properties.{name}", detail))
     return record
 
 
-def _undertype_only_betondaekningsgrav(theme: Theme, record: dict, problems: list[Problem]):
-    """6101: only a betondækningsgrav (beskyt_rum_kode 3) has a sub-type."""
-    if record.get("undertype_kode") is not None and record.get("beskyt_rum_kode") != 3:
-        problems.append(Problem("properties.undertype_kode",
-                                "only a betondækningsgrav (beskyt_rum_kode 3) has a sub-type"))
-
-
-def _validity_order(theme: Theme, record: dict, problems: list[Problem]):
+def _validity_order(theme: Theme, record: dict) -> list[tuple[str, str]]:
     """A validity period ends on or after the day it starts (a NULL end is open-ended)."""
+    if not theme.validity:
+        return []
     start, end = theme.validity
     if record.get(start) is not None and record.get(end) is not None \
             and record[end] < record[start]:
-        problems.append(Problem(f"properties.{end}",
-                                f"{record[end]} lies before {start} {record[start]}"))
-
-
-#: Cross-field rules a theme names in its descriptor (`Theme.rules`).
-_RULES = {
-    "undertype_only_betondaekningsgrav": _undertype_only_betondaekningsgrav,
-    "validity_order": _validity_order,
-}
+        return [(end, f"{record[end]} lies before {start} {record[start]}")]
+    return []
 
 
 @dataclass(frozen=True)

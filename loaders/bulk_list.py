@@ -45,7 +45,8 @@ import psycopg
 
 from datamodel import crs as crsmod
 from datamodel.fields import FIELDS_BY_NAME, TEMAKODE, WRITABLE_FIELDS
-from datamodel.rules import BETONDAEKNINGSGRAV, Problem, validate_properties
+from datamodel.rules import Problem, validate_properties
+from datamodel.themes.beskyttelsesrum import BETONDAEKNINGSGRAV
 from loaders import staging
 
 #: Lists shorter than this are staged row by row (`municipal_list.stage_run`); the

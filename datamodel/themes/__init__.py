@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from datamodel.fields import Field, Origin
 
@@ -66,8 +66,10 @@ class Theme:
     demo: str | None = None  # "module:function" of the demo generator (loaders)
     meta_file: str | None = None  # GeoFA's published view, in datamodel/geofa/meta
     geofa_table_file: str | None = None  # GeoFA's table, in datamodel/geofa/tables
-    #: Cross-field rules: (field, SQL-free predicate name) checked by datamodel.rules.
-    rules: tuple[str, ...] = ()
+    #: The theme's own cross-field rules: each takes the complete record (column values) and
+    #: returns (attribute, problem) pairs; datamodel.rules applies them with the generic ones
+    #: (e.g. a validity period that ends before it starts).
+    rules: tuple[Callable[[dict[str, Any]], list[tuple[str, str]]], ...] = ()
     #: Colour of the theme on maps (fill/stroke), a CSS colour.
     colour: str = "#1f6fb2"
 

@@ -101,7 +101,6 @@ MIDLERTIDIG_OVERNATNING = Theme(
     demo="loaders.demo:temporary_overnight_stays",
     meta_file="fkg.t_6120_midl_overn.json",
     geofa_table_file="t_6120_midl_overn_t.json",
-    rules=("validity_order",),
     colour="#8e24aa",
 )
 
@@ -140,7 +139,6 @@ STOERRE_UDENDOERS_ARRANGEMENTER = Theme(
     demo="loaders.demo:outdoor_events",
     meta_file="fkg.t_6121_stor_ud_arr.json",
     geofa_table_file="t_6121_stor_ud_arr_t.json",
-    rules=("validity_order",),
     colour="#e65100",
 )
 

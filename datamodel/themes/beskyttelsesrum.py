@@ -15,6 +15,14 @@ from datamodel.themes import POINT, Figure, Theme
 
 BETONDAEKNINGSGRAV = 3
 
+
+def undertype_only_betondaekningsgrav(record: dict) -> list[tuple[str, str]]:
+    """Only a betondækningsgrav (beskyt_rum_kode 3) has a sub-type."""
+    if record.get("undertype_kode") is not None and \
+            record.get("beskyt_rum_kode") != BETONDAEKNINGSGRAV:
+        return [("undertype_kode", "only a betondækningsgrav (beskyt_rum_kode 3) has a sub-type")]
+    return []
+
 FIELDS: tuple[Field, ...] = (
     *generic_fields(
         off_description="GeoFA: 6101 er som udgangspunkt synlig for alle myndigheder, men "
@@ -92,6 +100,6 @@ THEME = Theme(
     demo="loaders.demo:shelters",
     meta_file="fkg.t_6101_beskyt_rum.json",
     geofa_table_file="t_6101_beskyt_rum_t.json",
-    rules=("undertype_only_betondaekningsgrav",),
+    rules=(undertype_only_betondaekningsgrav,),
     colour="#1f6fb2",
 )
