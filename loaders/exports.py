@@ -1,5 +1,5 @@
-"""Exports of the register: GeoJSON, CSV, XLSX, GeoPackage and Shapefile, written batch by
-batch so memory stays constant however many shelters are exported.
+"""Exports of a theme's register: GeoJSON, CSV, XLSX, GeoPackage and Shapefile, written batch
+by batch so memory stays constant however many objects are exported.
 
 This module knows nothing of HTTP (it never imports the service). It gives
 - `export_sql(q, fmt)`: the statement that reads the filtered register (the filters of an
@@ -9,22 +9,30 @@ This module knows nothing of HTTP (it never imports the service). It gives
   formats (XLSX, GeoPackage, Shapefile) append each batch to a file in a temporary
   directory and, at the end, name the finished file (the caller streams and deletes it).
 
-Columns are the audience's attributes (`datamodel.query.audience_properties`: the public
-subset for the public) with the text twins beside their codes, and the point:
+Everything follows the theme of the query (`q.theme`, a `datamodel.themes.Theme`): the
+columns are the audience's attributes of that theme (`Theme.property_columns`: the public
+subset for the public, which never holds a personal attribute; signed in, the theme's view
+decides, so personal attributes are NULL for planners and inspectors) with the text twins
+beside their codes; the geometry is the theme's (a Point, or a MultiPolygon for an area
+theme, written as such); the layer, the files inside a Shapefile's zip and the file name are
+the collection id.
 - GeoJSON: features built by PostGIS exactly as the items resource builds them (axis order
   of the output CRS, as OGC API - Features Part 2 says); a CRS other than CRS84 is also named
   in the legacy `crs` member so GDAL and QGIS pick it up from the file.
-- CSV and XLSX: a `WKT` column first (GDAL reads it as the geometry), in the output CRS's
-  axis order like GeoJSON; date-times as RFC 3339 text in UTC.
-- GeoPackage: typed columns (integers, reals, text, dates, date-times in UTC), layer
-  `beskyttelsesrum`, coordinates east/north (x = longitude for geographic CRSs, as GeoPackage
-  stores them) with the CRS in the file.
-- Shapefile: a .zip with beskyttelsesrum.shp/.shx/.dbf/.prj/.cpg (UTF-8). dBASE field names
-  have at most 10 characters: each attribute gets its `Field.short_name` (`feltnavn10`); a
-  text twin is kept only when its own name fits and differs from every other column (so
-  `cvr_navn`, `oprindelse`, `status`, `offentlig` stay; `beskyt_rum`, `klargjort`, … are the
-  code fields' own short names, and those twins are dropped). Dates are dBASE dates, UUIDs
-  and date-times text, and text longer than dBASE's 254 bytes is cut there.
+- CSV and XLSX: a `WKT` column first (GDAL reads it as the geometry: POINT or MULTIPOLYGON),
+  in the output CRS's axis order like GeoJSON; date-times as RFC 3339 text in UTC. An XLSX
+  cell holds at most 32 767 characters: an area whose WKT is longer refuses the export
+  (`TooManyRows`, a 400 problem naming `f`) rather than cutting the geometry.
+- GeoPackage: typed columns (integers, reals, text, dates, date-times in UTC), a layer named
+  for the collection with the theme's geometry type, coordinates east/north (x = longitude
+  for geographic CRSs, as GeoPackage stores them) with the CRS in the file.
+- Shapefile: a .zip with <collection>.shp/.shx/.dbf/.prj/.cpg (UTF-8), points or polygons
+  (a Shapefile's polygon type holds multi-part areas). dBASE field names have at most 10
+  characters: each attribute gets its `Field.short_name` (`feltnavn10`, from the theme's
+  descriptor); a text twin is kept only when its own name fits and differs from every other
+  column (so `cvr_navn`, `oprindelse`, `status`, `offentlig` stay; a twin whose name is its
+  code field's short name, or longer than 10, is dropped). Dates are dBASE dates, UUIDs and
+  date-times text, and text longer than dBASE's 254 bytes is cut there.
 """
 
 from __future__ import annotations
@@ -44,13 +52,17 @@ from psycopg import sql
 
 from datamodel import crs as crsmod
 from datamodel import query
-from datamodel.fields import FIELDS_BY_NAME, GEOMETRY_COLUMN, PUBLIC_FIELDS, SHELTER_FIELDS
+from datamodel.fields import GEOMETRY_COLUMN
+from datamodel.themes import Theme
 
-LAYER = "beskyttelsesrum"
 #: Rows per fetch from the server-side cursor (and per append to a file).
 BATCH = 5000
 #: Excel's sheet holds 1 048 576 rows, one of them the header.
 XLSX_MAX_ROWS = 1_048_575
+#: Excel's cell holds at most 32 767 characters.
+XLSX_MAX_CELL = 32_767
+#: Excel's sheet names have at most 31 characters.
+XLSX_MAX_SHEET_NAME = 31
 DBF_TEXT_BYTES = 254
 
 
@@ -78,29 +90,35 @@ FORMATS: dict[str, Format] = {
 
 
 class TooManyRows(ValueError):
-    """The result does not fit the format (XLSX: one sheet)."""
+    """The result does not fit the format (XLSX: one sheet, 32 767 characters a cell)."""
 
 
-def columns(public: bool) -> list[tuple[str, str]]:
-    """(name, type) of the attribute columns for an audience: each field, its twin after."""
+def columns(theme: Theme, public: bool) -> list[tuple[str, str]]:
+    """(name, type) of a theme's attribute columns for an audience: each field, its twin
+    after. The public's never hold a personal attribute."""
+    fields = theme.audience_fields(public)
+    if public:
+        fields = tuple(f for f in fields if not f.personal)
     out: list[tuple[str, str]] = []
-    for f in PUBLIC_FIELDS if public else SHELTER_FIELDS:
+    for f in fields:
         out.append((f.name, f.type))
         if f.twin:
             out.append((f.twin, "string"))
-    assert [n for n, _ in out] == query.audience_properties(public)
+    assert [n for n, _ in out] == theme.property_columns(public), "personal attribute public"
     return out
 
 
-def shapefile_names(public: bool) -> list[str | None]:
-    """The dBASE name of each column of `columns(public)`, None for a twin that is dropped."""
-    cols = columns(public)
-    taken = {FIELDS_BY_NAME[n].short_name for n, _ in cols if n in FIELDS_BY_NAME}
-    assert len(taken) == len([n for n, _ in cols if n in FIELDS_BY_NAME]), "feltnavn10 clash"
+def shapefile_names(theme: Theme, public: bool) -> list[str | None]:
+    """The dBASE name of each column of `columns(theme, public)`, None for a twin that is
+    dropped."""
+    cols = columns(theme, public)
+    by_name = theme.fields_by_name
+    taken = {by_name[n].short_name for n, _ in cols if n in by_name}
+    assert len(taken) == len([n for n, _ in cols if n in by_name]), "feltnavn10 clash"
     out: list[str | None] = []
     for name, _ in cols:
-        if name in FIELDS_BY_NAME:
-            out.append(FIELDS_BY_NAME[name].short_name)
+        if name in by_name:
+            out.append(by_name[name].short_name)
         elif len(name) <= 10 and name not in taken:
             taken.add(name)
             out.append(name)
@@ -110,9 +128,9 @@ def shapefile_names(public: bool) -> list[str | None]:
 
 
 def export_sql(q: query.ItemsQuery, fmt: Format) -> tuple[sql.Composed, list]:
-    """Every shelter matching `q` (its filters, asof, audience; `limit` and the cursor are
-    not used), ordered by objekt_id. Rows: (feature json text,) for GeoJSON; else the
-    attribute columns, then the point as WKT text or WKB."""
+    """Every object of `q.theme` matching `q` (its filters, asof, audience; `limit` and the
+    cursor are not used), ordered by objekt_id. Rows: (feature json text,) for GeoJSON; else
+    the attribute columns, then the geometry (point or multipolygon) as WKT text or WKB."""
     where, params = query.where_clause(q)
     src = query.source(q)
     if fmt.geometry == "feature":
@@ -134,9 +152,14 @@ def export_sql(q: query.ItemsQuery, fmt: Format) -> tuple[sql.Composed, list]:
     return stmt, params
 
 
-def file_name(fmt: Format, moment: datetime | None = None) -> str:
+def layer_name(theme: Theme) -> str:
+    """The layer (GeoPackage, Shapefile, XLSX sheet) and file stem of a theme's export."""
+    return theme.collection_id
+
+
+def file_name(fmt: Format, theme: Theme, moment: datetime | None = None) -> str:
     moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return f"{LAYER}-{moment.strftime('%Y%m%dT%H%M%SZ')}.{fmt.suffix}"
+    return f"{layer_name(theme)}-{moment.strftime('%Y%m%dT%H%M%SZ')}.{fmt.suffix}"
 
 
 def _text(value) -> str | None:
@@ -184,7 +207,7 @@ class GeoJSONWriter:
 
 class CSVWriter:
     def __init__(self, fmt: Format, q: query.ItemsQuery):
-        self.names = [n for n, _ in columns(q.public)]
+        self.names = [n for n, _ in columns(q.theme, q.public)]
 
     def _rows(self, rows) -> bytes:
         buf = io.StringIO()
@@ -224,33 +247,42 @@ class XLSXWriter(_FileWriter):
         from openpyxl import Workbook
 
         self.book = Workbook(write_only=True)  # rows go to a temporary file as appended
-        self.sheet = self.book.create_sheet(LAYER)
-        self.sheet.append(["WKT", *(n for n, _ in columns(q.public))])
+        self.layer = layer_name(q.theme)
+        self.sheet = self.book.create_sheet(self.layer[:XLSX_MAX_SHEET_NAME])
+        self.sheet.append(["WKT", *(n for n, _ in columns(q.theme, q.public))])
 
     def write(self, rows: list[tuple]) -> None:
         self.count += len(rows)
         if self.count > XLSX_MAX_ROWS:
-            raise TooManyRows(f"XLSX holds at most {XLSX_MAX_ROWS} shelters in a sheet; "
+            raise TooManyRows(f"XLSX holds at most {XLSX_MAX_ROWS} objects in a sheet; "
                               "narrow the filter or export CSV")
         for r in rows:
-            self.sheet.append([r[-1], *(_cell(v) for v in r[:-1])])
+            wkt = r[-1]
+            if wkt is not None and len(wkt) > XLSX_MAX_CELL:
+                raise TooManyRows(
+                    f"the geometry of {r[0]} is {len(wkt)} characters of WKT; an XLSX cell "
+                    f"holds at most {XLSX_MAX_CELL}: export CSV, GeoPackage or GeoJSON")
+            self.sheet.append([wkt, *(_cell(v) for v in r[:-1])])
 
     def finish(self) -> str:
-        path = os.path.join(self.dir, f"{LAYER}.xlsx")
+        path = os.path.join(self.dir, f"{self.layer}.xlsx")
         self.book.save(path)
         return path
 
 
 class _OGRWriter(_FileWriter):
-    """GeoPackage and Shapefile through GDAL (pyogrio), one append per batch."""
+    """GeoPackage and Shapefile through GDAL (pyogrio), one append per batch, with the
+    theme's geometry type (Point or MultiPolygon)."""
 
     driver = ""
-    filename = ""
+    suffix = ""
 
     def __init__(self, fmt: Format, q: query.ItemsQuery):
         super().__init__(fmt, q)
-        self.columns = columns(q.public)
-        self.path = os.path.join(self.dir, self.filename)
+        self.columns = columns(q.theme, q.public)
+        self.layer = layer_name(q.theme)
+        self.geometry_type = q.theme.geometry_type
+        self.path = os.path.join(self.dir, f"{self.layer}.{self.suffix}")
         self.crs = f"EPSG:{q.out.srid}"
 
     def _arrays(self, rows: list[tuple]) -> tuple[list, list, list]:
@@ -279,15 +311,15 @@ class _OGRWriter(_FileWriter):
         from pyogrio.raw import write
 
         geometry = np.array([bytes(r[-1]) for r in rows], dtype=object)
-        write(self.path, geometry, data, names, field_mask=masks, layer=LAYER,
-              driver=self.driver, geometry_type="Point", crs=self.crs,
+        write(self.path, geometry, data, names, field_mask=masks, layer=self.layer,
+              driver=self.driver, geometry_type=self.geometry_type, crs=self.crs,
               append=self.count > 0, **kw)
         self.count += len(rows)
 
 
 class GPKGWriter(_OGRWriter):
     driver = "GPKG"
-    filename = f"{LAYER}.gpkg"
+    suffix = "gpkg"
 
     def write(self, rows: list[tuple]) -> None:
         if not rows:
@@ -316,8 +348,8 @@ class GPKGWriter(_OGRWriter):
         dtypes = {"integer": "int64", "number": "float64", "date-time": "datetime64[ms]",
                   "date": "datetime64[D]"}
         data = [np.array([], dtype=dtypes.get(k, object)) for _, k in self.columns]
-        write(self.path, np.array([], dtype=object), data, names, layer=LAYER,
-              driver=self.driver, geometry_type="Point", crs=self.crs)
+        write(self.path, np.array([], dtype=object), data, names, layer=self.layer,
+              driver=self.driver, geometry_type=self.geometry_type, crs=self.crs)
 
 
 def _dbf_text(value: str | None) -> str | None:
@@ -331,11 +363,11 @@ def _dbf_text(value: str | None) -> str | None:
 
 class ShapefileWriter(_OGRWriter):
     driver = "ESRI Shapefile"
-    filename = f"{LAYER}.shp"
+    suffix = "shp"
 
     def __init__(self, fmt: Format, q: query.ItemsQuery):
         super().__init__(fmt, q)
-        self.short = shapefile_names(q.public)
+        self.short = shapefile_names(q.theme, q.public)
 
     def _shp_arrays(self, rows):
         names, data, masks = self._arrays(rows)
@@ -360,14 +392,15 @@ class ShapefileWriter(_OGRWriter):
             kinds = [k for (_, k), s in zip(self.columns, self.short) if s is not None]
             dtypes = {"integer": "int64", "number": "float64", "date": "datetime64[D]"}
             data = [np.array([], dtype=dtypes.get(k, object)) for k in kinds]
-            write(self.path, np.array([], dtype=object), data, names, layer=LAYER,
-                  driver=self.driver, geometry_type="Point", crs=self.crs, encoding="UTF-8")
-        stem = os.path.join(self.dir, LAYER)
-        zpath = os.path.join(self.dir, f"{LAYER}.shp.zip")
+            write(self.path, np.array([], dtype=object), data, names, layer=self.layer,
+                  driver=self.driver, geometry_type=self.geometry_type, crs=self.crs,
+                  encoding="UTF-8")
+        stem = os.path.join(self.dir, self.layer)
+        zpath = os.path.join(self.dir, f"{self.layer}.shp.zip")
         with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
             for ext in ("shp", "shx", "dbf", "prj", "cpg"):
                 if os.path.exists(f"{stem}.{ext}"):
-                    z.write(f"{stem}.{ext}", f"{LAYER}.{ext}")
+                    z.write(f"{stem}.{ext}", f"{self.layer}.{ext}")
                     os.unlink(f"{stem}.{ext}")  # keep only the zip on disk
         return zpath
 

@@ -1,14 +1,19 @@
-"""Exports of any filtered items request: `…/items?f=geojson|csv|xlsx|gpkg|shp`.
+"""Exports of any filtered items request of any collection:
+`/collections/{collectionId}/items?f=geojson|csv|xlsx|gpkg|shp`.
 
-An export is the whole filtered result: every shelter the actor sees that matches `bbox`,
+An export is the whole filtered result of the query's theme (`q.theme`): every object the
+actor sees that matches `bbox`,
 `bbox-crs`, `datetime`, `filter`, `filter-lang`, `filter-crs`, `?<queryable>=value` and
 `asof`, in the output `crs` (default CRS84 for GeoJSON, CSV and XLSX; EPSG:25832, the
 storage CRS, for GeoPackage and Shapefile, whose files carry their CRS). Paging does not
 apply, so `limit` and `cursor` are refused (400) rather than silently ignored: an export
-never looks like a page.
+never looks like a page. Columns, geometry type (Point, or MultiPolygon for an area theme),
+layer and file name (`<collectionId>-<UTC time>.<ext>`) follow the theme's descriptor
+(`loaders.exports`).
 
 The read runs in the actor's transaction (`acting`), so row-level security and the
-public's column privileges decide what is exported, as for items. Rows come from a
+public's column privileges decide what is exported, as for items: the public's views hold
+no personal attribute, and the authorities' views mask them for planners and inspectors. Rows come from a
 server-side cursor in batches (`loaders.exports.BATCH`), so memory stays constant:
 - GeoJSON and CSV are streamed while they are read; the first small batch is read before
   the response starts, so a bad filter the database refuses is still a problem response,
@@ -59,7 +64,7 @@ class _ExportResponse(StreamingResponse):
 
 def _headers(fmt: writers.Format, q: ItemsQuery) -> dict[str, str]:
     return {
-        "Content-Disposition": f'attachment; filename="{writers.file_name(fmt)}"',
+        "Content-Disposition": f'attachment; filename="{writers.file_name(fmt, q.theme)}"',
         "Content-Crs": crsmod.header(q.out),
         "Cache-Control": "private, no-store" if not q.public else "public, max-age=60",
         "Vary": "Authorization, X-API-Key, Cookie",
