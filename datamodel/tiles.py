@@ -1,5 +1,5 @@
-"""Vector tiles of the register: tile matrix sets and the SQL that builds Mapbox Vector Tiles
-in PostGIS (OGC API - Tiles, two tile matrix sets).
+"""Vector tiles of every theme's register: tile matrix sets and the SQL that builds Mapbox
+Vector Tiles in PostGIS (OGC API - Tiles, two tile matrix sets).
 
 - `WebMercatorQuad` (EPSG:3857), OGC's well-known set, from morecantile.
 - `UTM32ETRS89` (EPSG:25832), the tiling of the Danish agency SDFI's (Dataforsyningen's)
@@ -12,31 +12,55 @@ in PostGIS (OGC API - Tiles, two tile matrix sets).
 
 Tiles are built SQL-first, one statement per tile, the envelope and every value bound as
 parameters, with an index-friendly `&&` on the stored geometry in EPSG:25832 before the exact
-test in the tile matrix set's CRS. "In the tile" means: the point lies in the tile's envelope,
-edges included, so neighbouring tiles repeat only points lying on their shared edge.
+test in the tile matrix set's CRS. "In the tile" means: the object's geometry intersects the
+tile's envelope, edges included, so neighbouring tiles repeat only points lying on their
+shared edge (and areas crossing it).
 
-A tile is points or clusters, decided per tile by how many shelters the actor sees in it
-(after every filter):
+Everything is generic over the theme's descriptor (`datamodel.themes.Theme`): its views, its
+layer names (`theme.tile_layer`, `theme.cluster_layer`), its attributes and its figures.
+
+Attributes (`tile_properties`): the audience's (`theme.property_columns(public)`: the
+public's subset from the public's views for the public), but never personal data: a theme's
+`personal_fields` (contact persons, phone numbers) are left out of every tile for every
+audience, signed in or not, even where the authority's view would show them. Tiles are
+for maps; whoever needs a contact reads the object itself.
+
+A point theme's tile is points or clusters, decided per tile by how many objects the actor
+sees in it (after every filter):
 
 - at most `max_points` (default `MAX_POINTS`, 10 000, tipg's cap per tile): layer
-  `beskyttelsesrum`, one point per shelter (`ST_AsMVT` over `ST_AsMVTGeom`) with the
-  audience's attributes;
-- more: layer `beskyttelsesrum_klynger` instead, the same shelters grouped on a regular grid
-  of `GRID` x `GRID` (64 x 64) cells per tile in the tile matrix set's CRS (a cell is 64 x 64
-  units of the tile's 4096 x 4096 coordinate space; points on the tile's right or bottom
-  edge count in the last cell). One point per non-empty cell, at the mean position of its
-  shelters (rounded to the tile's integer coordinates, so a lone shelter's cluster sits where
-  its point would), with `antal` (number of shelters) and `pladser` (sum of their places).
-  Nothing is dropped: the `antal` of a tile add up to the shelters the actor sees in it, and
-  row-level security decides which those are, as for points. Clusters read only the geometry
-  and `pladser`, so PostgreSQL leaves out the views' code-list joins.
+  `theme.tile_layer` (the collection id), one point per object (`ST_AsMVT` over
+  `ST_AsMVTGeom`) with the tile's attributes;
+- more: layer `theme.cluster_layer` (the id + `_klynger`) instead, the same objects
+  grouped on a regular grid of `GRID` x `GRID` (64 x 64) cells per tile in the tile matrix
+  set's CRS (a cell is 64 x 64 units of the tile's 4096 x 4096 coordinate space; points on
+  the tile's right or bottom edge count in the last cell). One point per non-empty cell, at
+  the mean position of its objects (rounded to the tile's integer coordinates, so a lone
+  object's cluster sits where its point would), with `antal` (number of objects) and the sum
+  of the theme's first figure (`cluster_figure`: the first of `theme.figures` the public may
+  read, e.g. the places of a shelter; a theme without one has `antal` only). Nothing is
+  dropped: the `antal` of a tile add up to the objects the actor sees in it, and row-level
+  security decides which those are, as for points. Clusters read only the geometry and the
+  figure, so PostgreSQL leaves out the views' code-list joins.
 
-The decision is a bounded count inside the same statement: it reads at most `max_points + 1`
-of the rows the clusters would read (and the clusters read on from there, not again), then
-`CASE` runs only the sub-plan of the branch it takes.
+  The decision is a bounded count inside the same statement: it reads at most
+  `max_points + 1` of the rows the clusters would read (and the clusters read on from there,
+  not again), then `CASE` runs only the sub-plan of the branch it takes.
+
+An area theme's tile (`theme.is_area`, e.g. the areas of outdoor events) is always layer
+`theme.tile_layer`: each visible polygon intersecting the tile, clipped to the tile and a
+buffer of `BUFFER` (64) units around it (`ST_AsMVTGeom(..., clip => true)`; PostGIS snaps it
+to the tile's 4096 grid and makes it valid), with the tile's attributes. Areas are not
+clustered: a polygon is what a map of areas must show, and ST_AsMVTGeom already leaves out a
+polygon smaller than half a tile unit and keeps every other one at the tile's resolution. The
+bound for a dense tile (more than `max_points` polygons, which only a national map of a
+large register makes): every polygon is still drawn, but first simplified
+(`ST_Simplify`, Douglas-Peucker) to one pixel of a 256-pixel rendering (1/256 of the tile's
+width), so polygons smaller than a pixel vanish and the others keep only the vertices a map
+can show; the tile's size then follows its pixels, not the register's vertex count.
 
 Nothing here talks to a connection; the service runs the statement in the actor's
-transaction, where row-level security decides which shelters exist at all.
+transaction, where row-level security decides which objects exist at all.
 """
 
 from __future__ import annotations
@@ -50,16 +74,20 @@ from psycopg import sql
 from datamodel import crs as crsmod
 from datamodel import query
 from datamodel.fields import STORAGE_SRID
+from datamodel.themes import Theme
 
-LAYER = "beskyttelsesrum"
-#: The layer of a dense tile: shelters grouped on a grid (see the module docstring).
-CLUSTER_LAYER = "beskyttelsesrum_klynger"
-#: A tile with more shelters than this (visible to the actor, after the filters) is clusters.
+#: A point tile with more objects than this (visible to the actor, after the filters) is
+#: clusters; an area tile with more polygons than this has them simplified to its pixels.
 MAX_POINTS = 10_000
 #: Clusters: cells per tile side.
 GRID = 64
 #: Tile coordinate space of ST_AsMVTGeom, and the buffer around the tile (in that space).
 EXTENT, BUFFER = 4096, 64
+#: A dense area tile's simplification tolerance: one pixel of a tile drawn this many pixels
+#: wide.
+DENSE_AREA_PIXELS = 256
+#: The attribute of a cluster counting its objects.
+COUNT = "antal"
 
 WEB_MERCATOR_QUAD = "WebMercatorQuad"
 UTM32 = "UTM32ETRS89"
@@ -167,47 +195,131 @@ def _storage_box(t: Tile) -> tuple[sql.Composable, list]:
     return expr, [span / 64, cx1, cy1, cx2, cy2, max(1.0, span / 1000)]
 
 
+def tile_properties(theme: Theme, public: bool) -> list[str]:
+    """The attributes a tile of `theme` carries for an audience, in output order: the
+    audience's (`theme.property_columns(public)`) without personal data (`personal_fields`
+    and their text twins), which no tile carries for anyone."""
+    personal = {f.name for f in theme.personal_fields} | \
+        {f.twin for f in theme.personal_fields if f.twin}
+    return [c for c in theme.property_columns(public) if c not in personal]
+
+
+def cluster_figure(theme: Theme) -> str | None:
+    """The attribute a cluster sums: the first of the theme's figures that the public may
+    read (clusters are the same for every audience), or None (clusters count only)."""
+    for figure in theme.figures:
+        f = theme.fields_by_name.get(figure.field)
+        if f is not None and f.public and not f.personal and f.name != COUNT:
+            return f.name
+    return None
+
+
+def cluster_properties(theme: Theme) -> list[str]:
+    """The attributes of a cluster of `theme`: `antal`, and the sum of its figure."""
+    figure = cluster_figure(theme)
+    return [COUNT] + ([figure] if figure else [])
+
+
 def tile_sql(t: Tile, q: query.ItemsQuery,
              max_points: int = MAX_POINTS) -> tuple[sql.Composed, list]:
-    """One Mapbox Vector Tile (a single bytea, empty when no shelter is in the tile): layer
-    `beskyttelsesrum`, a point per shelter the actor sees in the tile, with the audience's
-    attributes (`q.public`: the public subset from the public views), or, when there are more
-    than `max_points` of them, layer `beskyttelsesrum_klynger`: their clusters with `antal`
-    and `pladser` (see the module docstring). The filters of `q` apply (CQL2, property
-    filters, datetime, asof; bbox and paging are ignored)."""
+    """One Mapbox Vector Tile of `q.theme` (a single bytea, empty when no object is in the
+    tile), as the actor sees it: for a point theme layer `theme.tile_layer`, a point per object
+    with `tile_properties` (`q.public`: the public subset from the public views), or, when
+    there are more than `max_points` of them, layer `theme.cluster_layer`: their clusters with
+    `cluster_properties`; for an area theme layer `theme.tile_layer`, the polygons clipped to
+    the tile (simplified when more than `max_points`). See the module docstring. The filters
+    of `q` apply (CQL2, property filters, datetime, asof; bbox and paging are ignored)."""
     if max_points < 0:
         raise ValueError("max_points must not be negative")
+    theme = q.theme
     box, box_params = _storage_box(t)
     tile_srid = sql.Literal(t.srid)
     geom = sql.SQL("t.geometri") if t.srid == STORAGE_SRID else \
         sql.SQL("ST_Transform(t.geometri, {})").format(tile_srid)
     where, where_params = query.where_clause(query.ItemsQuery(
         public=q.public, asof=q.asof, datetime_range=q.datetime_range, equals=q.equals,
-        cql=q.cql))
+        cql=q.cql, theme=theme))
     src = query.source(q)
-    cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(p)) for p in q.properties)
+    # The envelope and the box are computed once (materialised, read as scalar subqueries,
+    # i.e. init plans), also in the generic plan of the prepared statement: the box is then
+    # an index condition, never an expression evaluated per row.
+    head = sql.SQL(
+        "WITH e AS MATERIALIZED (SELECT ST_MakeEnvelope(%s, %s, %s, %s, {srid}) AS tile), "
+        "b AS MATERIALIZED (SELECT {box} AS box FROM e), "
+    ).format(srid=tile_srid, box=box)
+    head_params = [*t.bounds, *box_params]
+    properties = tile_properties(theme, q.public)
+    if theme.is_area:
+        stmt, params = _area_sql(t, theme, geom, src, where, where_params, properties,
+                                 max_points)
+    else:
+        stmt, params = _point_sql(t, theme, geom, src, where, where_params, properties,
+                                  max_points)
+    return head + stmt, head_params + params
+
+
+def _columns(names: list[str], alias: str = "t") -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(p))
+                              for p in names)
+
+
+def _area_sql(t: Tile, theme: Theme, geom: sql.Composable, src: sql.Composable,
+              where: sql.Composable, where_params: list, properties: list[str],
+              max_points: int) -> tuple[sql.Composed, list]:
+    """The area tile after `e` and `b`: `a` holds the visible polygons intersecting the tile,
+    each transformed once (OFFSET 0 keeps that subquery whole); `n` counts them; each is
+    clipped to the tile and its buffer by ST_AsMVTGeom, simplified first when `n` is above
+    `max_points`."""
+    tolerance = (t.bounds[2] - t.bounds[0]) / DENSE_AREA_PIXELS
+    stmt = sql.SQL(
+        "a AS MATERIALIZED (SELECT * FROM ("
+        "SELECT {geom} AS g, {cols} FROM {src} t "
+        "WHERE t.geometri && (SELECT box FROM b) AND {where} OFFSET 0) x "
+        "WHERE ST_Intersects(x.g, (SELECT tile FROM e))), "
+        "n AS MATERIALIZED (SELECT count(*) AS c FROM a) "
+        "SELECT ST_AsMVT(m, {layer}, {extent}, 'geom') FROM ("
+        "SELECT ST_AsMVTGeom(CASE WHEN (SELECT c FROM n) <= %s THEN a.g "
+        "ELSE ST_Simplify(a.g, %s) END, (SELECT tile FROM e), {extent}, {buffer}, true) AS geom, "
+        "{acols} FROM a) m"
+    ).format(geom=geom, cols=_columns(properties), src=src, where=where,
+             layer=sql.Literal(theme.tile_layer), extent=sql.Literal(EXTENT),
+             buffer=sql.Literal(BUFFER), acols=_columns(properties, "a"))
+    return stmt, [*where_params, max_points, tolerance]
+
+
+def _point_sql(t: Tile, theme: Theme, geom: sql.Composable, src: sql.Composable,
+               where: sql.Composable, where_params: list, properties: list[str],
+               max_points: int) -> tuple[sql.Composed, list]:
+    """The point tile after `e` and `b`: points or clusters (module docstring)."""
     points = sql.SQL(
         "SELECT ST_AsMVT(m, {layer}, {extent}, 'geom') FROM ("
         "SELECT ST_AsMVTGeom({geom}, (SELECT tile FROM e), {extent}, {buffer}, true) AS geom, "
         "{cols} FROM {src} t "
         "WHERE t.geometri && (SELECT box FROM b) "
         "AND ST_Intersects({geom}, (SELECT tile FROM e)) AND {where}) m"
-    ).format(layer=sql.Literal(LAYER), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER),
-             geom=geom, cols=cols, src=src, where=where)
-    # `s`: the shelters in the tile, as (x, y) in the set's CRS and pladser, read lazily: the
+    ).format(layer=sql.Literal(theme.tile_layer), extent=sql.Literal(EXTENT),
+             buffer=sql.Literal(BUFFER), geom=geom, cols=_columns(properties), src=src,
+             where=where)
+    # `s`: the objects in the tile, as (x, y) in the set's CRS and the figure, read lazily: the
     # count `n` pulls at most max_points + 1 of them, and only the clusters read on (a CTE's
-    # readers share its rows, so none is read twice). It reads only the geometry and pladser,
-    # so PostgreSQL leaves out the view's code-list joins. Each point is transformed once
-    # (OFFSET 0 keeps that subquery whole) and tested against the tile by its coordinates:
-    # for a point and the axis-parallel envelope that is exactly the points' ST_Intersects
-    # (edges included; comparing doubles is exact), at a fraction of its cost per row.
+    # readers share its rows, so none is read twice). It reads only the geometry and the
+    # figure, so PostgreSQL leaves out the view's code-list joins. Each point is transformed
+    # once (OFFSET 0 keeps that subquery whole) and tested against the tile by its
+    # coordinates: for a point and the axis-parallel envelope that is exactly the points'
+    # ST_Intersects (edges included; comparing doubles is exact), at a fraction of its cost
+    # per row.
+    figure = cluster_figure(theme)
+    fig_in = sql.SQL(", t.{} AS f").format(sql.Identifier(figure)) if figure else sql.SQL("")
+    fig_out = sql.SQL(", g.f") if figure else sql.SQL("")
+    fig_sum = sql.SQL(", sum(s.f) AS {}").format(sql.Identifier(figure)) if figure \
+        else sql.SQL("")
     xmin, ymin, xmax, ymax = t.bounds
-    shelters = sql.SQL(
-        "SELECT ST_X(g.p) AS x, ST_Y(g.p) AS y, g.pladser FROM ("
-        "SELECT {geom} AS p, t.pladser FROM {src} t "
+    objects = sql.SQL(
+        "SELECT ST_X(g.p) AS x, ST_Y(g.p) AS y{fig_out} FROM ("
+        "SELECT {geom} AS p{fig_in} FROM {src} t "
         "WHERE t.geometri && (SELECT box FROM b) AND {where} OFFSET 0) g "
         "WHERE ST_X(g.p) BETWEEN %s AND %s AND ST_Y(g.p) BETWEEN %s AND %s"
-    ).format(geom=geom, src=src, where=where)
+    ).format(geom=geom, src=src, where=where, fig_in=fig_in, fig_out=fig_out)
     # Clusters: the cell of a point by integer division of its offset from the tile's top left
     # corner (x right, y down), clamped so that points on the right and bottom edges fall in
     # the last cell; the cluster's point at the mean position, in tile coordinates (0 ...
@@ -217,22 +329,18 @@ def tile_sql(t: Tile, q: query.ItemsQuery,
     clusters = sql.SQL(
         "SELECT ST_AsMVT(k, {layer}, {extent}, 'geom') FROM ("
         "SELECT ST_Point(round((avg(s.x) - %s) * %s), round((%s - avg(s.y)) * %s)) AS geom, "
-        "count(*) AS antal, sum(s.pladser) AS pladser FROM s "
+        "count(*) AS {count}{fig_sum} FROM s "
         "GROUP BY least(floor((s.x - %s) * %s), {last})::int * {grid} "
         "+ least(floor((%s - s.y) * %s), {last})::int) k"
-    ).format(layer=sql.Literal(CLUSTER_LAYER), extent=sql.Literal(EXTENT),
+    ).format(layer=sql.Literal(theme.cluster_layer), extent=sql.Literal(EXTENT),
+             count=sql.Identifier(COUNT), fig_sum=fig_sum,
              last=sql.Literal(GRID - 1), grid=sql.Literal(GRID))
-    # The envelope and the box are computed once (materialised, read as scalar subqueries,
-    # i.e. init plans), also in the generic plan of the prepared statement: the box is then
-    # an index condition, never an expression evaluated per row. The CASE evaluates the init
-    # plan of its branch only.
+    # The CASE evaluates the init plan of its branch only.
     stmt = sql.SQL(
-        "WITH e AS MATERIALIZED (SELECT ST_MakeEnvelope(%s, %s, %s, %s, {srid}) AS tile), "
-        "b AS MATERIALIZED (SELECT {box} AS box FROM e), "
-        "s AS MATERIALIZED ({shelters}), "
+        "s AS MATERIALIZED ({objects}), "
         "n AS MATERIALIZED (SELECT count(*) AS c FROM (SELECT 1 FROM s LIMIT %s) x) "
         "SELECT CASE WHEN (SELECT c FROM n) <= %s THEN ({points}) ELSE ({clusters}) END"
-    ).format(srid=tile_srid, box=box, shelters=shelters, points=points, clusters=clusters)
-    return stmt, [*t.bounds, *box_params, *where_params, xmin, xmax, ymin, ymax,
+    ).format(objects=objects, points=points, clusters=clusters)
+    return stmt, [*where_params, xmin, xmax, ymin, ymax,
                   max_points + 1, max_points, *where_params,
                   xmin, to_tile_x, ymax, to_tile_y, xmin, to_cell_x, ymax, to_cell_y]
