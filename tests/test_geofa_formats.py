@@ -45,7 +45,7 @@ def test_export_and_import_round_trip_without_loss(features, tmp_path, fmt, prof
     path = F.write_file(features, tmp_path / f"beskyttelsesrum.{fmt}", fmt, profile=profile)
     back = F.read_file(path)
     assert len(back) == len(features)
-    names = [c for c in THEME.columns(profile) if c in F.attributes()]
+    names = [c for c in F.columns(THEME, profile) if c in F.attributes(THEME)]
     if profile == "geofa":
         assert "navn" not in names and "pladser" in names
     lost = []

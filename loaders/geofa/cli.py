@@ -1,5 +1,7 @@
-"""`ly geofa …`: export GeoFA exchange files, run the local stand-in, pull from, push to and
-sync with GeoFA (SQL API v4; the anonymous WFS for a read-only pull).
+"""`ly geofa …`: export and import GeoFA exchange files of any theme (`--tema`, the GeoFA
+temakode; the file says which when importing), run the local stand-in, pull from, push to
+and sync with GeoFA (SQL API v4; the anonymous WFS for a read-only pull; the sync is the
+shelters' workflow for now).
 
 The `ly` command (cli/main.py) adds these subcommands and hands in how it finds the database
 and draws progress bars, so loaders never import the command line."""
@@ -17,22 +19,53 @@ def _url(args) -> str:
     return psycopg_url(args.resolve_database_url(args))
 
 
+def _theme(args):
+    from loaders.geofa import formats
+
+    return formats.theme(args.tema) if args.tema is not None else None
+
+
 def cmd_export(args) -> int:
     import psycopg
 
     from loaders.geofa import formats
 
+    try:
+        t = _theme(args) or formats.theme()
+    except formats.FormatError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
     with psycopg.connect(_url(args)) as conn:
         where, params = "TRUE", []
         if args.kommune:
             where, params = "t.beliggenhedskommune = ANY(%s)", [args.kommune]
-        features = formats.register_features(conn, where, params)
+        features = formats.register_features(conn, where, params, t=t)
     try:
-        path = formats.write_file(features, args.out, args.format, profile=args.profil)
+        path = formats.write_file(features, args.out, args.format, t, profile=args.profil)
     except formats.FormatError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(features)} shelters written to {path} ({args.format}, profile {args.profil})")
+    print(f"{len(features)} objects of {t.temakode} {t.title} written to {path} "
+          f"({args.format}, profile {args.profil})")
+    return 0
+
+
+def cmd_import(args) -> int:
+    import psycopg
+
+    from loaders.geofa import formats
+
+    try:
+        t = _theme(args) or formats.detect_theme(args.file)
+        with psycopg.connect(_url(args)) as conn:
+            counts = formats.import_file(conn, args.file, t, subjekt=args.subjekt,
+                                         dry_run=args.dry_run)
+    except (formats.FormatError, OSError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    dry = " (dry run, nothing stored)" if args.dry_run else ""
+    print(f"{args.file}: {t.temakode} {t.title}{dry}: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
 
@@ -97,13 +130,22 @@ def add_parser(sub, database_url, progress) -> None:
     p.set_defaults(resolve_database_url=database_url, make_progress=progress)
     geofa = p.add_subparsers(dest="action", required=True)
 
-    e = geofa.add_parser("export", help="write the register as a GeoFA exchange file")
+    e = geofa.add_parser("export", help="write a theme's register as a GeoFA exchange file")
     e.add_argument("out")
+    e.add_argument("--tema", type=int, help="the GeoFA temakode (default: the first theme)")
     e.add_argument("--format", choices=["geojson", "gml", "gpkg", "shp"], default="geojson")
     e.add_argument("--profil", choices=["ly", "geofa"], default="ly",
                    help="geofa: exactly GeoFA's attributes; ly: also Ly's own (default)")
     e.add_argument("--kommune", type=int, action="append", default=[])
     e.set_defaults(func=cmd_export)
+
+    i = geofa.add_parser("import", help="write a GeoFA exchange file into a theme's register "
+                                        "(new versions where it differs; all or nothing)")
+    i.add_argument("file", help="GeoJSON, GML, GeoPackage or Shapefile (EPSG:25832)")
+    i.add_argument("--tema", type=int, help="the GeoFA temakode (default: what the file says)")
+    i.add_argument("--dry-run", action="store_true", help="count the changes, store nothing")
+    i.add_argument("--subjekt", default="ly-geofa-import", help="who is importing (audit)")
+    i.set_defaults(func=cmd_import)
 
     s = geofa.add_parser("standin", help="serve a local GeoFA stand-in (SQL API and WFS)")
     s.add_argument("--kommune", type=int, action="append", required=True,
