@@ -1,20 +1,33 @@
 """Map pages: `/kort` (the country) and `/kort?kommune=101` (one municipality).
 
+One layer per theme of the registry (`datamodel.themes`): points in marker clusters, areas as
+polygons, each listed in the layer control under the theme's Danish title and drawn in the
+theme's colour; beneath them a choropleth of the default theme's coverage per municipality
+(`loaders.reports`). Everything a layer shows comes from the theme's descriptor: the popup's
+heading is the theme's `label`, its rows the attributes the viewer may read, the filters one
+per coded attribute of the theme's own (GeoFA/FKG generic ones left out), the colours one per
+code of the attribute the viewer colours by ("Farv efter"; the theme's colour is one choice).
+
 The page is built with folium (Leaflet) on the server and works without internet: Leaflet and
 Leaflet.markercluster are vendored under `/static/vendor/` (see its README) and folium is told
 to load them from there instead of its CDNs; nothing else is loaded from outside but the
-basemap tiles, and without them the page still shows the shelters and the choropleth.
+basemap tiles, and without them the page still shows the objects and the choropleth.
 
 What the page shows is read through `acting(request)`, so row-level security decides: the
-public sees the public shelters with their public attributes (no condition), signed-in actors
-what their roles let them see. The shelters are embedded in the page as GeoJSON (at most
-`LY_MAP_MAX_FEATURES`; past that the page says how many it leaves out). For registers too large
-to embed, the page would load the shelters from the vector tiles endpoint
-(`/collections/beskyttelsesrum/tiles/WebMercatorQuad/{z}/{y}/{x}`) with a Leaflet vector-tile
-plugin instead of the embedded GeoJSON; the filters would then become tile-layer styles.
+public reads each theme's public views (public objects, public attributes), signed-in actors
+what their roles let them see. Personal attributes (a theme's `personal_fields`: contact
+persons and their phone numbers) are never put on a map, for anyone: a page embeds thousands
+of objects, and an authority that may read them finds them on the object's own page. Themes
+with a validity period show the objects whose period has not ended. Each theme's objects are
+embedded as GeoJSON (at most `LY_MAP_MAX_FEATURES` per theme; past that the page says how
+many it leaves out). For registers too large to embed, the page would load the objects from a
+theme's vector tiles (`/collections/{collectionId}/tiles/WebMercatorQuad/{z}/{y}/{x}`) with a
+Leaflet vector-tile plugin instead; the filters would then become tile-layer styles.
 
-Filters: type and condition are applied in the browser (instantly, without the server);
-the municipality is a server-side choice (`?kommune=`) that embeds only its shelters.
+Filters and colours are applied in the browser (instantly, without the server); a filter is
+`?{collectionId}.{attribute}=code` (or `?{attribute}=code` for every theme that has it), the
+colour `?{collectionId}.farve={attribute}` (or `?farve=`; `tema` is the theme's colour). The
+municipality is a server-side choice (`?kommune=`) that embeds only its objects.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import folium
@@ -35,9 +49,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from datamodel import crs as crsmod
-from datamodel import query
+from datamodel import query, themes
 from datamodel.codelists import load_codelists
-from datamodel.fields import FIELDS_BY_NAME
+from datamodel.fields import AENDRINGSAARSAG, BELIGGENHEDSKOMMUNE, Field, Origin, generic_fields
+from datamodel.themes import Theme
 from loaders import reports as figures
 from service import params
 from service.auth import current_actor
@@ -47,20 +62,27 @@ from service.http import html_response, url
 
 router = APIRouter(tags=["Kort"])
 
-MAP_PARAMS = {"kommune", "beskyt_rum_kode", "egnethed_kode", "farve"}
 DENMARK_BOUNDS = [[54.55, 8.05], [57.76, 15.2]]
-#: Attributes a popup may show, in order; each viewer gets those it may read.
-POPUP_FIELDS = (
-    "navn", "beskyt_rum", "undertype", "pladser", "pladser_verificeret", "vejnavn", "husnr",
-    "postnr", "postnr_by", "beliggenhedskommune", "funktionsstatus", "klargjort",
-    "trinfri_adgang", "egnethed", "beskyt_rum_anvendelse", "offentlig", "cvr_navn",
-)
-#: Codes the page filters and colours by (besides the texts above).
-CODE_FIELDS = ("beskyt_rum_kode", "egnethed_kode", "funktionsstatus_kode")
+#: "Farv efter" the theme's own colour.
+THEME_COLOUR = "tema"
+COLOUR_PARAM = "farve"
+#: The FKG generic attributes (fkg.generel): no filters on them, and no popup rows but these.
+GENERIC = frozenset(f.name for f in generic_fields())
+#: Generic attributes a popup shows last, for those who may read them.
+POPUP_GENERIC = (BELIGGENHEDSKOMMUNE.name, "off_kode", "cvr_kode")
+#: Bookkeeping no popup shows (besides the generic attributes and the system's).
+POPUP_SKIPPED = frozenset({AENDRINGSAARSAG.name, "link", "vejkode"})
+#: d_basis_funktionsstatus codes drawn as no longer in use (5 Lukket, 6 Fjernet).
+STATUS_CODELIST, INACTIVE_STATUS = "d_basis_funktionsstatus", (5, 6)
 
-TYPE_COLOURS = {1: "#d7301f", 2: "#2166ac", 3: "#1b7837", 8: "#762a83", 9: "#737373"}
-EGNETHED_COLOURS = {1: "#1a9850", 2: "#fdae61", 3: "#d73027", 9: "#9e9e9e"}
-#: Choropleth classes (light to dark, YlGnBu), the colour for 0 places and for no population.
+#: Colours of codes, in a code list's order (a code "Ukendt" or "Ikke vurderet" is grey); a
+#: code list value may name its own (`farve`). qgis/make_project.py uses the same (a test
+#: keeps them equal).
+PALETTE = ("#d7301f", "#2166ac", "#1b7837", "#762a83", "#e08214", "#01665e", "#c51b7d",
+           "#8c510a", "#4d9221", "#35978f", "#b2182b", "#5e3c99")
+UNKNOWN_COLOUR = "#737373"
+UNKNOWN_TEXTS = frozenset({"ukendt", "ikke vurderet", "ikke udfyldt", "ved ikke"})
+#: Choropleth classes (light to dark, YlGnBu), the colour for 0 and for no population.
 CHOROPLETH_COLOURS = ["#c7e9b4", "#7fcdbb", "#41b6c4", "#2c7fb8", "#253494"]
 ZERO_COLOUR, NO_DATA_COLOUR = "#ffffcc", "#d9d9d9"
 
@@ -73,6 +95,90 @@ DATAFORSYNINGEN_ATTRIBUTION = ('Skærmkort &copy; <a href="https://dataforsyning
 
 VENDOR = Path(__file__).parent / "static" / "vendor"
 _MAP_CRS = dataclasses.replace(crsmod.DEFAULT, decimals=6)  # 0.1 m is plenty for a map
+_CSS_COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
+
+
+# --- what a theme shows on a map ------------------------------------------------------------
+
+def code_colours(codelist: str) -> dict[int, str]:
+    """The colour of each code of a code list on maps (and in QGIS)."""
+    out: dict[int, str] = {}
+    i = 0
+    for c in load_codelists()[codelist].values:
+        own = c.extra.get("farve")
+        if isinstance(own, str) and _CSS_COLOUR.match(own):
+            out[c.kode] = own
+        elif c.tekst.strip().lower() in UNKNOWN_TEXTS:
+            out[c.kode] = UNKNOWN_COLOUR
+        else:
+            out[c.kode] = PALETTE[i % len(PALETTE)]
+            i += 1
+    return out
+
+
+def filter_fields(theme: Theme, public: bool) -> list[Field]:
+    """The coded attributes of a theme's own an audience may filter and colour by."""
+    visible = {f.name for f in theme.audience_fields(public)}
+    return [f for f in theme.coded_fields
+            if f.name in visible and f.name not in GENERIC and not f.personal]
+
+
+def primary_field(theme: Theme) -> Field | None:
+    """What a theme is coloured by unless the viewer chooses: its first public coded
+    attribute (None: the theme's colour)."""
+    fields = filter_fields(theme, public=True)
+    return fields[0] if fields else None
+
+
+def popup_fields(theme: Theme, public: bool) -> list[str]:
+    """Output names a popup shows, in order: the theme's own attributes (a coded one by its
+    text), then where it lies and, for authorities, its visibility and responsible authority.
+    Never the personal attributes, identifiers or bookkeeping."""
+    visible = {f.name for f in theme.audience_fields(public)}
+    own: list[str] = []
+    tail: dict[str, str] = {}
+    for f in theme.fields:
+        if (f.name not in visible or f.personal or f.origin is Origin.SYSTEM
+                or f.type == "uuid" or f.name in POPUP_SKIPPED):
+            continue
+        shown = f.twin or f.name
+        if f.name in POPUP_GENERIC:
+            tail[f.name] = shown
+        elif f.name not in GENERIC:
+            own.append(shown)
+    return own + [tail[n] for n in POPUP_GENERIC if n in tail]
+
+
+def map_properties(theme: Theme, public: bool) -> list[str]:
+    """What the page embeds of each object: the popup's attributes, the label, the codes it
+    filters and colours by, and the validity period (never a personal attribute)."""
+    names = popup_fields(theme, public)
+    extra = [theme.label, *[f.name for f in filter_fields(theme, public)],
+             *(theme.validity or ())]
+    status = _status_field(theme, public)
+    if status:
+        extra.append(status)
+    available = set(theme.property_columns(public)) - {f.name for f in theme.personal_fields}
+    for name in extra:
+        if name not in names:
+            names.append(name)
+    return [n for n in names if n in available]
+
+
+def _status_field(theme: Theme, public: bool) -> str | None:
+    visible = {f.name for f in theme.audience_fields(public)}
+    return next((f.name for f in theme.coded_fields
+                 if f.codelist == STATUS_CODELIST and f.name in visible), None)
+
+
+def _title(theme: Theme, name: str) -> str:
+    """The Danish title of an output name (a text twin has its code's title)."""
+    if name in theme.fields_by_name:
+        return theme.fields_by_name[name].title
+    for f in theme.coded_fields:
+        if f.twin == name:
+            return f.title
+    return name
 
 
 # --- folium, served from /static ------------------------------------------------------------
@@ -204,46 +310,135 @@ def _int_param(request: Request, name: str) -> int | None:
         raise bad_request(name, f"{raw!r} is not an integer") from None
 
 
-def _check_code(value: int | None, name: str, codelist: str) -> None:
-    if value is not None and value not in load_codelists()[codelist].all_codes():
-        raise bad_request(name, f"{value} is not a code of {codelist}")
+def _known_params() -> set[str]:
+    names = {"kommune", COLOUR_PARAM}
+    for t in themes.all_themes():
+        names.add(f"{t.collection_id}.{COLOUR_PARAM}")
+        for f in filter_fields(t, public=False):
+            names |= {f.name, f"{t.collection_id}.{f.name}"}
+    return names
 
 
-def _shelters_sql(props: list[str], public: bool, kommune: int | None, cap: int):
-    where = sql.SQL("TRUE") if kommune is None else sql.SQL("t.beliggenhedskommune = %s")
+def _code(value: int, name: str, f: Field) -> int:
+    if value not in load_codelists()[f.codelist].all_codes():
+        raise bad_request(name, f"{value} is not a code of {f.codelist}")
+    return value
+
+
+def _not_public(name: str, title: str) -> Problem:
+    return Problem(400, f"{name}: the public may not filter on {title}",
+                   kind="invalid-parameter",
+                   errors=[{"field": name, "detail": "not an attribute the public may read"}])
+
+
+@dataclasses.dataclass
+class Choice:
+    """What the viewer asked of one theme's layer: code filters and the colour."""
+
+    filters: dict[str, int]
+    colour: str  # an attribute name, or THEME_COLOUR
+
+
+def choices(request: Request, public: bool) -> dict[str, Choice]:
+    """Each theme's filters and colour from the query, checked: codes of the attribute's code
+    list, attributes the viewer may read."""
+    shown = list(themes.all_themes())
+    out = {}
+    for t in shown:
+        primary = primary_field(t)
+        out[t.collection_id] = Choice({}, primary.name if primary else THEME_COLOUR)
+    for t in shown:  # {collectionId}.{attribute}: one theme
+        for f in filter_fields(t, public=False):
+            name = f"{t.collection_id}.{f.name}"
+            value = _int_param(request, name)
+            if value is not None:
+                if f not in filter_fields(t, public):
+                    raise _not_public(name, f.title)
+                out[t.collection_id].filters[f.name] = _code(value, name, f)
+    unqualified = {f.name for t in shown for f in filter_fields(t, public=False)}
+    for name in sorted(unqualified):  # {attribute}: every theme that has it
+        value = _int_param(request, name)
+        if value is None:
+            continue
+        readable = [(t, f) for t in shown for f in filter_fields(t, public) if f.name == name]
+        if not readable:
+            title = next(f.title for t in shown for f in filter_fields(t, False)
+                         if f.name == name)
+            raise _not_public(name, title)
+        for t, f in readable:
+            out[t.collection_id].filters.setdefault(f.name, _code(value, name, f))
+    for name in [COLOUR_PARAM] + [f"{t.collection_id}.{COLOUR_PARAM}" for t in shown]:
+        raw = request.query_params.get(name)
+        if not raw:
+            continue
+        targets = shown if name == COLOUR_PARAM else \
+            [t for t in shown if name == f"{t.collection_id}.{COLOUR_PARAM}"]
+        matched = False
+        for t in targets:
+            if raw == THEME_COLOUR:
+                out[t.collection_id].colour = THEME_COLOUR
+                matched = True
+                continue
+            for f in filter_fields(t, public):
+                if raw in (f.name, f.twin):
+                    out[t.collection_id].colour = f.name
+                    matched = True
+        if not matched:
+            allowed = sorted({THEME_COLOUR} | {f.name for t in targets
+                                               for f in filter_fields(t, public)})
+            raise bad_request(name, "must be one of " + ", ".join(allowed))
+    return out
+
+
+def _features_sql(theme: Theme, props: list[str], public: bool, kommune: int | None,
+                  now: datetime, cap: int | None):
+    """The objects of a theme a page shows (`cap + 1` of them), or (cap None) their count."""
+    q = query.ItemsQuery(
+        public=public, theme=theme,
+        equals={BELIGGENHEDSKOMMUNE.name: kommune} if kommune is not None else {},
+        datetime_range=(now, None) if theme.validity else None)
+    where, args = query.where_clause(q)
+    view = query.views(public, theme)[0]
+    if cap is None:
+        return sql.SQL("SELECT count(*) FROM {v} t WHERE {w}").format(v=view, w=where), args
     stmt = sql.SQL("SELECT {f} FROM {v} t WHERE {w} ORDER BY t.objekt_id LIMIT %s").format(
-        f=query.feature_expr(_MAP_CRS, props), v=query.views(public)[0], w=where)
-    return stmt, ([kommune] if kommune is not None else []) + [cap + 1]
+        f=query.feature_expr(_MAP_CRS, props), v=view, w=where)
+    return stmt, args + [cap + 1]
 
 
-@router.get("/kort", summary="Kort over beskyttelsesrum (HTML)", response_class=Response,
+@dataclasses.dataclass
+class MapLayer:
+    """One theme on a page."""
+
+    theme: Theme
+    choice: Choice
+    properties: list[str]
+    features_json: str
+    shown: int
+    total: int
+
+    @property
+    def capped(self) -> bool:
+        return self.total > self.shown
+
+
+@router.get("/kort", summary="Kort over Lys temaer (HTML)", response_class=Response,
             responses={200: {"content": {"text/html": {}}},
                        400: {"description": "Invalid parameter"},
                        404: {"description": "No such municipality"}})
 async def map_page(request: Request) -> Response:
-    params.check_known(request, MAP_PARAMS)
+    params.check_known(request, _known_params())
     actor = await current_actor(request)
     public = actor.public
     kommune = _int_param(request, "kommune")
     if kommune is not None and not 100 <= kommune <= 999:
         raise bad_request("kommune", "a municipality code has three digits (e.g. 101)")
-    type_code = _int_param(request, "beskyt_rum_kode")
-    egnethed = _int_param(request, "egnethed_kode")
-    _check_code(type_code, "beskyt_rum_kode", "d_6101_beskyt_rum")
-    if egnethed is not None and public:
-        raise Problem(400, "egnethed_kode: the public may not filter on the condition of "
-                      "shelters", kind="invalid-parameter",
-                      errors=[{"field": "egnethed_kode",
-                               "detail": "not an attribute the public may read"}])
-    _check_code(egnethed, "egnethed_kode", "d_ly_egnethed")
-    farve = request.query_params.get("farve") or "type"
-    if farve not in ("type", "egnethed") or (public and farve != "type"):
-        raise bad_request("farve", "must be type" + ("" if public else " or egnethed"))
+    chosen = choices(request, public)
 
     settings = request.app.state.settings
-    available = set(query.audience_properties(public))
-    props = [p for p in (*POPUP_FIELDS, *CODE_FIELDS) if p in available]
     cap = settings.map_max_features
+    now = datetime.now(timezone.utc)
+    layers: list[MapLayer] = []
     async with acting(request) as conn:
         selected = None
         if kommune is not None:
@@ -252,49 +447,81 @@ async def map_page(request: Request) -> Response:
                 raise not_found(f"Kommunen {kommune}")
         rows = await figures.run_async(
             conn, figures.kommune_rows_steps(public, geometry_tolerance=150.0))
-        stmt, args = _shelters_sql(props, public, kommune, cap)
-        features = [r[0] for r in await (await conn.execute(stmt, args)).fetchall()]
-        total = len(features)
-        if total > cap:
-            features = features[:cap]
-            count_stmt = sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(
-                query.views(public)[0],
-                sql.SQL("TRUE") if kommune is None else sql.SQL("t.beliggenhedskommune = %s"))
-            total = (await (await conn.execute(
-                count_stmt, [kommune] if kommune is not None else [])).fetchone())[0]
-    shelters_json = embed_features(features)
+        for theme in themes.all_themes():
+            props = map_properties(theme, public)
+            stmt, args = _features_sql(theme, props, public, kommune, now, cap)
+            features = [r[0] for r in await (await conn.execute(stmt, args)).fetchall()]
+            total = len(features)
+            if total > cap:
+                features = features[:cap]
+                stmt, args = _features_sql(theme, props, public, kommune, now, None)
+                total = (await (await conn.execute(stmt, args)).fetchone())[0]
+            layers.append(MapLayer(theme, chosen[theme.collection_id], props,
+                                   embed_features(features), len(features), total))
 
-    build = _MapBuild(request, public=public, rows=rows, kommune=kommune,
-                      initial={"beskyt_rum_kode": type_code, "egnethed_kode": egnethed})
+    build = _MapBuild(request, public=public, rows=rows, kommune=kommune, layers=layers)
     parts = await run_in_threadpool(build.render)
-    codelists = load_codelists()
     return html_response(
         request, "map.html", map_header=parts["header"], map_html=parts["html"],
-        map_script=parts["script"], shelters_json=shelters_json, public=public,
-        shown_max=len(features), total=total, capped=total > len(features),
+        map_script=parts["script"], public=public, layers=[_panel(x, public) for x in layers],
+        colour_rules=_colour_rules(layers, public), theme_colour=THEME_COLOUR,
         kommune=kommune, kommune_navn=selected[0] if selected else None,
         kommuner=[(r.kommunekode, r.navn) for r in sorted(rows, key=lambda r: r.navn)],
-        types=[(c.kode, c.tekst, TYPE_COLOURS.get(c.kode, "#737373"))
-               for c in codelists["d_6101_beskyt_rum"].values],
-        egnetheder=[(c.kode, c.tekst, EGNETHED_COLOURS.get(c.kode, "#9e9e9e"))
-                    for c in codelists["d_ly_egnethed"].values],
-        type_code=type_code, egnethed=egnethed, farve=farve, basemap=settings.basemap,
-        population=figures.population(),
+        basemap=settings.basemap, population=figures.population(),
     )
 
 
+def _panel(layer: MapLayer, public: bool) -> dict:
+    """What the page's panel shows of a layer: counts, filters, colour choices, legends."""
+    t = layer.theme
+    codelists = load_codelists()
+    filters = []
+    for f in filter_fields(t, public):
+        colours = code_colours(f.codelist)
+        filters.append({
+            "name": f.name, "title": f.title, "param": f"{t.collection_id}.{f.name}",
+            "selected": layer.choice.filters.get(f.name),
+            "codes": [(c.kode, c.tekst, colours[c.kode]) for c in codelists[f.codelist].values]})
+    return {
+        "id": t.collection_id, "title": t.title, "colour": t.colour, "area": t.is_area,
+        "validity": t.validity is not None, "shown": layer.shown, "total": layer.total,
+        "capped": layer.capped, "features_json": layer.features_json, "filters": filters,
+        "colour_by": layer.choice.colour,
+        "colour_param": f"{t.collection_id}.{COLOUR_PARAM}",
+        "open": bool(layer.choice.filters) or layer.choice.colour != (
+            primary_field(t).name if primary_field(t) else THEME_COLOUR),
+    }
+
+
+def _colour_rules(layers: list[MapLayer], public: bool) -> list[tuple[str, str]]:
+    """(CSS selector, colour) of every layer's colour choices: the page switches between
+    them with a class on the map, without touching the objects."""
+    rules = []
+    for layer in layers:
+        t = layer.theme
+        rules.append((f".ly-colour-{t.collection_id}-{THEME_COLOUR} .ly-obj.ly-t-{t.collection_id}",
+                      t.colour))
+        for f in filter_fields(t, public):
+            for kode, colour in code_colours(f.codelist).items():
+                rules.append((f".ly-colour-{t.collection_id}-{f.name} "
+                              f".ly-obj.ly-t-{t.collection_id}.ly-c-{f.name}-{kode}", colour))
+    return rules
+
+
 class _MapBuild:
-    """The folium map of a page: basemaps, choropleth, shelter clusters, layer control."""
+    """The folium map of a page: basemaps, choropleth, one layer per theme, layer control."""
 
     def __init__(self, request: Request, *, public: bool, rows, kommune: int | None,
-                 initial: dict):
+                 layers: list[MapLayer]):
         self.request = request
         self.settings = request.app.state.settings
         self.public = public
         self.rows = rows
         self.kommune = kommune
-        self.initial = initial
+        self.layers = layers
         self.assets = _local_assets(request)
+        self.coverage = themes.default()  # the theme whose figures loaders.reports computes
+        self.figure = self.coverage.figures[0].title if self.coverage.figures else "Antal"
 
     def _basemaps(self, m: folium.Map) -> list[str]:
         layers = []
@@ -326,7 +553,7 @@ class _MapBuild:
                 "properties": {
                     "kommunekode": r.kommunekode, "navn": r.navn,
                     "folketal": _num(f.folketal), "antal": _num(f.antal),
-                    "pladser": _num(f.pladser_daekning),
+                    "daekning": _num(f.pladser_daekning),
                     "pr_1000": _num(f.pladser_pr_1000, 1),
                     "fill": class_colour(f.pladser_pr_1000, breaks),
                 },
@@ -339,9 +566,10 @@ class _MapBuild:
                 "color": "#555555", "weight": 0.6},
             highlight_function=lambda feat: {"weight": 2.5, "color": "#000000"},
             tooltip=folium.GeoJsonTooltip(
-                fields=["navn", "folketal", "antal", "pladser", "pr_1000"],
-                aliases=["Kommune", "Folketal", "Beskyttelsesrum", "Pladser (dækning)",
-                         "Pladser pr. 1.000 indbyggere"], sticky=True),
+                fields=["navn", "folketal", "antal", "daekning", "pr_1000"],
+                aliases=["Kommune", "Folketal", self.coverage.title,
+                         f"{self.figure} (dækning)",
+                         f"{self.figure} pr. 1.000 indbyggere"], sticky=True),
             zoom_on_click=False,
         )
         layer.add_to(m)
@@ -353,11 +581,50 @@ class _MapBuild:
             f'<li><span class="swatch" style="background:{c}"></span>{html.escape(t)}</li>'
             for c, t in legend_classes(breaks))
         return (
-            '<h3>Pladser pr. 1.000 indbyggere</h3>'
+            f'<h3>{html.escape(self.figure)} pr. 1.000 indbyggere</h3>'
             f'<ul>{items}</ul>'
-            '<p class="src">Pladser i beskyttelsesrum, der ikke er planlagt, under anlæg, '
+            f'<p class="src">{html.escape(self.figure)} i '
+            f'{html.escape(self.coverage.title.lower())}, der ikke er planlagt, under anlæg, '
             'lukket eller fjernet, blandt dem du kan se. Folketal: '
             f'{html.escape(pop.source)} {html.escape(pop.period)}.</p>')
+
+    def _theme_layer(self, m: folium.Map, layer: MapLayer):
+        t = layer.theme
+        name = (f'<span class="ly-swatch ly-swatch-{"area" if t.is_area else "point"}" '
+                f'style="--ly-colour:{html.escape(t.colour)}"></span> {html.escape(t.title)}')
+        if t.is_area:
+            group = folium.FeatureGroup(name=name)
+        else:
+            group = MarkerCluster(name=name, options={
+                "showCoverageOnHover": False, "chunkedLoading": True, "maxClusterRadius": 60,
+                "disableClusteringAtZoom": 16, "spiderfyOnMaxZoom": True})
+            group.default_js = self.assets["cluster_js"]
+            group.default_css = self.assets["cluster_css"]
+        group.add_to(m)
+        return group
+
+    def _layer_options(self, layer: MapLayer) -> dict:
+        t = layer.theme
+        primary = primary_field(t)
+        fig = next((f for f in t.figures if f.field in layer.properties), None)
+        return {
+            "id": t.collection_id, "title": t.title, "colour": t.colour, "area": t.is_area,
+            "label": t.label, "fallback": primary.twin if primary and primary.twin else None,
+            "figure": {"field": fig.field, "title": fig.title.lower()} if fig else None,
+            "fields": popup_fields(t, self.public),
+            "labels": {n: _title(t, n) for n in layer.properties},
+            "dates": [n for n in layer.properties if n in t.fields_by_name
+                      and t.fields_by_name[n].type in ("date", "date-time")],
+            "numbers": [n for n in layer.properties if n in t.fields_by_name
+                        and t.fields_by_name[n].type in ("integer", "number")
+                        and not t.fields_by_name[n].codelist],
+            "filters": [f.name for f in filter_fields(t, self.public)],
+            "status": _status_field(t, self.public), "inactive": list(INACTIVE_STATUS),
+            "colourBy": layer.choice.colour, "defaultColour": (
+                primary.name if primary else THEME_COLOUR),
+            "initial": layer.choice.filters,
+            "itemUrl": url(self.request, f"/collections/{t.collection_id}/items/"),
+        }
 
     def render(self) -> dict[str, str]:
         a = self.assets
@@ -379,26 +646,22 @@ class _MapBuild:
             m.fit_bounds([[min(ys), min(xs)], [max(ys), max(xs)]])
         else:
             m.fit_bounds(DENMARK_BOUNDS)
-        cluster = MarkerCluster(name="Beskyttelsesrum", options={
-            "showCoverageOnHover": False, "chunkedLoading": True, "maxClusterRadius": 60,
-            "disableClusteringAtZoom": 16, "spiderfyOnMaxZoom": True})
-        cluster.default_js = a["cluster_js"]
-        cluster.default_css = a["cluster_css"]
-        cluster.add_to(m)
+        # Areas first (beneath), points on top.
+        ordered = sorted(self.layers, key=lambda x: not x.theme.is_area)
+        groups = {x.theme.collection_id: self._theme_layer(m, x) for x in ordered}
         folium.LayerControl(position="topright", collapsed=False).add_to(m)
-        labels = {name: _label(name) for name in POPUP_FIELDS}
         options = {
-            "fields": [p for p in POPUP_FIELDS if p in query.audience_properties(self.public)],
-            "labels": labels,
-            "itemUrl": url(self.request, "/collections/beskyttelsesrum/items/"),
+            "layers": [self._layer_options(x) for x in self.layers],
             "kommuner": {str(r.kommunekode): r.navn for r in self.rows},
-            "basemaps": [],
-            "initial": self.initial,
+            "themeColour": THEME_COLOUR,
+            "colourParam": COLOUR_PARAM,
             "public": self.public,
         }
         code = (
-            f"LyMap.init({m.get_name()}, {cluster.get_name()}, {{"
+            f"LyMap.init({m.get_name()}, {{"
             f"options: {_js(options)}, "
+            "groups: {" + ", ".join(f"{_js(cid)}: {g.get_name()}"
+                                     for cid, g in groups.items()) + "}, "
             f"basemaps: [{', '.join(basemaps)}], "
             f"choropleth: {choropleth.get_name()}, "
             f"legendHtml: {_js(self._legend_html(breaks))}}});")
@@ -410,15 +673,6 @@ class _MapBuild:
         # its own, accessible one.
         header = re.sub(r'<meta name="viewport"[^>]*>', "", root.header.render())
         return {"header": header, "html": root.html.render(), "script": root.script.render()}
-
-
-def _label(name: str) -> str:
-    if name in FIELDS_BY_NAME:
-        return FIELDS_BY_NAME[name].title
-    for f in FIELDS_BY_NAME.values():
-        if f.twin == name:
-            return f.title
-    return name
 
 
 def _coords(geometry: dict) -> tuple[list[float], list[float]]:

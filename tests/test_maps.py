@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from datamodel import themes
 from tests.conftest import SAMS_CVR, query, token
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -109,12 +110,18 @@ def browser(tmp_path_factory):
     b.close()
 
 
+SHELTERS = themes.get("beskyttelsesrum")
+S = SHELTERS.collection_id
+
+
 def _count(db: str, where: str, params=None) -> int:
-    return query(db, f"SELECT count(*) FROM ly.t_6101_beskyt_rum WHERE {where}", params)[0][0]
+    return query(db, f"SELECT count(*) FROM ly.{SHELTERS.current_view} WHERE {where}",
+                 params)[0][0]
 
 
-def _shown(browser: Browser) -> int:
-    return int(browser.js("document.getElementById('ly-shown').getAttribute('data-count')"))
+def _shown(browser: Browser, theme: str = S) -> int:
+    return int(browser.js(f"document.getElementById('ly-shown-{theme}')"
+                          ".getAttribute('data-count')"))
 
 
 def _select(browser: Browser, element_id: str, value: str) -> None:
@@ -122,15 +129,17 @@ def _select(browser: Browser, element_id: str, value: str) -> None:
                f"s.value = {json.dumps(value)}; s.dispatchEvent(new Event('change')); }})()")
 
 
-def _open_a_popup(browser: Browser) -> str:
-    """Zoom to the first shown shelter, open its popup, and return the popup's text."""
-    return browser.js("""new Promise(done => {
-        const m = window.lyMap.cluster.getLayers()[0];
-        window.lyMap.cluster.zoomToShowLayer(m, () => {
+def _open_a_popup(browser: Browser, theme: str = S) -> str:
+    """Zoom to the first shown object of a point theme, open its popup, and return the
+    popup's text."""
+    return browser.js(f"""new Promise(done => {{
+        const group = window.lyMap.layers[{json.dumps(theme)}].group;
+        const m = group.getLayers()[0];
+        group.zoomToShowLayer(m, () => {{
             m.openPopup();
             setTimeout(() => done(document.querySelector('.ly-popup').innerText), 100);
-        });
-    })""")
+        }});
+    }})""")
 
 
 def test_public_map_shows_shelters_clusters_legend_and_filters(browser, live_ro,
@@ -140,12 +149,12 @@ def test_public_map_shows_shelters_clusters_legend_and_filters(browser, live_ro,
     public = _count(shared_db_url, "off_kode = 1")
     assert public > 0
     assert _shown(browser) == public
-    assert browser.js("window.lyMap.cluster.getLayers().length") == public
+    assert browser.js(f"window.lyMap.layers.{S}.group.getLayers().length") == public
     # Shelters in the DOM: at this zoom as clusters, plus any that stand alone.
-    clusters = browser.js("document.querySelectorAll('.marker-cluster').length")
-    singles = browser.js("document.querySelectorAll('.ly-shelter').length")
+    clusters = browser.js(f"document.querySelectorAll('.marker-cluster.ly-t-{S}').length")
+    singles = browser.js(f"document.querySelectorAll('.ly-point.ly-t-{S}').length")
     assert clusters > 0, "no marker clusters at the national zoom"
-    cluster_total = browser.js("[...document.querySelectorAll('.marker-cluster')]"
+    cluster_total = browser.js(f"[...document.querySelectorAll('.marker-cluster.ly-t-{S}')]"
                                ".reduce((n, c) => n + Number(c.innerText), 0)")
     assert cluster_total + singles == public
     # The choropleth and its legend; the basemap is unreachable here, and the page says so.
@@ -155,25 +164,29 @@ def test_public_map_shows_shelters_clusters_legend_and_filters(browser, live_ro,
                                 ".length")
     assert municipalities >= 99
     assert browser.js("document.getElementById('ly-basemap-note').hidden") is False
-    # A layer switcher with the basemaps and the overlays, in Danish.
+    # A layer switcher with the basemaps and the overlays, in Danish: one per theme.
     control = browser.js("document.querySelector('.leaflet-control-layers').innerText")
     for name in ("OpenStreetMap", "Intet baggrundskort", "Dækning pr. kommune",
-                 "Beskyttelsesrum"):
+                 *(t.title for t in themes.all_themes())):
         assert name in control
-    # The public may not filter or colour by condition.
-    assert browser.js("document.getElementById('filter-egnethed')") is None
+    # Coloured by type unless asked; the public may not filter or colour by condition.
+    assert browser.js(f"document.querySelector('.folium-map').classList"
+                      f".contains('ly-colour-{S}-beskyt_rum_kode')")
+    assert browser.js(f"document.getElementById('filter-{S}-egnethed_kode')") is None
+    assert "egnethed_kode" not in browser.js(
+        f"[...document.getElementById('colour-{S}').options].map(o => o.value).join()")
     target = output_dir / "map-national-public.png"
     assert browser.screenshot(target)[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Filter: Betondækningsgrav (type 3).
-    _select(browser, "filter-type", "3")
+    _select(browser, f"filter-{S}-beskyt_rum_kode", "3")
     expected = _count(shared_db_url, "off_kode = 1 AND beskyt_rum_kode = 3")
     assert 0 < expected < public
     assert _shown(browser) == expected
-    assert browser.js("window.lyMap.cluster.getLayers().length") == expected
-    assert browser.js("window.lyMap.cluster.getLayers()"
+    assert browser.js(f"window.lyMap.layers.{S}.group.getLayers().length") == expected
+    assert browser.js(f"window.lyMap.layers.{S}.group.getLayers()"
                       ".every(m => m.lyProps.beskyt_rum_kode === 3)")
-    assert "beskyt_rum_kode=3" in browser.js("location.search")
+    assert f"{S}.beskyt_rum_kode=3" in browser.js("location.search")
     browser.screenshot(output_dir / "map-national-public-betondaekningsgrav.png")
 
     # A popup holds public attributes only.
@@ -193,16 +206,19 @@ def test_municipality_map_for_the_national_admin(browser, live_ro, shared_db_url
         assert _shown(browser) == total
         # Coloured by condition: the legend for it is shown, the one for type hidden.
         assert browser.js("document.querySelector('.folium-map').classList"
-                          ".contains('ly-colour-egnethed')")
-        assert browser.js("document.querySelector('[data-legend=egnethed]').hidden") is False
-        assert browser.js("document.querySelector('[data-legend=type]').hidden") is True
+                          f".contains('ly-colour-{S}-egnethed_kode')")
+        assert browser.js(f"document.querySelector('[data-legend={S}]"
+                          "[data-mode=egnethed_kode]').hidden") is False
+        assert browser.js(f"document.querySelector('[data-legend={S}]"
+                          "[data-mode=beskyt_rum_kode]').hidden") is True
+        assert f"{S}.farve=egnethed_kode" in browser.js("location.search")
 
-        _select(browser, "filter-egnethed", "3")
+        _select(browser, f"filter-{S}-egnethed_kode", "3")
         unsuitable = _count(shared_db_url, "beliggenhedskommune = %s AND egnethed_kode = 3",
                             [KBH])
         assert _shown(browser) == unsuitable
-        _select(browser, "filter-egnethed", "")
-        _select(browser, "filter-type", "3")
+        _select(browser, f"filter-{S}-egnethed_kode", "")
+        _select(browser, f"filter-{S}-beskyt_rum_kode", "3")
         assert _shown(browser) == _count(
             shared_db_url, "beliggenhedskommune = %s AND beskyt_rum_kode = 3", [KBH])
         text = _open_a_popup(browser)
@@ -226,8 +242,12 @@ def test_map_page_loads_nothing_from_outside(anon_client):
     ("/kort?kommune=999", 404, None),
     ("/kort?kommune=abc", 400, "kommune"),
     ("/kort?beskyt_rum_kode=7", 400, "beskyt_rum_kode"),
+    ("/kort?beskyttelsesrum.beskyt_rum_kode=x", 400, "beskyttelsesrum.beskyt_rum_kode"),
     ("/kort?egnethed_kode=1", 400, "egnethed_kode"),  # the public may not see condition
+    ("/kort?beskyttelsesrum.egnethed_kode=1", 400, "beskyttelsesrum.egnethed_kode"),
     ("/kort?farve=egnethed", 400, "farve"),
+    ("/kort?beskyttelsesrum.farve=pladser", 400, "beskyttelsesrum.farve"),
+    ("/kort?beskyttelsesrum.navn=1", 400, "beskyttelsesrum.navn"),
     ("/kort?zoom=3", 400, "zoom"),
 ])
 def test_map_page_bad_parameters_are_problems(anon_client, path, status, field):
@@ -274,8 +294,8 @@ def test_a_dataforsyningen_basemap_needs_a_token():
 def test_the_page_says_when_it_leaves_shelters_out(anon_client, shared_db_url):
     page = _page_with(anon_client, map_max_features=50)
     public = _count(shared_db_url, "off_kode = 1")
-    assert f"Kortet viser de første 50 af {public} beskyttelsesrum" in page
-    data = page.split('id="ly-shelters">', 1)[1].split("</script>", 1)[0]
+    assert f"Kortet viser de første 50 af {public} (beskyttelsesrum)" in page
+    data = page.split(f'id="ly-features-{S}">', 1)[1].split("</script>", 1)[0]
     assert len(json.loads(data)["features"]) == 50
 
 
@@ -291,7 +311,7 @@ def test_a_name_cannot_end_the_script_it_is_embedded_in(anon_client):
     assert "<" not in text
     assert json.loads(text)["features"][0]["properties"]["navn"] == evil
     page = anon_client.get("/kort").text
-    data = page.split('id="ly-shelters">', 1)[1].split("</script>", 1)[0]
+    data = page.split(f'id="ly-features-{S}">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data and json.loads(data)["type"] == "FeatureCollection"
     assert "innerHTML" not in _popup_code()
 
@@ -300,4 +320,4 @@ def _popup_code() -> str:
     from service.maps import VENDOR
 
     code = (VENDOR.parent / "ly-map.js").read_text(encoding="utf-8")
-    return code.split("function popup(", 1)[1].split("function markerFor(", 1)[0]
+    return code.split("function popup(", 1)[1].split("function classes(", 1)[0]
