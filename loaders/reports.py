@@ -21,20 +21,33 @@ Inspections: the classification and verified places come from the shelters' attr
 (`egnethed_kode`, `pladser_verificeret`, written by approved inspections); the inspection
 register itself (`ly.eftersyn`, `ly.mangel`, migration 0003) gives the inspections by status
 and the open deficiencies by grade, with those past their deadline.
+
+Every theme (`datamodel.themes`): each report has one section per registered theme, made from
+its descriptor alone (`theme_section_steps`): the current objects the viewer sees in the area,
+and each of the theme's `figures` summed (places, beds, meals, people). A theme with a validity
+period (`Theme.validity`) also says how many objects are valid today (the Danish calendar day
+of the report's time, as `datetime` on the items does) with their sums, and lists the objects
+valid today or later, earliest first. Attributes the audience may not read (and personal data,
+always) are neither summed nor listed.
+
+The coverage, type, classification and inspection figures above are the inspection workflow's
+(the shelters, 6101/6122): they name that theme's attributes, and take the theme from the
+registry in one place (`workflow_theme`).
 """
 
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generator, TypeVar
 
 from psycopg import sql
 
-from datamodel import query
+from datamodel import query, themes
+from datamodel.themes import Theme
 
 DATA = Path(__file__).parent / "data"
 POPULATION_CSV = DATA / "dk-population-by-municipality.csv"
@@ -45,6 +58,8 @@ COVERAGE_EXCLUDED_STATUS = (1, 2, 5, 6)
 EGNET, EFTER_UDBEDRING, UEGNET, IKKE_VURDERET = 1, 2, 3, 9
 #: Most shelters listed by name in a municipality's table of shelters needing action.
 ACTION_LIST_LIMIT = 500
+#: Most objects of a theme with a validity period listed as valid today or later.
+LISTED_LIMIT = 500
 
 T = TypeVar("T")
 Step = tuple[sql.Composable, list]
@@ -104,6 +119,141 @@ async def run_async(conn, steps: Steps[T]) -> T:
             step = steps.send(await cur.fetchall())
     except StopIteration as done:
         return done.value
+
+
+# --- every theme: its objects and figures ----------------------------------------------------
+
+@dataclass
+class FigureSum:
+    """One of a theme's figures (`Theme.figures`) summed over objects."""
+
+    felt: str  # the attribute, by its GeoFA name
+    titel: str
+    sum: int | float
+
+
+@dataclass
+class ListedObject:
+    """An object of a theme with a validity period, valid today or later."""
+
+    objekt_id: str
+    #: Valid on the report's day; False: it begins later.
+    gyldig_nu: bool
+    #: Its label, municipality, validity and figure attributes, by GeoFA name.
+    egenskaber: dict[str, Any]
+
+
+@dataclass
+class ThemeSection:
+    """A theme's figures in an area, as its descriptor defines them."""
+
+    collection_id: str
+    temakode: int
+    titel: str
+    #: Current objects the viewer sees in the area.
+    antal: int
+    summer: list[FigureSum]
+    #: (from, to) attributes of the validity period; None: the theme has none (or the
+    #: viewer may not read it), and the validity figures below are None and empty.
+    gyldighed: list[str] | None = None
+    gyldige_i_dag: int | None = None
+    summer_i_dag: list[FigureSum] | None = None
+    #: The attributes each listed object gives (`ListedObject.egenskaber`), in order.
+    felter: list[str] = field(default_factory=list)
+    #: Objects valid today or later, earliest first (at most LISTED_LIMIT of them).
+    aktuelle: list[ListedObject] = field(default_factory=list)
+    aktuelle_i_alt: int = 0
+
+
+def _readable(theme: Theme, public: bool) -> set[str]:
+    """Attributes the audience may read and a report may show (never personal data)."""
+    return {f.name for f in theme.audience_fields(public) if not f.personal}
+
+
+def _number(value: Any, theme: Theme, name: str) -> int | float:
+    return int(value) if theme.fields_by_name[name].type == "integer" else float(value)
+
+
+def _area_clause(kommunekode: int | None) -> tuple[sql.Composable, list]:
+    if kommunekode is None:
+        return sql.SQL("TRUE"), []
+    return sql.SQL("t.beliggenhedskommune = %s"), [kommunekode]
+
+
+def theme_section_steps(theme: Theme, public: bool, kommunekode: int | None,
+                        now: datetime) -> Steps[ThemeSection]:
+    """A theme's section of a report: its current objects in the municipality (None: the
+    whole country) that the connection's actor sees, and its figures summed; for a theme
+    with a validity period also those valid at `now` and the objects valid then or later."""
+    view = query.views(public, theme)[0]
+    readable = _readable(theme, public)
+    figures = [f for f in theme.figures if f.field in readable]
+    validity = theme.validity if theme.validity and set(theme.validity) <= readable else None
+    area, area_params = _area_clause(kommunekode)
+    columns = [sql.SQL("t.{}").format(sql.Identifier(f.field)) for f in figures]
+    sums = [sql.SQL("coalesce(sum(s.{}), 0)").format(sql.Identifier(f.field)) for f in figures]
+    valid_now, now_params = (query.datetime_clause(theme, (now, now)) if validity
+                             else (sql.SQL("FALSE"), []))
+    aggregates = [sql.SQL("count(*)"), *sums]
+    if validity:
+        aggregates += [sql.SQL("count(*) FILTER (WHERE s.nu)"),
+                       *(sql.SQL("coalesce(sum(s.{}) FILTER (WHERE s.nu), 0)").format(
+                           sql.Identifier(f.field)) for f in figures)]
+    stmt = sql.SQL("SELECT {aggs} FROM (SELECT {cols} FROM {view} t WHERE {area}) s").format(
+        aggs=sql.SQL(", ").join(aggregates),
+        cols=sql.SQL(", ").join([*columns, sql.SQL("({}) AS nu").format(valid_now)]),
+        view=view, area=area)
+    (row,) = yield stmt, [*now_params, *area_params]
+    section = ThemeSection(
+        collection_id=theme.collection_id, temakode=theme.temakode, titel=theme.title,
+        antal=int(row[0]),
+        summer=[FigureSum(f.field, f.title, _number(v, theme, f.field))
+                for f, v in zip(figures, row[1:1 + len(figures)])])
+    if not validity:
+        return section
+    rest = row[1 + len(figures):]
+    section.gyldighed = list(validity)
+    section.gyldige_i_dag = int(rest[0])
+    section.summer_i_dag = [FigureSum(f.field, f.title, _number(v, theme, f.field))
+                            for f, v in zip(figures, rest[1:])]
+    names = list(dict.fromkeys(
+        n for n in (theme.label, "beliggenhedskommune", *validity, *(f.field for f in figures))
+        if n in readable))
+    later, later_params = query.datetime_clause(theme, (now, None))
+    order = [sql.SQL("t.{} NULLS FIRST").format(sql.Identifier(validity[0]))]
+    if theme.label in readable:
+        order.append(sql.SQL("t.{} NULLS LAST").format(sql.Identifier(theme.label)))
+    listed = sql.SQL("""
+        SELECT t.objekt_id::text, ({valid_now}), {cols}, count(*) OVER ()
+        FROM {view} t WHERE {area} AND {later}
+        ORDER BY {order}, t.objekt_id LIMIT %s""").format(
+        valid_now=valid_now, view=view, area=area, later=later,
+        cols=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in names),
+        order=sql.SQL(", ").join(order))
+    rows = yield listed, [*now_params, *area_params, *later_params, LISTED_LIMIT]
+    section.felter = names
+    section.aktuelle = [ListedObject(r[0], bool(r[1]), dict(zip(names, r[2:-1])))
+                        for r in rows]
+    section.aktuelle_i_alt = int(rows[0][-1]) if rows else 0
+    return section
+
+
+def theme_sections_steps(public: bool, kommunekode: int | None,
+                         now: datetime) -> Steps[list[ThemeSection]]:
+    """`theme_section_steps` for every registered theme, in temakode order."""
+    out = []
+    for theme in themes.all_themes():
+        out.append((yield from theme_section_steps(theme, public, kommunekode, now)))
+    return out
+
+
+# --- the inspection workflow's theme -----------------------------------------------------------
+
+def workflow_theme() -> Theme:
+    """The theme of the inspection workflow (the registry's theme whose objects inspectors are
+    assigned: the shelters). The coverage, type, classification and inspection figures below
+    are that workflow's; this is the one place the reports pick a theme."""
+    return next(t for t in themes.all_themes() if t.assignable)
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -220,6 +370,9 @@ class KommuneReport:
     genereret: datetime
     befolkning_periode: str
     befolkning_kilde: str
+    #: One section per registered theme (`theme_section_steps`).
+    temaer: list[ThemeSection]
+    #: The inspection workflow's theme (`workflow_theme`): its figures and code tables.
     figures: Figures
     efter_type: list[CodeCount]
     efter_funktionsstatus: list[CodeCount]
@@ -235,6 +388,7 @@ class NationalReport:
     genereret: datetime
     befolkning_periode: str
     befolkning_kilde: str
+    temaer: list[ThemeSection]
     figures: Figures
     efter_type: list[CodeCount]
     efter_funktionsstatus: list[CodeCount]
@@ -248,17 +402,21 @@ def as_json(obj: Any) -> Any:
     """A report as JSON-ready data (dataclasses to dicts, with derived shares)."""
     if hasattr(obj, "__dataclass_fields__"):
         return {k: as_json(v) for k, v in obj.__dict__.items() if k != "geometry"}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [as_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_json(v) for k, v in obj.items()}
     if isinstance(obj, datetime):
         return obj.isoformat(timespec="seconds")
+    if isinstance(obj, date):
+        return obj.isoformat()
     return obj
 
 
 # --- SQL -------------------------------------------------------------------------------------
 
 def _view(public: bool) -> sql.Identifier:
-    return query.views(public)[0]
+    return query.views(public, workflow_theme())[0]
 
 
 def _aggregate_list(public: bool) -> list[str]:
@@ -372,8 +530,9 @@ def _area_figures_steps(public: bool, kommunekode: int | None) -> Steps[Figures]
     return _figures(row[:-2], folketal, row[-2], row[-1], public)
 
 
-def _by_code_steps(public: bool, column: str, codelist: str, kommunekode: int | None,
+def _by_code_steps(public: bool, column: str, kommunekode: int | None,
                    with_verified: bool = False) -> Steps[list[CodeCount]]:
+    codelist = workflow_theme().fields_by_name[column].codelist
     where = sql.SQL("TRUE") if kommunekode is None else \
         sql.SQL("t.beliggenhedskommune = %(kommune)s")
     extra = sql.SQL(", coalesce(sum(t.pladser_verificeret), 0), count(t.pladser_verificeret)") \
@@ -425,32 +584,31 @@ def kommune_exists_steps(kommunekode: int) -> Steps[tuple[str, int | None] | Non
 def _code_tables_steps(kommunekode: int | None) -> Steps[dict[str, list[CodeCount]]]:
     """The area's shelters by type, functional status, visibility and classification."""
     return {
-        "efter_type": (yield from _by_code_steps(False, "beskyt_rum_kode", "d_6101_beskyt_rum",
-                                                 kommunekode)),
-        "efter_funktionsstatus": (yield from _by_code_steps(
-            False, "funktionsstatus_kode", "d_basis_funktionsstatus", kommunekode)),
-        "efter_synlighed": (yield from _by_code_steps(False, "off_kode", "d_basis_offentlig",
-                                                      kommunekode)),
-        "efter_egnethed": (yield from _by_code_steps(False, "egnethed_kode", "d_ly_egnethed",
-                                                     kommunekode, with_verified=True)),
+        "efter_type": (yield from _by_code_steps(False, "beskyt_rum_kode", kommunekode)),
+        "efter_funktionsstatus": (yield from _by_code_steps(False, "funktionsstatus_kode",
+                                                            kommunekode)),
+        "efter_synlighed": (yield from _by_code_steps(False, "off_kode", kommunekode)),
+        "efter_egnethed": (yield from _by_code_steps(False, "egnethed_kode", kommunekode,
+                                                     with_verified=True)),
     }
 
 
 def kommune_report_steps(kommunekode: int) -> Steps[KommuneReport | None]:
     """The report of one municipality for a signed-in viewer (None: no such municipality).
 
-    Counts the shelters lying in the municipality (`beliggenhedskommune`) that the viewer
-    sees.
+    Counts the objects of every theme lying in the municipality (`beliggenhedskommune`)
+    that the viewer sees.
     """
     found = yield from kommune_exists_steps(kommunekode)
     if found is None:
         return None
     navn, cvr = found
     pop = population()
+    now = yield from _now_steps()
     return KommuneReport(
-        kommunekode=kommunekode, navn=navn, cvr_kode=cvr,
-        genereret=(yield from _now_steps()),
+        kommunekode=kommunekode, navn=navn, cvr_kode=cvr, genereret=now,
         befolkning_periode=pop.period, befolkning_kilde=pop.source,
+        temaer=(yield from theme_sections_steps(False, kommunekode, now)),
         figures=(yield from _area_figures_steps(False, kommunekode)),
         **(yield from _code_tables_steps(kommunekode)),
         **dict(zip(("handling", "handling_i_alt"), (yield from _action_steps(kommunekode)))),
@@ -459,11 +617,13 @@ def kommune_report_steps(kommunekode: int) -> Steps[KommuneReport | None]:
 
 
 def national_report_steps() -> Steps[NationalReport]:
-    """The national overview for a signed-in viewer: totals and one row per municipality."""
+    """The national overview for a signed-in viewer: every theme's figures, the workflow
+    theme's totals and one row per municipality."""
     pop = population()
+    now = yield from _now_steps()
     return NationalReport(
-        genereret=(yield from _now_steps()),
-        befolkning_periode=pop.period, befolkning_kilde=pop.source,
+        genereret=now, befolkning_periode=pop.period, befolkning_kilde=pop.source,
+        temaer=(yield from theme_sections_steps(False, None, now)),
         figures=(yield from _area_figures_steps(False, None)),
         **(yield from _code_tables_steps(None)),
         kommuner=(yield from kommune_rows_steps(False)),

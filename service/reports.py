@@ -1,6 +1,12 @@
 """Reports: one municipality (`/rapporter/kommune/{kommunekode}`) and the national overview
 (`/rapporter/national`), as HTML (default), PDF (`?f=pdf`) and JSON (`?f=json`).
 
+Each report has a section per registered theme, made from its descriptor (`Theme.title`,
+`figures`, `validity`, `label`): the objects the viewer sees, each figure summed, and for a
+theme with a validity period those valid today and the list of objects valid now or later. The
+inspection workflow's theme (`loaders.reports.workflow_theme`, the shelters) adds its coverage,
+type, classification and inspection figures after its section.
+
 Reports are for authorities: they show classifications and verified places, which the public
 may not read, so a request without credentials gets 401. Every figure is computed in SQL
 (`loaders/reports.py`) in a transaction that acts for the requesting actor, so a municipal
@@ -14,21 +20,21 @@ from __future__ import annotations
 import base64
 import html
 import io
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from datamodel import themes
 from loaders import reports as figures
 from service import params
 from service.auth import current_actor, unauthorized
 from service.db import acting
 from service.errors import bad_request, not_found
 from service.http import JSON, html_response, json_response, url
-from service.maps import (EGNETHED_COLOURS, TYPE_COLOURS, _num, class_breaks, class_colour,
-                          legend_classes)
+from service.maps import _num, class_breaks, class_colour, code_colours, legend_classes
 
 router = APIRouter(tags=["Rapporter"])
 
@@ -85,6 +91,67 @@ COVERAGE_NOTE = (
 
 def fmt(v, decimals: int = 0) -> str:
     return _num(v, decimals)
+
+
+def _colours(attribute: str) -> dict[int, str]:
+    """Map colours of the codes of one of the workflow theme's coded attributes."""
+    return code_colours(figures.workflow_theme().fields_by_name[attribute].codelist)
+
+
+# --- every theme's section -------------------------------------------------------------------
+
+VALID_NOW, UPCOMING = "Gyldig nu", "Kommende"
+
+
+def theme_figure_rows(t: figures.ThemeSection) -> list[tuple[str, str, str]]:
+    """(key, label, value) of a theme's figures table: its objects, each figure summed, and
+    for a theme with a validity period the same for the objects valid today."""
+    rows = [("antal", "Antal i alt", fmt(t.antal))]
+    rows += [(s.felt, s.titel, fmt(s.sum)) for s in t.summer]
+    if t.gyldighed:
+        rows.append(("gyldige_i_dag", "Gyldige i dag", fmt(t.gyldige_i_dag)))
+        rows += [(f"{s.felt}_i_dag", f"{s.titel}, gyldige i dag", fmt(s.sum))
+                 for s in t.summer_i_dag]
+    return rows
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, date):
+        return value.strftime("%d.%m.%Y")
+    if isinstance(value, (int, float)):
+        return fmt(value)
+    return str(value)
+
+
+def theme_listing(t: figures.ThemeSection, *, with_kommune: bool
+                  ) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the objects valid now or later, with the attributes' titles from the
+    theme's descriptor; the municipality column only where the report covers more than one."""
+    theme = themes.get(t.collection_id)
+    names = [n for n in t.felter if with_kommune or n != "beliggenhedskommune"]
+    header = [theme.fields_by_name[n].title for n in names] + ["Status"]
+    rows = [[_cell(o.egenskaber[n]) if n != "beliggenhedskommune"
+             else str(o.egenskaber[n] or "–") for n in names]
+            + [VALID_NOW if o.gyldig_nu else UPCOMING] for o in t.aktuelle]
+    return header, rows
+
+
+def theme_overview(temaer: list[figures.ThemeSection]) -> list[list[str]]:
+    """One row per theme: title, objects, valid today, and its figures summed."""
+    rows = [["Tema", "Antal", "Gyldige i dag", "Kapacitet"]]
+    for t in temaer:
+        rows.append([t.titel, fmt(t.antal),
+                     fmt(t.gyldige_i_dag) if t.gyldighed else "–",
+                     "; ".join(f"{s.titel}: {fmt(s.sum)}" for s in t.summer) or "–"])
+    return rows
+
+
+def listing_note(t: figures.ThemeSection) -> str | None:
+    if t.aktuelle_i_alt > len(t.aktuelle):
+        return f"Viser {len(t.aktuelle)} af {t.aktuelle_i_alt}."
+    return None
 
 
 def _format(request: Request) -> str:
@@ -169,7 +236,7 @@ def kommune_map_png(data: figures.KommuneMapData, navn: str,
             ax=ax, facecolor="#eeeeee", edgecolor="#b0b0b0", linewidth=0.5)
     boundary.plot(ax=ax, facecolor="#fffbea", edgecolor="#222222", linewidth=1.2)
     handles = []
-    for kode, colour in TYPE_COLOURS.items():
+    for kode, colour in _colours("beskyt_rum_kode").items():
         pts = [(x, y) for x, y, t, _ in data.shelters if t == kode]
         if not pts:
             continue
@@ -187,7 +254,7 @@ def kommune_map_png(data: figures.KommuneMapData, navn: str,
     if handles:
         ax.legend(handles=handles, loc="upper right", fontsize=7.5, title="Type",
                   title_fontsize=8, framealpha=0.9)
-    ax.set_title(f"Beskyttelsesrum i {navn}", fontsize=11)
+    ax.set_title(f"{figures.workflow_theme().title} i {navn}", fontsize=11)
     return _png(fig)
 
 
@@ -292,18 +359,59 @@ def _figure_rows(fig: figures.Figures, spec) -> list[list[str]]:
     return out
 
 
+def _theme_story(p, styles, t: figures.ThemeSection, *, with_kommune: bool) -> list:
+    """A theme's section: its title and figures, and the objects valid now or later."""
+    from reportlab.lib.units import cm
+    from reportlab.platypus import Paragraph
+
+    s = [_section(p(t.titel, "Heading2"),
+                  _table([[label, value] for _, label, value in theme_figure_rows(t)],
+                         widths=[12 * cm, 4 * cm], right=(1,), header=False))]
+    if not t.gyldighed:
+        return s
+    s.append(p("Gyldige nu og kommende", "Heading3"))
+    header, rows = theme_listing(t, with_kommune=with_kommune)
+    if not rows:
+        return s + [p("Ingen.")]
+    theme = themes.get(t.collection_id)
+    names = [n for n in t.felter if with_kommune or n != "beliggenhedskommune"]
+    numeric = tuple(i for i, n in enumerate(names)
+                    if theme.fields_by_name[n].type in ("integer", "number"))
+    cell = styles["BodyText"].clone("cell", fontSize=7.5, leading=9)
+    first = 5.0 * cm
+    rest = (17.4 * cm - first) / len(header[1:])
+    body = [[Paragraph(html.escape(r[0]), cell), *r[1:]] for r in rows]
+    s.append(_table([header, *body], widths=[first] + [rest] * (len(header) - 1),
+                    right=numeric, font_size=7.5))
+    note = listing_note(t)
+    if note:
+        s.append(p(note))
+    return s
+
+
+def _overview_table(temaer: list[figures.ThemeSection]):
+    from reportlab.lib.units import cm
+
+    return _table(theme_overview(temaer), widths=[5.2 * cm, 1.8 * cm, 2.4 * cm, 8.0 * cm],
+                  right=(1, 2))
+
+
+def kommune_title(report: figures.KommuneReport) -> str:
+    return f"Kommunerapport: {report.navn} ({report.kommunekode})"
+
+
+NATIONAL_TITLE = "Landsoversigt"
+
+
 def kommune_pdf(report: figures.KommuneReport, map_png: bytes, viewer: str) -> bytes:
     from reportlab.lib.units import cm
     from reportlab.platypus import Image, Paragraph, Spacer
 
-    title = f"Beskyttelsesrum i {report.navn} ({report.kommunekode})"
+    title = kommune_title(report)
+    workflow = figures.workflow_theme()
 
-    def story(styles):
-        p = lambda text, style="BodyText": Paragraph(html.escape(text), styles[style])  # noqa
-        s = [p(title, "Title"),
-             p(f"Rapport genereret {_local(report.genereret)} for {viewer}. Folketal: "
-               f"{report.befolkning_kilde} {report.befolkning_periode}."),
-             p("Registret", "Heading2"),
+    def workflow_story(p, styles):
+        s = [p(f"{workflow.title}: registret", "Heading2"),
              _table(_figure_rows(report.figures, KEY_FIGURES), widths=[12 * cm, 4 * cm],
                     right=(1,), header=False),
              Spacer(1, 0.3 * cm),
@@ -346,6 +454,18 @@ def kommune_pdf(report: figures.KommuneReport, map_png: bytes, viewer: str) -> b
               _table(grades, widths=[6 * cm, 3 * cm, 3 * cm], right=(1, 2))]
         return s
 
+    def story(styles):
+        p = lambda text, style="BodyText": Paragraph(html.escape(text), styles[style])  # noqa
+        s = [p(title, "Title"),
+             p(f"Rapport genereret {_local(report.genereret)} for {viewer}. Folketal: "
+               f"{report.befolkning_kilde} {report.befolkning_periode}."),
+             p("Temaer", "Heading2"), _overview_table(report.temaer)]
+        for t in report.temaer:
+            s += _theme_story(p, styles, t, with_kommune=False)
+            if t.collection_id == workflow.collection_id:
+                s += workflow_story(p, styles)
+        return s
+
     return _pdf(title, story)
 
 
@@ -353,21 +473,12 @@ def national_pdf(report: figures.NationalReport, map_png: bytes, viewer: str) ->
     from reportlab.lib.units import cm
     from reportlab.platypus import Image, PageBreak, Paragraph, Spacer
 
-    title = "Beskyttelsesrum – landsoversigt"
+    title = NATIONAL_TITLE
+    workflow = figures.workflow_theme()
 
-    def story(styles):
-        p = lambda text, style="BodyText": Paragraph(html.escape(text), styles[style])  # noqa
-        rows = [[c[0] for c in NATIONAL_COLUMNS]]
-        for r in report.kommuner:
-            rows.append([str(r.kommunekode), r.navn] + [
-                fmt(getattr(r.figures, attr), d) for _, attr, d in NATIONAL_COLUMNS[2:]])
-        widths = [1.0 * cm, 2.9 * cm, 1.5 * cm, 1.0 * cm, 1.4 * cm, 1.4 * cm, 1.3 * cm,
-                  1.4 * cm, 1.1 * cm, 1.3 * cm, 1.1 * cm, 1.4 * cm]
+    def workflow_story(p):
         return [
-            p(title, "Title"),
-            p(f"Rapport genereret {_local(report.genereret)} for {viewer}. Folketal: "
-              f"{report.befolkning_kilde} {report.befolkning_periode}."),
-            p("Hele landet", "Heading2"),
+            p(f"{workflow.title}: hele landet", "Heading2"),
             _table(_figure_rows(report.figures, KEY_FIGURES + INSPECTION_FIGURES),
                    widths=[12 * cm, 4 * cm], right=(1,), header=False),
             Spacer(1, 0.3 * cm),
@@ -386,8 +497,27 @@ def national_pdf(report: figures.NationalReport, map_png: bytes, viewer: str) ->
                    right=(1,)),
             _table(_inspection_tables(report.eftersyn)[1], widths=[6 * cm, 3 * cm, 3 * cm],
                    right=(1, 2)),
+        ]
+
+    def story(styles):
+        p = lambda text, style="BodyText": Paragraph(html.escape(text), styles[style])  # noqa
+        rows = [[c[0] for c in NATIONAL_COLUMNS]]
+        for r in report.kommuner:
+            rows.append([str(r.kommunekode), r.navn] + [
+                fmt(getattr(r.figures, attr), d) for _, attr, d in NATIONAL_COLUMNS[2:]])
+        widths = [1.0 * cm, 2.9 * cm, 1.5 * cm, 1.0 * cm, 1.4 * cm, 1.4 * cm, 1.3 * cm,
+                  1.4 * cm, 1.1 * cm, 1.3 * cm, 1.1 * cm, 1.4 * cm]
+        s = [p(title, "Title"),
+             p(f"Rapport genereret {_local(report.genereret)} for {viewer}. Folketal: "
+               f"{report.befolkning_kilde} {report.befolkning_periode}."),
+             p("Temaer", "Heading2"), _overview_table(report.temaer)]
+        for t in report.temaer:
+            s += _theme_story(p, styles, t, with_kommune=True)
+            if t.collection_id == workflow.collection_id:
+                s += workflow_story(p)
+        return s + [
             PageBreak(),
-            p("Kommunerne", "Heading2"),
+            p(f"{workflow.title}: kommunerne", "Heading2"),
             _table(rows, widths=widths, right=tuple(range(2, len(NATIONAL_COLUMNS))),
                    font_size=7),
         ]
@@ -403,6 +533,18 @@ def _viewer(actor) -> str:
     kommuner = f"; kommune {', '.join(str(k) for k in sorted(actor.kommuner))}" \
         if actor.kommuner else ""
     return f"{who} ({roles}{kommuner})"
+
+
+def _theme_context(temaer: list[figures.ThemeSection], *, with_kommune: bool) -> dict:
+    """What the templates need to draw every theme's section."""
+    return {
+        "workflow": figures.workflow_theme(),
+        "overview": theme_overview(temaer),
+        "theme_rows": {t.collection_id: theme_figure_rows(t) for t in temaer},
+        "listings": {t.collection_id: theme_listing(t, with_kommune=with_kommune)
+                     for t in temaer if t.gyldighed},
+        "listing_notes": {t.collection_id: listing_note(t) for t in temaer},
+    }
 
 
 def _data_uri(png: bytes) -> str:
@@ -451,11 +593,12 @@ async def kommune_report(request: Request, kommunekode: str) -> Response:
                          fmt=fmt, key_figures=KEY_FIGURES, inspection_figures=INSPECTION_FIGURES,
                          coverage_note=COVERAGE_NOTE, deficiencies_note=DEFICIENCIES_NOTE,
                          viewer=_viewer(actor), generated=_local(report.genereret),
-                         links=_links(request, path), type_colours=TYPE_COLOURS,
-                         egnethed_colours=EGNETHED_COLOURS)
+                         links=_links(request, path), egnethed_colours=_colours("egnethed_kode"),
+                         title=kommune_title(report),
+                         **_theme_context(report.temaer, with_kommune=False))
 
 
-@router.get("/rapporter/national", summary="Landsoversigt over beskyttelsesrum",
+@router.get("/rapporter/national", summary="Landsoversigt over alle temaer",
             response_class=Response,
             responses={200: {"content": {"text/html": {}, PDF: {}, JSON: {}}},
                        400: {"description": "Invalid parameter"},
@@ -482,4 +625,5 @@ async def national_report(request: Request) -> Response:
                          inspection_figures=INSPECTION_FIGURES, columns=NATIONAL_COLUMNS,
                          coverage_note=COVERAGE_NOTE, deficiencies_note=DEFICIENCIES_NOTE,
                          viewer=_viewer(actor), generated=_local(report.genereret),
-                         links=_links(request, path))
+                         links=_links(request, path), title=NATIONAL_TITLE,
+                         **_theme_context(report.temaer, with_kommune=True))
