@@ -37,6 +37,10 @@ GRADES = ("0", "1", "2", "3", "S")
 #: Days to fix a deficiency of each grade, counted from approval.
 DEADLINE_DAYS = {"S": 7, "3": 90, "2": 180, "1": 365}
 EGNET, EGNET_EFTER_UDBEDRING, UEGNET, IKKE_VURDERET = 1, 2, 3, 9
+#: What an approved inspection keeps of its assessment (`Assessment`: the suitability class
+#: and the places counted) in `ly.eftersyn` (migration 0003), named as the shelter attributes
+#: they set: (column, code list or None).
+ASSESSMENT_COLUMNS = (("egnethed_kode", "d_ly_egnethed"), ("pladser", None))
 
 
 @dataclass(frozen=True)

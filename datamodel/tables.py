@@ -2,7 +2,9 @@
 
 The migrations are the source of truth for the database; this module describes the same
 tables for code that wants typed table objects (loaders, exports) and is checked against a
-migrated database in the tests (`alembic` autogenerate finds no difference).
+migrated database in the tests (`alembic` autogenerate finds no difference). Each theme's
+base table is made from its descriptor (`datamodel.themes`), as `datamodel.storage` creates
+it; the code-list tables are every theme's lists and every list Ly ships.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, Date
                         SmallInteger, String, Table, Text, text)
 from sqlalchemy.dialects.postgresql import ARRAY, CHAR, JSONB, UUID
 
-from datamodel.fields import CODED_FIELDS
+from datamodel import checklist, storage, themes
+from datamodel.codelists import load_codelists
+from datamodel.fields import Field
+from datamodel.themes import Theme
 
 SCHEMA = "ly"
 metadata = MetaData(schema=SCHEMA)
@@ -31,14 +36,14 @@ def _codelist(name: str, *extra: Column) -> Table:
     )
 
 
+#: Every code list's table: each theme's lists and every list Ly ships (the migrations make
+#: a table for each; `d_basis_ansvarlig_myndighed` also has the authority's municipality).
 CODELIST_TABLES = {
-    name: _codelist(name)
-    for name in sorted({f.codelist for f in CODED_FIELDS} | {"d_6122_ja_nej_ved_ikke",
-                                                            "d_6122_beskyt_rum"})
-    if name != "d_basis_ansvarlig_myndighed"
+    name: _codelist(name) if name != "d_basis_ansvarlig_myndighed"
+    else _codelist(name, Column("kommunekode", Integer))
+    for name in sorted({c for t in themes.all_themes() for c in t.codelists}
+                       | set(load_codelists()))
 }
-CODELIST_TABLES["d_basis_ansvarlig_myndighed"] = _codelist(
-    "d_basis_ansvarlig_myndighed", Column("kommunekode", Integer))
 
 kommune = Table(
     "kommune", metadata,
@@ -58,63 +63,79 @@ postnummer = Table(
 )
 
 
-def _code(name: str, codelist: str, nullable: bool = True, **kw) -> Column:
-    return Column(name, Integer, ForeignKey(f"{SCHEMA}.{codelist}.kode"), nullable=nullable, **kw)
+# --- every theme's base table, from its descriptor (as datamodel.storage makes it) ---
+
+def _type(f: Field):
+    if f.type == "string":
+        return String(f.max_length) if f.max_length else Text()
+    return {"integer": Integer, "number": Numeric, "date": Date,
+            "date-time": lambda: DateTime(timezone=True), "uuid": lambda: UUID(as_uuid=True),
+            "boolean": Boolean}[f.type]()
 
 
-#: Every version of every shelter (GeoFA: fkg.generel joined with t_6101_beskyt_rum_t).
-beskyttelsesrum = Table(
-    "beskyttelsesrum", metadata,
-    Column("versions_id", UUID(as_uuid=True), primary_key=True),
-    Column("objekt_id", UUID(as_uuid=True), nullable=False),
-    Column("systid_fra", DateTime(timezone=True), nullable=False),
-    Column("systid_til", DateTime(timezone=True)),
-    Column("oprettet", DateTime(timezone=True), nullable=False),
-    _code("cvr_kode", "d_basis_ansvarlig_myndighed", nullable=False),
-    Column("bruger_id", String(128), nullable=False),
-    _code("oprindkode", "d_basis_oprindelse", nullable=False),
-    _code("statuskode", "d_basis_status", nullable=False),
-    _code("off_kode", "d_basis_offentlig", nullable=False, server_default=text("3")),
-    Column("noegle", String(128)),
-    Column("note", String(254)),
-    _code("beskyt_rum_kode", "d_6101_beskyt_rum", nullable=False),
-    _code("klargjort_kode", "d_basis_ja_nej", nullable=False),
-    Column("pladser", Integer, CheckConstraint("pladser BETWEEN 1 AND 9999", name="pladser_range"),
-           nullable=False),
-    Column("link", String(1024)),
-    Column("adr_id", UUID(as_uuid=True)),
-    Column("vejkode", Integer, CheckConstraint("vejkode BETWEEN 0 AND 9999", name="vejkode_range")),
-    Column("vejnavn", String(40)),
-    Column("husnr", String(4)),
-    Column("postnr", Integer, CheckConstraint("postnr BETWEEN 800 AND 9999", name="postnr_range")),
-    Column("postnr_by", String(30)),
-    Column("beliggenhedskommune", Integer),
-    Column("navn", String(254)),
-    Column("bbr_bygning_id", UUID(as_uuid=True)),
-    _code("undertype_kode", "d_ly_undertype"),
-    Column("areal_m2", Numeric(9, 1), CheckConstraint("areal_m2 > 0", name="areal_m2_range")),
-    _code("beskyt_rum_anvendelse_kode", "d_6122_beskyt_rum_anvendelse"),
-    _code("trinfri_adgang_kode", "d_basis_ja_nej"),
-    _code("funktionsstatus_kode", "d_basis_funktionsstatus", nullable=False),
-    _code("pladser_kilde_kode", "d_ly_pladser_kilde", nullable=False),
-    Column("pladser_verificeret", Integer,
-           CheckConstraint("pladser_verificeret BETWEEN 0 AND 9999",
-                           name="pladser_verificeret_range")),
-    _code("egnethed_kode", "d_ly_egnethed", nullable=False),
-    Column("geometri", Geometry("POINT", srid=25832, spatial_index=False), nullable=False),
-    Column("seneste_eftersyn_dato", Date),
-    Column("naeste_eftersyn_dato", Date),
-    Column("seneste_eftersyn_id", UUID(as_uuid=True)),
-    Column("aendringsaarsag", String(254)),
-    CheckConstraint("systid_til IS NULL OR systid_til >= systid_fra", name="systid_order"),
-    Index("beskyttelsesrum_aktuel_uk", "objekt_id", unique=True,
-          postgresql_where=text("systid_til IS NULL")),
-    Index("beskyttelsesrum_historik", "objekt_id", "systid_fra"),
-    Index("beskyttelsesrum_aktuel_gist", "geometri", postgresql_using="gist",
-          postgresql_where=text("systid_til IS NULL")),
-    Index("beskyttelsesrum_gist", "geometri", postgresql_using="gist"),
-    Index("beskyttelsesrum_systid", "systid_fra", "systid_til"),
-)
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _range(f: Field) -> CheckConstraint | None:
+    """The attribute's range check, as `storage.column_definition` writes it."""
+    if f.minimum is not None and f.maximum is not None:
+        rule = f"{f.name} BETWEEN {_num(f.minimum)} AND {_num(f.maximum)}"
+    elif f.minimum is not None:
+        rule = f"{f.name} >= {_num(f.minimum)}"
+    elif f.maximum is not None:
+        rule = f"{f.name} <= {_num(f.maximum)}"
+    else:
+        return None
+    return CheckConstraint(rule, name=f"{f.name}_range")
+
+
+def _column(f: Field) -> Column:
+    definition = storage.column_definition(f)
+    args: list = [_type(f)]
+    if f.codelist:
+        args.append(ForeignKey(f"{SCHEMA}.{f.codelist}.kode"))
+    check = _range(f)
+    if check is not None:
+        args.append(check)
+    kw: dict = {"primary_key": "PRIMARY KEY" in definition,
+                "nullable": "NOT NULL" not in definition and "PRIMARY KEY" not in definition}
+    if " DEFAULT " in definition:
+        kw["server_default"] = text(definition.split(" DEFAULT ")[1].split()[0])
+    return Column(f.name, *args, **kw)
+
+
+def theme_table(theme: Theme) -> Table:
+    """Every version of every object of a theme (GeoFA: fkg.generel joined with the theme's
+    table): the columns, keys, checks and indexes `datamodel.storage.table_sql` creates."""
+    t = theme.table
+    extra: list = []
+    if theme.validity:
+        start, end = theme.validity
+        extra += [CheckConstraint(f"{end} IS NULL OR {end} >= {start}", name=f"{end}_range"),
+                  Index(f"{t}_gyldig", start, end, postgresql_where=text("systid_til IS NULL"))]
+    return Table(
+        t, metadata,
+        *(_column(theme.fields_by_name[c]) for c in theme.storage_columns),
+        Column("geometri", Geometry(theme.geometry_type.upper(), srid=theme.srid,
+                                    spatial_index=False),
+               CheckConstraint("NOT ST_IsEmpty(geometri)", name="geometri_valid"),
+               nullable=False),
+        CheckConstraint("systid_til IS NULL OR systid_til >= systid_fra", name="systid_order"),
+        Index(f"{t}_aktuel_uk", "objekt_id", unique=True,
+              postgresql_where=text("systid_til IS NULL")),
+        Index(f"{t}_historik", "objekt_id", "systid_fra"),
+        Index(f"{t}_aktuel_gist", "geometri", postgresql_using="gist",
+              postgresql_where=text("systid_til IS NULL")),
+        Index(f"{t}_gist", "geometri", postgresql_using="gist"),
+        Index(f"{t}_systid", "systid_fra", "systid_til"),
+        *extra,
+    )
+
+
+#: Each theme's base table by table name (the column order is storage order; an older
+#: theme's physical table may order its columns otherwise, which nothing depends on).
+THEME_TABLES = {t.table: theme_table(t) for t in themes.all_themes()}
 
 # --- access control (migration 0002) ---
 
@@ -129,7 +150,7 @@ aktivering = Table(
     Column("cvr_kode", Integer, server_default=text("ly.actor_cvr()")),
 )
 
-#: Which inspector (subject) may see which shelter.
+#: Which inspector (subject) may see which object (of an assignable theme).
 tildeling = Table(
     "tildeling", metadata,
     Column("id", BigInteger, primary_key=True),
@@ -238,8 +259,8 @@ eftersyn = Table(
     Column("beliggenhedskommune", Integer),
     Column("position", Geometry("POINT", srid=25832, spatial_index=False)),
     Column("position_tid", DateTime(timezone=True)),
-    Column("egnethed_kode", Integer, ForeignKey("ly.d_ly_egnethed.kode")),
-    Column("pladser", Integer),
+    *(Column(name, Integer, *([ForeignKey(f"{SCHEMA}.{codelist}.kode")] if codelist else []))
+      for name, codelist in checklist.ASSESSMENT_COLUMNS),
     Column("godkendt_af", String(256)),
     Column("godkendt_tid", DateTime(timezone=True)),
     Column("afvist_begrundelse", String(1000)),

@@ -18,6 +18,9 @@ run resumes from the page after the last committed one. Matching is on `bbr_bygn
   longer qualifies is ended (the quality gate guards against mass loss).
 What BBR said is kept apart from the register: `ly.bbr_vaerdi` shows, per building, the values
 of the newest published BBR run.
+
+BBR's sikringsrum are shelters (theme 6101, `THEME`): the run writes through that theme's
+descriptor (its view, writable attributes and rules), recorded with the run.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from typing import Any, Iterable
 
 import httpx
 import psycopg
+from psycopg import sql
 
-from datamodel.fields import WRITABLE_FIELDS
+from datamodel import themes
 from datamodel.rules import Problem, complete, validate_properties
+from datamodel.themes import Theme
 from loaders import staging
 from loaders.staging import Gate, Progress, Rejected, RunError, Staged
 
@@ -41,7 +46,8 @@ STATUS_OPFOERT = "6"
 SIKRINGSRUM = 2
 KILDE_BBR = 1
 DAR_BATCH = 100
-WRITABLE = [f.name for f in WRITABLE_FIELDS]
+#: The theme BBR's sikringsrum are: the shelters.
+THEME = themes.by_temakode(6101)
 #: Attributes BBR/DAR own on a BBR-managed shelter.
 BBR_OWNED = ("pladser", "vejnavn", "husnr", "postnr", "postnr_by", "adr_id")
 
@@ -184,12 +190,14 @@ def _places(node: dict) -> int | None:
     return int(n)
 
 
-_CURRENT = ("SELECT row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) FROM ly.t_6101_beskyt_rum t "
-            "WHERE t.bbr_bygning_id = %s ORDER BY t.objekt_id")
+def _current(theme: Theme) -> sql.Composed:
+    return sql.SQL("SELECT row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) FROM {} t "
+                   "WHERE t.bbr_bygning_id = %s ORDER BY t.objekt_id").format(
+        sql.Identifier("ly", theme.current_view))
 
 
-def resolve_building(cur, raekke: int, node: dict, address: dict | None
-                     ) -> Staged | Rejected | None:
+def resolve_building(cur, raekke: int, node: dict, address: dict | None,
+                     theme: Theme = THEME) -> Staged | Rejected | None:
     """The candidate one BBR building becomes (None: not a sikringsrum)."""
     kilde = {k: v for k, v in node.items() if k != "byg404Koordinat"}
     kilde["wkt"] = (node.get("byg404Koordinat") or {}).get("wkt")
@@ -213,7 +221,7 @@ def resolve_building(cur, raekke: int, node: dict, address: dict | None
         xy = _point(node)
     except ValueError as exc:
         return Rejected(raekke, [Problem("byg404Koordinat", str(exc))], kilde)
-    found = cur.execute(_CURRENT, [bid]).fetchall()
+    found = cur.execute(_current(theme), [bid]).fetchall()
     if len(found) > 1:
         return Rejected(raekke, [Problem("id_lokalId", (
             f"building {bid} has {len(found)} shelters in the register; resolve by hand"))], kilde)
@@ -228,8 +236,8 @@ def resolve_building(cur, raekke: int, node: dict, address: dict | None
                   "statuskode": 3, "off_kode": 3, "klargjort_kode": 3, **addr}
         if addr.get("vejnavn") and addr.get("husnr"):
             values["navn"] = f"Sikringsrum, {addr['vejnavn']} {addr['husnr']}"
-        values = validate_properties(values, problems)
-        record = complete(values, problems)
+        values = validate_properties(values, problems, theme=theme)
+        record = complete(values, problems, theme)
         if problems:
             return Rejected(raekke, problems, kilde)
         return Staged(raekke, "opret", uuid.uuid4(), record=record,
@@ -245,14 +253,15 @@ def resolve_building(cur, raekke: int, node: dict, address: dict | None
         return Staged(raekke, "uaendret", oid, record=None, ewkt=ewkt_now,
                       foer_versions_id=uuid.UUID(current["versions_id"]), match="bbr",
                       kilde=kilde, bemaerkning=note)
-    merged = {name: current.get(name) for name in WRITABLE}
+    writable = [f.name for f in theme.writable_fields]
+    merged = {name: current.get(name) for name in writable}
     merged.update({"pladser": places, **{k: addr.get(k) for k in BBR_OWNED if k in addr}})
-    values = validate_properties(merged, problems, previous=current)
-    record = complete(values, problems)
+    values = validate_properties(merged, problems, previous=current, theme=theme)
+    record = complete(values, problems, theme)
     if problems:
         return Rejected(raekke, problems, kilde)
     changes = {}
-    for name in WRITABLE:
+    for name in writable:
         old, new = staging.jsonable(current.get(name)), staging.jsonable(record.get(name))
         if old != new and not (isinstance(old, (int, float)) and isinstance(new, (int, float))
                                and float(old) == float(new)):
@@ -269,26 +278,27 @@ def resolve_building(cur, raekke: int, node: dict, address: dict | None
 
 def start(conn: psycopg.Connection, *, kommuner: list[int] | None = None,
           gate: Gate | None = None, subjekt: str = "ly-import-bbr", bbr_url: str, dar_url: str,
-          fuld: bool = True, instant: datetime | None = None) -> int:
-    """Create a BBR run; the bitemporal instant is fixed now so a resumed run reads the same
-    snapshot."""
+          fuld: bool = True, instant: datetime | None = None, theme: Theme = THEME) -> int:
+    """Create a BBR run of `theme`; the bitemporal instant is fixed now so a resumed run reads
+    the same snapshot."""
     kommuner = sorted(int(k) for k in kommuner or [])
     instant = (instant or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
     params = {"kommuner": kommuner, "tid": instant, "fuld": fuld, "bbr_url": bbr_url,
               "dar_url": dar_url, "gate": (gate or Gate()).as_dict()}
     return staging.create_run(conn, ART, bbr_url, parametre=params,
                               kommunekode=kommuner[0] if len(kommuner) == 1 else None,
-                              subjekt=subjekt)
+                              subjekt=subjekt, theme=theme)
 
 
-def _ended_buildings(conn, run_id: int, kommuner: list[int]) -> list[Staged]:
+def _ended_buildings(conn, run_id: int, kommuner: list[int], theme: Theme) -> list[Staged]:
     """BBR shelters of the run's municipalities whose building the run did not deliver."""
-    rows = conn.execute(
-        "SELECT objekt_id, versions_id, pladser, bbr_bygning_id FROM ly.t_6101_beskyt_rum t "
+    rows = conn.execute(sql.SQL(
+        "SELECT objekt_id, versions_id, pladser, bbr_bygning_id FROM {} t "
         "WHERE bbr_bygning_id IS NOT NULL AND pladser_kilde_kode = %s AND beskyt_rum_kode = %s "
         "AND (cardinality(%s::int[]) = 0 OR beliggenhedskommune = ANY (%s::int[])) "
         "AND NOT EXISTS (SELECT 1 FROM ly.kandidat k WHERE k.koersel_id = %s AND "
-        "k.kilde_vaerdier ->> 'id_lokalId' = t.bbr_bygning_id::text) ORDER BY objekt_id",
+        "k.kilde_vaerdier ->> 'id_lokalId' = t.bbr_bygning_id::text) ORDER BY objekt_id"
+    ).format(sql.Identifier("ly", theme.current_view)),
         [KILDE_BBR, SIKRINGSRUM, kommuner, kommuner, run_id]).fetchall()
     return [Staged(0, "afslut", o, foer_versions_id=v, match="bbr",
                    aendringer={"pladser": [p, None]},
@@ -307,6 +317,7 @@ def stage_run(conn: psycopg.Connection, run_id: int, source: Datafordeler, *,
         raise RunError(f"run {run_id} is a {run['art']} run, not a BBR run")
     if run["status"] != "indlaeser":
         return run["kvalitet"]
+    theme = staging.run_theme(run)
     params = run["parametre"]
     instant, kommuner = params["tid"], params.get("kommuner") or []
     after = (run.get("markoer") or {}).get("after")
@@ -323,7 +334,8 @@ def stage_run(conn: psycopg.Connection, run_id: int, source: Datafordeler, *,
                 with conn.cursor() as cur:
                     for i, node in enumerate(nodes, start=1):
                         yield resolve_building(cur, first + i, node,
-                                               addresses.get(node.get("husnummer") or ""))
+                                               addresses.get(node.get("husnummer") or ""),
+                                               theme)
 
             marker = {"after": cursor, "slut": not more}
             staging.stage(conn, run_id, items(), batch_size=max(len(nodes), 1),
@@ -332,17 +344,17 @@ def stage_run(conn: psycopg.Connection, run_id: int, source: Datafordeler, *,
             if not more or not nodes:
                 break
             after = cursor
-    extra = _ended_buildings(conn, run_id, kommuner) if params.get("fuld") else []
+    extra = _ended_buildings(conn, run_id, kommuner, theme) if params.get("fuld") else []
     return staging.finish_staging(conn, run_id, extra=extra)
 
 
 def import_bbr(conn: psycopg.Connection, source: Datafordeler, *,
                kommuner: list[int] | None = None, gate: Gate | None = None, fuld: bool = True,
                publish: bool = False, subjekt: str = "ly-import-bbr",
-               progress: Progress | None = None) -> int:
+               progress: Progress | None = None, theme: Theme = THEME) -> int:
     """Start, stage and (when asked and the gate passes) publish a BBR run; its id."""
     run_id = start(conn, kommuner=kommuner, gate=gate, subjekt=subjekt, bbr_url=source.bbr_url,
-                   dar_url=source.dar_url, fuld=fuld)
+                   dar_url=source.dar_url, fuld=fuld, theme=theme)
     try:
         report = stage_run(conn, run_id, source, progress=progress)
     except Exception as exc:

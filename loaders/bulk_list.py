@@ -42,27 +42,87 @@ import numpy as np
 import orjson
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 from datamodel import crs as crsmod
-from datamodel.fields import FIELDS_BY_NAME, TEMAKODE, WRITABLE_FIELDS
 from datamodel.rules import Problem, validate_properties
-from datamodel.themes.beskyttelsesrum import BETONDAEKNINGSGRAV
+from datamodel.themes import Theme
+from datamodel.themes.beskyttelsesrum import BETONDAEKNINGSGRAV, undertype_only_betondaekningsgrav
 from loaders import staging
 
 #: Lists shorter than this are staged row by row (`municipal_list.stage_run`); the
 #: environment variable (a test hook) overrides it.
 MIN_ROWS = 5_000
 MIN_ROWS_ENV = "LY_IMPORT_BULK_MIN_ROWS"
-#: A create takes this place count source (d_ly_pladser_kilde 2, kommunal liste) unless the
-#: list gives one; the row path (`municipal_list`) uses the same constant.
+#: A create takes this figure source (d_ly_pladser_kilde 2, kommunal liste) unless the list
+#: gives one; the row path (`municipal_list`) uses the same constant.
 KILDE_KOMMUNAL_LISTE = 2
 
-WRITABLE = [f.name for f in WRITABLE_FIELDS]
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
 _NOT_FAST_TARGETS = {"x", "y", "lat", "lon", "adresse", "objekt_id"}
-#: The fields a row is matched to existing shelters by (besides objekt_id).
-MATCH_FIELDS = ("noegle", "bbr_bygning_id", "vejnavn", "husnr", "postnr", "beskyt_rum_kode")
+#: What a row may match an existing object by (besides objekt_id), where the theme has it:
+#: the object's key in another system, its BBR building, and its address.
+KEY_FIELDS = ("noegle", "bbr_bygning_id")
+ADDRESS_FIELDS = ("vejnavn", "husnr", "postnr")
+
+
+# --- what a list import needs to know of a theme ----------------------------------------------
+
+def kind_field(theme: Theme) -> str | None:
+    """The attribute that says what kind of object a row is (a shelter's type): the one coded
+    with the theme's own code list (`d_<temakode>_…`). Two objects at one address are told
+    apart by it, and a complete list ends the objects of the kinds it has. None: the theme
+    has none."""
+    own = f"d_{theme.temakode}_"
+    return next((f.name for f in theme.coded_fields if f.codelist.startswith(own)), None)
+
+
+def figure_source(theme: Theme) -> tuple[str, str] | None:
+    """(figure, the attribute recording where it came from) when the theme records the source
+    of a report figure (`<figure>_kilde_kode`, code list d_ly_pladser_kilde): a list that
+    gives the figure but not its source makes the list its source (`KILDE_KOMMUNAL_LISTE`)."""
+    for fig in theme.figures:
+        source = f"{fig.field}_kilde_kode"
+        if source in theme.fields_by_name:
+            return fig.field, source
+    return None
+
+
+def match_fields(theme: Theme) -> tuple[str, ...]:
+    """The attributes a row is matched to existing objects by, as the row gives them."""
+    kind = kind_field(theme)
+    return tuple(n for n in (*KEY_FIELDS, *ADDRESS_FIELDS) if n in theme.fields_by_name) + (
+        (kind,) if kind else ())
+
+
+def _undertype_rule(record: pd.DataFrame) -> np.ndarray:
+    return (record["undertype_kode"].isna()
+            | record["beskyt_rum_kode"].eq(BETONDAEKNINGSGRAV)).to_numpy()
+
+
+#: Theme rules (`Theme.rules`) with a whole-column form: per row whether it keeps the rule.
+#: Any other rule is applied row by row to the rows still fast.
+COLUMN_RULES = {undertype_only_betondaekningsgrav: _undertype_rule}
+
+
+def _cross_field(record: pd.DataFrame, theme: Theme, fast: np.ndarray) -> None:
+    """`rules.complete`'s cross-field rules on the fast rows (unmarked where one fails): the
+    validity period's order, and the theme's own rules."""
+    if theme.validity:
+        start, end = theme.validity
+        both = np.flatnonzero(fast & record[start].notna().to_numpy()
+                              & record[end].notna().to_numpy())
+        a, b = record[start].to_numpy(), record[end].to_numpy()
+        fast[[i for i in both.tolist() if b[i] < a[i]]] = False
+    for rule in theme.rules:
+        if rule in COLUMN_RULES:
+            fast &= COLUMN_RULES[rule](record)
+            continue
+        idx = np.flatnonzero(fast)
+        for i, rec in zip(idx.tolist(), _records(record.iloc[idx], theme)):
+            if rule(rec):
+                fast[i] = False
 
 
 @dataclass
@@ -72,12 +132,14 @@ class Plan:
     columns: dict[str, str]  # target -> source column
     standard: dict[str, Any]  # the mapping's defaults, validated
     convert: Callable[[str, Any], Any]  # municipal_list.convert with the run's mapping
+    theme: Theme
 
 
 def plan(source, ctx, convert: Callable[[str, Any, Any], Any]) -> Plan | None:
     """The fast path's plan for a run, or None when the file must go row by row (a table
     without a geometry column, coordinate or address columns, objekt_id keys, a CRS other
     than EPSG:25832 or CRS84, or too few rows)."""
+    theme = ctx.theme
     frame = getattr(source, "frame", None)
     least = int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS)
     if frame is None or len(source.rows) < least or "geometry" not in frame.columns:
@@ -91,12 +153,12 @@ def plan(source, ctx, convert: Callable[[str, Any, Any], Any]) -> Plan | None:
         if target != "ignorer":
             columns[target] = column
     problems: list[Problem] = []
-    standard = validate_properties(dict(ctx.mapping.standard), problems)
+    standard = validate_properties(dict(ctx.mapping.standard), problems, theme=theme)
     if ctx.cvr_kode is not None:
-        validate_properties({"cvr_kode": ctx.cvr_kode}, problems)
+        validate_properties({"cvr_kode": ctx.cvr_kode}, problems, theme=theme)
     if problems:
         return None
-    return Plan(columns, standard, lambda name, value: convert(name, value, ctx.mapping))
+    return Plan(columns, standard, lambda name, value: convert(name, value, ctx.mapping), theme)
 
 
 # --- columns -------------------------------------------------------------------------------
@@ -116,7 +178,7 @@ def _spread(codes: np.ndarray, ok_u: list[bool], values_u: list[Any]
     return pd.Series(values[codes], dtype=object), ok_u[codes]
 
 
-def _per_distinct(name: str, col: pd.Series, conv: Callable[[str, Any], Any]
+def _per_distinct(name: str, col: pd.Series, conv: Callable[[str, Any], Any], theme: Theme
                   ) -> tuple[pd.Series, np.ndarray]:
     """Converted values and an ok-mask, the conversion run once per distinct value with the
     row path's own functions (exact, cheap for code lists and numbers)."""
@@ -136,16 +198,16 @@ def _per_distinct(name: str, col: pd.Series, conv: Callable[[str, Any], Any]
             values_u.append(None)
             continue
         problems: list[Problem] = []
-        out = validate_properties({name: converted}, problems)
+        out = validate_properties({name: converted}, problems, theme=theme)
         ok_u.append(not problems)
         values_u.append(out.get(name))
     return _spread(codes, ok_u, values_u)
 
 
-def _text(name: str, col: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def _text(name: str, col: pd.Series, theme: Theme) -> tuple[pd.Series, np.ndarray]:
     """A free-text or UUID column: stripped ('' is no value), no NUL, within the length;
     checked once per distinct value."""
-    f = FIELDS_BY_NAME[name]
+    f = theme.fields_by_name[name]
     codes, uniques = _factorize(col)
     limit = f.max_length or 0
     is_uuid = f.type == "uuid"
@@ -169,11 +231,11 @@ def _text(name: str, col: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def _column(name: str, col: pd.Series, plan_: Plan) -> tuple[pd.Series, np.ndarray]:
-    f = FIELDS_BY_NAME[name]
+    f = plan_.theme.fields_by_name[name]
     if f.type in ("string", "uuid") and (col.dtype == object
                                         or isinstance(col.dtype, pd.StringDtype)):
-        return _text(name, col)
-    return _per_distinct(name, col, plan_.convert)
+        return _text(name, col, plan_.theme)
+    return _per_distinct(name, col, plan_.convert, plan_.theme)
 
 
 @dataclass
@@ -211,6 +273,7 @@ def _points(frame: pd.DataFrame, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def convert_batch(source, ctx, plan_: Plan, lo: int, hi: int) -> Batch:
     """Convert rows lo..hi of the source column by column and mark the fast ones."""
+    theme = plan_.theme
     frame = source.frame.iloc[lo:hi]
     n = hi - lo
     fast = np.ones(n, dtype=bool)
@@ -219,14 +282,14 @@ def convert_batch(source, ctx, plan_: Plan, lo: int, hi: int) -> Batch:
         col = frame[column]
         if target == "temakode":
             ok = col.isna() | col.astype(str).str.strip().isin(
-                ["", str(TEMAKODE), f"{TEMAKODE}.0"])
+                ["", str(theme.temakode), f"{theme.temakode}.0"])
             fast &= ok.to_numpy()
             continue
         values, ok = _column(target, col.reset_index(drop=True), plan_)
         fast &= ok
         props[target] = values
     record = pd.DataFrame(index=range(n))
-    for f in WRITABLE_FIELDS:
+    for f in theme.writable_fields:
         if f.name in props:
             s = props[f.name]
             if f.name in plan_.standard and plan_.standard[f.name] is not None:
@@ -234,54 +297,64 @@ def convert_batch(source, ctx, plan_: Plan, lo: int, hi: int) -> Batch:
         else:
             s = pd.Series([plan_.standard.get(f.name)] * n, dtype=object)
         record[f.name] = s.astype(object)
-    # The row path's create: a list's places are its own source unless it says otherwise.
-    source_given = props["pladser_kilde_kode"].notna() if "pladser_kilde_kode" in props \
-        else pd.Series(False, index=record.index)
-    if "pladser_kilde_kode" not in plan_.standard:
-        record["pladser_kilde_kode"] = record["pladser_kilde_kode"].where(
-            source_given | record["pladser"].isna(), KILDE_KOMMUNAL_LISTE)
+    # The row path's create: a list's figure is its own source unless it says otherwise.
+    sourced = figure_source(theme)
+    if sourced is not None and sourced[1] not in plan_.standard:
+        fig, src = sourced
+        source_given = props[src].notna() if src in props \
+            else pd.Series(False, index=record.index)
+        record[src] = record[src].where(source_given | record[fig].isna(),
+                                        KILDE_KOMMUNAL_LISTE)
     if ctx.cvr_kode is not None:
         record["cvr_kode"] = record["cvr_kode"].where(record["cvr_kode"].notna(), ctx.cvr_kode)
-    # rules.complete: defaults, required fields, the sub-type rule.
-    for f in WRITABLE_FIELDS:
+    # rules.complete: defaults, required fields, the cross-field rules.
+    for f in theme.writable_fields:
         if f.default is not None:
             record[f.name] = record[f.name].where(record[f.name].notna(), f.default)
         if f.required:
             fast &= record[f.name].notna().to_numpy()
-    fast &= (record["undertype_kode"].isna()
-             | record["beskyt_rum_kode"].eq(BETONDAEKNINGSGRAV)).to_numpy()
+    _cross_field(record, theme, fast)
     x, y, point_ok = _points(frame, ctx)
     fast &= point_ok
-    # The row path matches on the values the row gives, not on defaults.
+    # The row path matches on the values the row gives, not on defaults (every match name
+    # is a column, None where the theme lacks the attribute).
+    names = dict.fromkeys((*KEY_FIELDS, *ADDRESS_FIELDS, *match_fields(theme)))
     given = pd.DataFrame({name: props[name] if name in props
-                          else pd.Series([None] * n, dtype=object) for name in MATCH_FIELDS})
-    return Batch(lo, fast, record, given, _keys(record, x, y), x, y)
+                          else pd.Series([None] * n, dtype=object) for name in names})
+    return Batch(lo, fast, record, given, _keys(record, x, y, theme), x, y)
 
 
-def _keys(record: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> pd.Series:
+def _keys(record: pd.DataFrame, x: np.ndarray, y: np.ndarray, theme: Theme) -> pd.Series:
     """`dublet_noegle` as the row path's create makes it (`noegle:`, else `adresse:`, else
-    `punkt:`), each form built only for the rows that take it."""
+    `punkt:`, the last two with the row's kind), each form built only for the rows that take
+    it."""
+    empty = pd.Series(None, index=record.index, dtype=object)
+
+    def column(name: str | None) -> pd.Series:
+        return record[name] if name in record.columns else empty
+
     keys = pd.Series(None, index=record.index, dtype=object)
-    has_noegle = record["noegle"].notna().to_numpy()
-    keys[has_noegle] = "noegle:" + record["noegle"][has_noegle].astype(str)
+    noegle = column("noegle")
+    has_noegle = noegle.notna().to_numpy()
+    keys[has_noegle] = "noegle:" + noegle[has_noegle].astype(str)
     rest = ~has_noegle
     if not rest.any():
         return keys
-    vej, hus = record["vejnavn"], record["husnr"]
+    kinds = column(kind_field(theme))
+    vej, hus = column("vejnavn"), column("husnr")
     addressed = rest & (vej.notna() & hus.notna()).to_numpy()
     if addressed.any():
-        r = record[addressed]
         keys[addressed] = (
-            "adresse:" + r["vejnavn"].astype(str).str.casefold() + "|"
-            + r["husnr"].astype(str).str.upper() + "|"
-            + r["postnr"].map(lambda p: str(p) if p else "") + "|"
-            + r["beskyt_rum_kode"].map(str))
+            "adresse:" + vej[addressed].astype(str).str.casefold() + "|"
+            + hus[addressed].astype(str).str.upper() + "|"
+            + column("postnr")[addressed].map(lambda p: str(p) if p else "") + "|"
+            + kinds[addressed].map(str))
     pointed = rest & ~addressed
     if pointed.any():
         with np.errstate(invalid="ignore"):
             rx = pd.Series(np.round(x[pointed])).map(lambda v: str(int(v)) if v == v else "nan")
             ry = pd.Series(np.round(y[pointed])).map(lambda v: str(int(v)) if v == v else "nan")
-        kind = record["beskyt_rum_kode"][pointed].map(str).reset_index(drop=True)
+        kind = kinds[pointed].map(str).reset_index(drop=True)
         keys[pointed] = ("punkt:" + rx + ":" + ry + ":" + kind).to_numpy()
     return keys
 
@@ -314,9 +387,29 @@ class Municipalities:
         return out
 
 
+def address_match(theme: Theme) -> sql.Composed | None:
+    """The join of rows `k(i, v, h, p, c)` (index, street name, house number, postal code,
+    kind) with current objects `t` at that address (and of that kind, in the municipality
+    given as two more parameters when not NULL); None when the theme has no address."""
+    names = theme.fields_by_name
+    if "vejnavn" not in names or "husnr" not in names:
+        return None
+    terms = [sql.SQL("lower(t.vejnavn) = lower(k.v) AND upper(t.husnr) = upper(k.h)")]
+    if "postnr" in names:
+        terms.append(sql.SQL("(k.p IS NULL OR t.postnr = k.p)"))
+    kind = kind_field(theme)
+    if kind:
+        terms.append(sql.SQL("(k.c IS NULL OR t.{} = k.c)").format(sql.Identifier(kind)))
+    terms.append(sql.SQL("(%s::int IS NULL OR t.beliggenhedskommune = %s::int)"))
+    return sql.SQL("unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::int[]) "
+                   "AS k(i, v, h, p, c) ON ") + sql.SQL(" AND ").join(terms)
+
+
 def set_aside(cur, run_id: int, b: Batch, ctx, municipalities: "Municipalities") -> None:
-    """Unmark fast rows that may match an existing shelter, lie outside the list's
+    """Unmark fast rows that may match an existing object, lie outside the list's
     municipality or repeat a key seen before in the run (one query each, for the batch)."""
+    theme = ctx.theme
+    view = sql.Identifier("ly", theme.current_view)
     idx = np.flatnonzero(b.fast)
     if not len(idx):
         return
@@ -328,12 +421,12 @@ def set_aside(cur, run_id: int, b: Batch, ctx, municipalities: "Municipalities")
     bbr = [v for v in rec["bbr_bygning_id"] if v is not None]
     taken: set[str] = set()
     if noegle:
-        taken |= {f"n:{r}" for (r,) in cur.execute(
-            "SELECT noegle FROM ly.t_6101_beskyt_rum WHERE noegle = ANY(%s::text[])", [noegle])}
+        taken |= {f"n:{r}" for (r,) in cur.execute(sql.SQL(
+            "SELECT noegle FROM {} WHERE noegle = ANY(%s::text[])").format(view), [noegle])}
     if bbr:
-        taken |= {f"b:{r}" for (r,) in cur.execute(
-            "SELECT bbr_bygning_id::text FROM ly.t_6101_beskyt_rum "
-            "WHERE bbr_bygning_id = ANY(%s::uuid[])", [bbr])}
+        taken |= {f"b:{r}" for (r,) in cur.execute(sql.SQL(
+            "SELECT bbr_bygning_id::text FROM {} WHERE bbr_bygning_id = ANY(%s::uuid[])"
+        ).format(view), [bbr])}
     seen = {k for (k,) in cur.execute(
         "SELECT dublet_noegle FROM ly.kandidat WHERE koersel_id = %s AND dublet_noegle = "
         "ANY(%s)", [run_id, list(keys)])}
@@ -347,16 +440,15 @@ def set_aside(cur, run_id: int, b: Batch, ctx, municipalities: "Municipalities")
         elif v is not None and h is not None:
             addressed.append(i)
     addressed = [i for i in addressed if b.fast[i]]
-    if addressed:
+    join = address_match(theme)
+    if addressed and join is not None:
         r = b.given.iloc[addressed]
+        kind = kind_field(theme)
+        kinds = [c or None for c in r[kind]] if kind else [None] * len(addressed)
         for (i,) in cur.execute(
-                "SELECT DISTINCT k.i FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], "
-                "%s::int[]) AS k(i, v, h, p, c) JOIN ly.t_6101_beskyt_rum t "
-                "ON lower(t.vejnavn) = lower(k.v) AND upper(t.husnr) = upper(k.h) "
-                "AND (k.p IS NULL OR t.postnr = k.p) AND (k.c IS NULL OR t.beskyt_rum_kode = k.c) "
-                "AND (%s::int IS NULL OR t.beliggenhedskommune = %s::int)",
+                sql.SQL("SELECT DISTINCT k.i FROM {} t JOIN ").format(view) + join,
                 [addressed, list(r["vejnavn"]), list(r["husnr"]),
-                 [p or None for p in r["postnr"]], [c or None for c in r["beskyt_rum_kode"]],
+                 [p or None for p in r["postnr"]], kinds,
                  ctx.kommunekode, ctx.kommunekode]).fetchall():
             b.fast[i] = False
     # A point in no municipality (at sea, or near the coast) or, for a municipality's list,
@@ -367,19 +459,20 @@ def set_aside(cur, run_id: int, b: Batch, ctx, municipalities: "Municipalities")
     b.fast[idx[outside]] = False
 
 
-def _records(rec: pd.DataFrame) -> list[dict]:
+def _records(rec: pd.DataFrame, theme: Theme) -> list[dict]:
     """The rows' records as dicts (field order as in the row path)."""
-    columns = [rec[f.name].tolist() for f in WRITABLE_FIELDS]
-    return [dict(zip(WRITABLE, values)) for values in zip(*columns)]
+    names = [f.name for f in theme.writable_fields]
+    columns = [rec[name].tolist() for name in names]
+    return [dict(zip(names, values)) for values in zip(*columns)]
 
 
-def write_fast(cur, run_id: int, b: Batch) -> int:
+def write_fast(cur, run_id: int, b: Batch, theme: Theme) -> int:
     """The fast rows' candidates, written with one COPY: the record as `vaerdier`, every
     value given as a change from nothing as `aendringer` (as the row path's create)."""
     idx = np.flatnonzero(b.fast)
     if not len(idx):
         return 0
-    records = _records(b.record.iloc[idx])
+    records = _records(b.record.iloc[idx], theme)
     keys = b.key.iloc[idx].tolist()
     xs, ys = b.x[idx].tolist(), b.y[idx].tolist()
     dumps = orjson.dumps
@@ -410,7 +503,7 @@ def stage(conn: psycopg.Connection, run_id: int, source, ctx, plan_: Plan,
         b = convert_batch(source, ctx, plan_, lo, hi)
         with conn.transaction(), conn.cursor() as cur:
             set_aside(cur, run_id, b, ctx, municipalities)
-            fast = write_fast(cur, run_id, b)
+            fast = write_fast(cur, run_id, b, ctx.theme)
             slow = [source.rows[lo + int(i)] for i in np.flatnonzero(~b.fast)]
             counts = staging.stage_items(cur, run_id, resolve_rows(cur, slow, ctx))
             for key in ("laest", "opret", "gyldige"):

@@ -39,8 +39,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from datamodel.fields import WRITABLE_FIELDS
 from datamodel.rules import Problem
+from datamodel.themes import Theme
 from loaders import bulk_list, staging
 from loaders.staging import Gate, Rejected, Staged
 
@@ -48,11 +48,24 @@ from loaders.staging import Gate, Rejected, Staged
 CHUNK = 50_000
 #: Set to 0 to stage every run (a test hook and an escape hatch).
 ENABLED_ENV = "LY_IMPORT_FIRST_LOAD"
-TABLE = "ly.beskyttelsesrum"
-WRITABLE = [f.name for f in WRITABLE_FIELDS]
-_OTHER = [c for c in WRITABLE if c != "cvr_kode"]
-_BASE_COLUMNS = ["versions_id", "objekt_id", "systid_fra", "oprettet", "bruger_id",
-                 "beliggenhedskommune", "cvr_kode", *_OTHER, "geometri"]
+
+
+def _table(theme: Theme) -> sql.Identifier:
+    """The theme's base table, which a first load fills."""
+    return sql.Identifier("ly", theme.table)
+
+
+def _writable(theme: Theme) -> list[str]:
+    return [f.name for f in theme.writable_fields]
+
+
+def _other(theme: Theme) -> list[str]:
+    return [c for c in _writable(theme) if c != "cvr_kode"]
+
+
+def _base_columns(theme: Theme) -> list[str]:
+    return ["versions_id", "objekt_id", "systid_fra", "oprettet", "bruger_id",
+            "beliggenhedskommune", "cvr_kode", *_other(theme), "geometri"]
 
 
 class NotApplicable(Exception):
@@ -61,23 +74,25 @@ class NotApplicable(Exception):
 
 def applies(conn: psycopg.Connection, run: dict, plan: bulk_list.Plan | None) -> bool:
     """Whether a run may be loaded as a first load: a large vector file the fast path takes,
-    a run not begun, a register without a single version, a table the importer owns."""
+    a run not begun, a theme without a single version, a table the importer owns."""
     if os.environ.get(ENABLED_ENV, "1") == "0" or plan is None:
         return False
     if run["status"] != "indlaeser" or run["naeste_raekke"] != 0:
         return False
-    return bool(conn.execute(
-        "SELECT NOT EXISTS (SELECT 1 FROM ly.beskyttelsesrum) "
+    table = _table(plan.theme)
+    return bool(conn.execute(sql.SQL(
+        "SELECT NOT EXISTS (SELECT 1 FROM {}) "
         "AND pg_has_role(current_user, (SELECT relowner FROM pg_class "
-        "WHERE oid = %s::regclass), 'USAGE')", [TABLE]).fetchone()[0])
+        "WHERE oid = %s::regclass), 'USAGE')").format(table),
+        [table.as_string(conn)]).fetchone()[0])
 
 
 # --- the table's indexes and keys ------------------------------------------------------------
 
-def detach(cur, table: str) -> list[sql.Composable]:
+def detach(cur, table: sql.Identifier) -> list[sql.Composable]:
     """Drop a table's indexes, primary and unique keys and foreign keys (in the caller's
     transaction); return the statements that make them again, in order."""
-    oid = cur.execute("SELECT %s::regclass::oid", [table]).fetchone()[0]
+    oid = cur.execute("SELECT %s::regclass::oid", [table.as_string(cur)]).fetchone()[0]
     constraints = cur.execute(
         "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = %s AND contype IN ('p', 'u', 'f') "
@@ -87,7 +102,7 @@ def detach(cur, table: str) -> list[sql.Composable]:
         "WHERE i.indrelid = %s AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
         "WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid) ORDER BY 1",
         [oid]).fetchall()
-    target = sql.SQL(table)
+    target = table
     for name, _, _ in constraints:  # foreign keys first, then the keys
         cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
             target, sql.Identifier(name)))
@@ -107,7 +122,7 @@ class Accepted:
     """The accepted rows of a chunk, in row order, as the register's columns."""
 
     raekke: np.ndarray
-    record: pd.DataFrame  # WRITABLE columns
+    record: pd.DataFrame  # the theme's writable columns
     x: np.ndarray
     y: np.ndarray
     kommune: np.ndarray  # beliggenhedskommune (None where the register has no municipalities)
@@ -130,20 +145,21 @@ class Totals:
             self.counts[name] = self.counts.get(name, 0) + n
 
 
-def _slow_rows(cur, staged: list[Staged]) -> Accepted | None:
+def _slow_rows(cur, staged: list[Staged], theme: Theme) -> Accepted | None:
     """Rows the row path accepted, as columns (their municipality as the view's trigger
     finds it, `ly.kommune_for`)."""
     if not staged:
         return None
+    writable = _writable(theme)
     for s in staged:
-        if s.handling != "opret" or s.maal != "ly":  # only new shelters in an empty register
+        if s.handling != "opret" or s.maal != "ly":  # only new objects in an empty register
             raise NotApplicable(f"row {s.raekke} became '{s.handling}'")
     ewkt = [s.ewkt for s in staged]
     rows = cur.execute(
         "SELECT ST_X(g), ST_Y(g), ly.kommune_for(g) FROM (SELECT ST_GeomFromEWKT(e) AS g, i "
         "FROM unnest(%s::text[]) WITH ORDINALITY AS u(e, i)) p ORDER BY i", [ewkt]).fetchall()
-    record = pd.DataFrame([[s.record.get(n) for n in WRITABLE] for s in staged],
-                          columns=WRITABLE, dtype=object)
+    record = pd.DataFrame([[s.record.get(n) for n in writable] for s in staged],
+                          columns=writable, dtype=object)
     return Accepted(np.array([s.raekke for s in staged], dtype=np.int64), record,
                     np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
                     np.array([r[2] for r in rows], dtype=object),  # None: no municipalities
@@ -156,10 +172,11 @@ def _fast_rows(b: bulk_list.Batch, kommune: np.ndarray) -> Accepted:
                     b.y[idx], kommune, b.key.iloc[idx].reset_index(drop=True))
 
 
-def _merge(parts: list[Accepted]) -> Accepted:
+def _merge(parts: list[Accepted], theme: Theme) -> Accepted:
     parts = [p for p in parts if p is not None and len(p.raekke)]
     if not parts:
-        return Accepted(np.zeros(0, np.int64), pd.DataFrame(columns=WRITABLE, dtype=object),
+        return Accepted(np.zeros(0, np.int64),
+                        pd.DataFrame(columns=_writable(theme), dtype=object),
                         np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
                         pd.Series([], dtype=object))
     raekke = np.concatenate([p.raekke for p in parts])
@@ -242,8 +259,8 @@ def ewkb_points(x: np.ndarray, y: np.ndarray, srid: int) -> list[str]:
     return [text[i:i + size] for i in range(0, size * n, size)]
 
 
-def _write(cur, run_id: int, acc: Accepted, stamp: Stamp, totals: Totals) -> None:
-    """The chunk's new shelters (base table) and its candidates, with COPY."""
+def _write(cur, run_id: int, acc: Accepted, stamp: Stamp, totals: Totals, theme: Theme) -> None:
+    """The chunk's new objects (base table) and its candidates, with COPY."""
     n = len(acc.raekke)
     if not n:
         return
@@ -254,20 +271,21 @@ def _write(cur, run_id: int, acc: Accepted, stamp: Stamp, totals: Totals) -> Non
         cvr = [stamp.editor_cvr] * n
     else:
         cvr = [c if c is not None else stamp.cvr_of.get(k) for c, k in zip(given, kommune)]
-    geoms = ewkb_points(acc.x, acc.y, 25832)
-    other = [acc.record[c].tolist() for c in _OTHER]
+    geoms = ewkb_points(acc.x, acc.y, theme.srid)
+    other = [acc.record[c].tolist() for c in _other(theme)]
     now, bruger = stamp.now, stamp.bruger_id
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in _BASE_COLUMNS)
-    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.SQL(TABLE), columns)) as copy:
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in _base_columns(theme))
+    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(_table(theme), columns)) as copy:
         for row in zip(versions, objects, kommune, cvr, *other, geoms):
             copy.write_row((row[0], row[1], now, now, bruger, *row[2:]))
     with cur.copy("COPY ly.kandidat (koersel_id, raekke, maal, handling, objekt_id, match, "
                   "efter_versions_id) FROM STDIN") as copy:
         for raekke, oid, vid in zip(acc.raekke.tolist(), objects, versions):
             copy.write_row((run_id, raekke, "ly", "opret", oid, "ny", vid))
-    places = acc.record["pladser"].tolist()
-    for k, p in zip(kommune, places):
-        totals.places[k] = totals.places.get(k, 0) + (p or 0)
+    fig = staging.figure(theme)
+    if fig is not None:  # the figure the quality gate guards, per municipality
+        for k, p in zip(kommune, acc.record[fig].tolist()):
+            totals.places[k] = totals.places.get(k, 0) + (p or 0)
     totals.add("opret", n)
     totals.add("gyldige", n)
 
@@ -315,9 +333,10 @@ def _chunk(cur, run_id: int, source, ctx, p: Prepared, resolve_rows: Callable,
         return {k: staging.jsonable(v) for k, v in source.rows[raekke - 1].values.items()
                 if not k.startswith("__")}
 
-    acc = _drop_duplicates(_merge([p.fast, _slow_rows(cur, staged)]), totals, rejected,
-                           source_row)
-    _write(cur, run_id, acc, stamp, totals)
+    theme = ctx.theme
+    acc = _drop_duplicates(_merge([p.fast, _slow_rows(cur, staged, theme)], theme), totals,
+                           rejected, source_row)
+    _write(cur, run_id, acc, stamp, totals, theme)
     staging._write_rejected(cur, run_id, sorted(rejected, key=lambda r: r.raekke))
     totals.add("afviste", len(rejected))
     totals.add("sprunget_over", skipped)
@@ -338,7 +357,7 @@ def _prepared(pool: ThreadPoolExecutor, prepare: Callable[[int, int], Prepared],
 
 def _report(totals: Totals, gate: Gate) -> dict:
     """The quality gate's report, as `staging.evaluate_gate` makes it for this run (every
-    municipality had no places before)."""
+    municipality had none of the figure before)."""
     places = [(k, 0, totals.places[k]) for k in sorted(k for k in totals.places if k is not None)]
     return staging.gate_report(gate, totals.counts.get("laest", 0),
                                totals.counts.get("afviste", 0), places)
@@ -353,8 +372,8 @@ _AUDIT = sql.SQL(
     "ly.actor_roles() AS r, nullif(current_setting('ly.klient', true), '') AS k) "
     "INSERT INTO ly.revision (subjekt, cvr_kode, roller, klient, handling, tabel, objekt_id, "
     "foer_versions_id, efter_versions_id) SELECT a.s, a.c, a.r, a.k, 'opret', "
-    "'beskyttelsesrum', b.objekt_id, NULL, b.versions_id FROM a CROSS JOIN {} b "
-    "ORDER BY b.objekt_id").format(sql.SQL(TABLE))
+    "{name}, b.objekt_id, NULL, b.versions_id FROM a CROSS JOIN {table} b "
+    "ORDER BY b.objekt_id")
 
 
 def load(conn: psycopg.Connection, run_id: int, source, ctx, plan_: bulk_list.Plan | None,
@@ -371,12 +390,14 @@ def load(conn: psycopg.Connection, run_id: int, source, ctx, plan_: bulk_list.Pl
     gate = Gate.from_dict(run["parametre"].get("gate"))
     sleep = float(os.environ.get(staging.SLEEP_ENV) or 0)
     n = len(source.rows)
+    theme = ctx.theme
+    table = _table(theme)
     try:
         with conn.transaction(), conn.cursor() as cur:
-            _lock(cur, run_id)
+            _lock(cur, run_id, table)
             staging._act_as(conn, run["subjekt"], f"ly-import:{run['art']}:{run_id}")
             stamp = _stamp(cur)
-            again = detach(cur, TABLE)
+            again = detach(cur, table)
             municipalities = bulk_list.Municipalities(cur)
             totals = Totals(ids=_uuids(n, ordered=True))
             progress.total(n)
@@ -393,8 +414,9 @@ def load(conn: psycopg.Connection, run_id: int, source, ctx, plan_: bulk_list.Pl
             cur.execute("UPDATE ly.koersel SET staget = clock_timestamp() WHERE id = %s",
                         [run_id])
             _attach(cur, again)
-            written = cur.execute(_AUDIT).rowcount
-            cur.execute(sql.SQL("ANALYZE {}").format(sql.SQL(TABLE)))
+            written = cur.execute(_AUDIT.format(name=sql.Literal(theme.table),
+                                                table=table)).rowcount
+            cur.execute(sql.SQL("ANALYZE {}").format(table))
             staging.analyze_candidates(cur)
             counts = {k: v for k, v in totals.counts.items() if v}
             counts["skrevet"] = written
@@ -407,14 +429,13 @@ def load(conn: psycopg.Connection, run_id: int, source, ctx, plan_: bulk_list.Pl
     return staging.get_run(conn, run_id)["taellere"]
 
 
-def _lock(cur, run_id: int) -> None:
-    """The run and the register's table, for this transaction; the table must be empty."""
+def _lock(cur, run_id: int, table: sql.Identifier) -> None:
+    """The run and the theme's table, for this transaction; the table must be empty."""
     staging._lock_run(cur, run_id)
     cur.execute("SET LOCAL lock_timeout = '10s'")  # a long reader: stage instead of waiting
-    cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(TABLE)))
+    cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
     cur.execute("SET LOCAL lock_timeout = 0")
-    if cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
-            sql.SQL(TABLE))).fetchone()[0]:
+    if cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(table)).fetchone()[0]:
         raise NotApplicable("the register is no longer empty")
 
 

@@ -26,6 +26,10 @@ field and reason (`ly.afvist`, and a CSV report file).
 
 The import is a staged run (`loaders.staging`): nothing reaches the register until the run is
 published, in one transaction, after its quality gate.
+
+A list is a list of one theme's objects (`theme`, default the shelters, theme 6101): the
+targets, conversions, matching and validation come from the theme's descriptor, so a list of
+another point theme is imported by passing that theme.
 """
 
 from __future__ import annotations
@@ -42,18 +46,21 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import psycopg
+from psycopg import sql
 
 from datamodel import crs as crsmod
+from datamodel import themes
 from datamodel.codelists import load_codelists
-from datamodel.fields import FIELDS_BY_NAME, SHELTER_FIELDS, TEMAKODE, WRITABLE_FIELDS
 from datamodel.rules import Problem, complete, point_from_geojson, validate_properties
+from datamodel.themes import Theme
 from loaders import bulk_list, initial_load, staging
 from loaders.staging import Gate, Progress, Rejected, RunError, Staged
 
 ART = "kommunal_liste"
+#: The theme whose lists this import takes unless told otherwise: the shelters.
+THEME = themes.by_temakode(6101)
 COORD_TARGETS = ("x", "y", "lat", "lon")
 SPECIAL_TARGETS = COORD_TARGETS + ("adresse", "objekt_id", "temakode", "ignorer")
-WRITABLE = [f.name for f in WRITABLE_FIELDS]
 SPREADSHEETS = (".csv", ".txt", ".tsv", ".xlsx", ".xlsm")
 VECTORS = (".gpkg", ".shp", ".zip", ".geojson", ".json", ".gml")
 KILDE_KOMMUNAL_LISTE = bulk_list.KILDE_KOMMUNAL_LISTE
@@ -69,14 +76,15 @@ class MappingError(RunError):
 class Mapping:
     kolonner: dict[str, str] = field(default_factory=dict)  # source column -> target
     vaerdier: dict[str, dict[str, Any]] = field(default_factory=dict)  # field -> text -> code
-    standard: dict[str, Any] = field(default_factory=dict)  # defaults for new shelters
+    standard: dict[str, Any] = field(default_factory=dict)  # defaults for new objects
     crs: str | None = None
     ark: str | None = None  # worksheet of an XLSX file
+    theme: Theme = THEME  # whose attributes the targets are
 
     @classmethod
-    def load(cls, source: str | Path | dict | None) -> "Mapping":
+    def load(cls, source: str | Path | dict | None, theme: Theme = THEME) -> "Mapping":
         if source is None:
-            return cls()
+            return cls(theme=theme)
         if isinstance(source, dict):
             data = source
         else:
@@ -95,14 +103,16 @@ class Mapping:
         m = cls(kolonner={k: (v or "ignorer") for k, v in (data.get("kolonner") or {}).items()},
                 vaerdier={k: {str(t).casefold(): c for t, c in v.items()}
                           for k, v in (data.get("vaerdier") or {}).items()},
-                standard=dict(data.get("standard") or {}), crs=data.get("crs"), ark=data.get("ark"))
+                standard=dict(data.get("standard") or {}), crs=data.get("crs"), ark=data.get("ark"),
+                theme=theme)
+        writable = {f.name for f in theme.writable_fields}
         for column, target in m.kolonner.items():
-            if target not in SPECIAL_TARGETS and target not in WRITABLE:
+            if target not in SPECIAL_TARGETS and target not in writable:
                 raise MappingError(f"mapping: column {column!r} maps to {target!r}, which is not "
-                                   "an attribute of beskyttelsesrum (nor x, y, lat, lon, adresse, "
-                                   "objekt_id, ignorer)")
+                                   f"an attribute of {theme.collection_id} (nor x, y, lat, lon, "
+                                   "adresse, objekt_id, ignorer)")
         for name in list(m.vaerdier) + list(m.standard):
-            if name not in WRITABLE:
+            if name not in writable:
                 raise MappingError(f"mapping: {name!r} is not a writable attribute")
         return m
 
@@ -111,17 +121,18 @@ class Mapping:
                 "crs": self.crs, "ark": self.ark}
 
 
-def _auto_target(column: str, exact: bool) -> str | None:
+def _auto_target(column: str, exact: bool, theme: Theme) -> str | None:
     """The attribute a column name stands for without a mapping: its name (`exact`), or its
     feltnavn10 alias."""
     c = column.strip().lower()
     if exact:
-        if c in FIELDS_BY_NAME and FIELDS_BY_NAME[c].writable:
+        f = theme.fields_by_name.get(c)
+        if f is not None and f.writable:
             return c
         if c in ("objekt_id", "temakode", "x", "y", "lat", "lon", "adresse"):
             return c
         return None
-    for f in SHELTER_FIELDS:
+    for f in theme.fields:
         if f.writable and f.feltnavn10 == c:
             return f.name
     return None
@@ -131,7 +142,8 @@ def resolve_columns(columns: list[str], mapping: Mapping) -> tuple[dict[str, str
     """(column -> target, ignored columns); refuses mapped columns the file lacks and targets
     claimed by two columns. Mapped columns come first, then exact attribute names, then
     feltnavn10 aliases for what is still unclaimed (so GeoFA's text twin `beskyt_rum` beside
-    `beskyt_rum_kode` is ignored, while a Shapefile's `beskyt_rum` is the code)."""
+    `beskyt_rum_kode` is ignored, while a Shapefile's `beskyt_rum` is the code). The targets
+    are attributes of the mapping's theme."""
     missing = [c for c in mapping.kolonner if c not in columns]
     if missing:
         raise MappingError(f"mapping names column(s) {', '.join(map(repr, missing))} which the file"
@@ -155,7 +167,7 @@ def resolve_columns(columns: list[str], mapping: Mapping) -> tuple[dict[str, str
         for column in columns:
             if column in targets or column in mapping.kolonner:
                 continue
-            target = _auto_target(column, exact)
+            target = _auto_target(column, exact, mapping.theme)
             if target is not None:
                 claim(column, target, False)
     ignored = [c for c in columns if c not in targets]
@@ -397,7 +409,7 @@ def _number(value: Any) -> float | None:
 
 
 def _code_from_text(name: str, value: Any, mapping: Mapping) -> Any:
-    f = FIELDS_BY_NAME[name]
+    f = mapping.theme.fields_by_name[name]
     text = str(value).strip()
     mapped = mapping.vaerdier.get(name, {}).get(text.casefold())
     if mapped is not None:
@@ -417,10 +429,11 @@ def _code_from_text(name: str, value: Any, mapping: Mapping) -> Any:
 
 
 def convert(name: str, value: Any, mapping: Mapping) -> Any:
-    """A cell as the JSON value the validation rules expect; raises ValueError with a reason."""
+    """A cell as the JSON value the validation rules expect (an attribute of the mapping's
+    theme); raises ValueError with a reason."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
-    f = FIELDS_BY_NAME[name]
+    f = mapping.theme.fields_by_name[name]
     if f.codelist:
         return _code_from_text(name, value, mapping)
     if f.type == "integer":
@@ -491,17 +504,19 @@ class Context:
     fix_swapped: bool = False
     uses_latlon: bool = False
 
-
-_CURRENT = ("row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) "
-            "FROM ly.t_6101_beskyt_rum t")
+    @property
+    def theme(self) -> Theme:
+        return self.mapping.theme
 
 
 class Lookups:
-    """Current shelters that a batch of rows may match, fetched with one query per key kind
+    """Current objects that a batch of rows may match, fetched with one query per key kind
     (rather than a query per row): by objekt_id, noegle, BBR building id and address, and the
     municipality of each row's point."""
 
-    def __init__(self) -> None:
+    def __init__(self, theme: Theme) -> None:
+        self.theme = theme
+        self.current = staging.current_rows(theme)
         self.by_id: dict[str, tuple] = {}
         self.by_noegle: dict[str, list[tuple]] = {}
         self.by_bbr: dict[str, list[tuple]] = {}
@@ -509,9 +524,9 @@ class Lookups:
         self.kommune: dict[int, int | None] = {}  # index in the batch -> municipality
         self.at_sea_known = False  # municipalities are loaded: a point without one is at sea
 
-    @staticmethod
-    def _rows(cur, where: str, params: list) -> list[tuple]:
-        return cur.execute(f"SELECT {_CURRENT} WHERE {where}", params).fetchall()
+    def _rows(self, cur, where: str, params: list) -> list[tuple]:
+        return cur.execute(sql.SQL("SELECT {} WHERE {}").format(self.current, sql.SQL(where)),
+                           params).fetchall()
 
     def fetch_keys(self, cur, prepared: list["Prepared"]) -> None:
         ids = sorted({p.objekt_id for p in prepared if p.objekt_id is not None})
@@ -528,21 +543,19 @@ class Lookups:
                 self.by_bbr.setdefault(r[0]["bbr_bygning_id"], []).append(r)
 
     def fetch_addresses(self, cur, wanted: dict[int, dict], kommunekode: int | None) -> None:
-        """Matches by street name and house number (and postal code and type when the row has
+        """Matches by street name and house number (and postal code and kind when the row has
         them, and the list's municipality) for the rows `wanted` (index -> props)."""
-        if not wanted:
+        join = bulk_list.address_match(self.theme)
+        if not wanted or join is None:
             return
         idx = list(wanted)
         props = [wanted[i] for i in idx]
+        kind = bulk_list.kind_field(self.theme)
         for i, *r in cur.execute(
-                f"SELECT k.i, {_CURRENT} JOIN unnest(%s::int[], %s::text[], %s::text[], "
-                "%s::int[], %s::int[]) AS k(i, v, h, p, c) "
-                "ON lower(t.vejnavn) = lower(k.v) AND upper(t.husnr) = upper(k.h) "
-                "AND (k.p IS NULL OR t.postnr = k.p) AND (k.c IS NULL OR t.beskyt_rum_kode = k.c) "
-                "AND (%s::int IS NULL OR t.beliggenhedskommune = %s::int)",
+                sql.SQL("SELECT k.i, {} JOIN ").format(self.current) + join,
                 [idx, [p["vejnavn"] for p in props], [p["husnr"] for p in props],
                  [p.get("postnr") or None for p in props],
-                 [p.get("beskyt_rum_kode") or None for p in props],
+                 [(p.get(kind) or None) if kind else None for p in props],
                  kommunekode, kommunekode]).fetchall():
             self.by_address.setdefault(i, []).append(tuple(r))
 
@@ -578,7 +591,7 @@ def _relabel(problems: list[Problem], ctx: Context) -> list[Problem]:
     out = []
     for p in problems:
         name = p.field.removeprefix("properties.")
-        if name in FIELDS_BY_NAME:
+        if name in ctx.theme.fields_by_name:
             out.append(Problem(_label(name, ctx), p.detail))
         elif p.field.startswith("geometry"):
             out.append(Problem("geometri", p.detail))
@@ -648,9 +661,10 @@ def prepare_row(row: SourceRow, ctx: Context) -> Prepared | Rejected | None:
     problems: list[Problem] = []
     raw = {t: row.values.get(c) for c, t in ctx.targets.items()}
     temakode = raw.pop("temakode", None)
-    if temakode not in (None, "") and str(temakode).strip() not in (str(TEMAKODE), f"{TEMAKODE}.0"):
+    own = ctx.theme.temakode
+    if temakode not in (None, "") and str(temakode).strip() not in (str(own), f"{own}.0"):
         problems.append(Problem(_label("temakode", ctx),
-                                f"is {temakode}; this import takes theme {TEMAKODE} only"))
+                                f"is {temakode}; this import takes theme {own} only"))
     props: dict[str, Any] = {}
     for target, value in raw.items():
         if target in SPECIAL_TARGETS:
@@ -712,7 +726,7 @@ def resolve_rows(cur, rows: list[SourceRow], ctx: Context) -> list[Staged | Reje
     is read with a few queries per batch (see `Lookups`), not per row."""
     out: list[Staged | Rejected | None | Prepared] = [prepare_row(r, ctx) for r in rows]
     prepared = {i: p for i, p in enumerate(out) if isinstance(p, Prepared)}
-    lk = Lookups()
+    lk = Lookups(ctx.theme)
     lk.fetch_keys(cur, list(prepared.values()))
     matched: dict[int, tuple[str | None, list]] = {}
     for i, p in prepared.items():
@@ -761,19 +775,23 @@ def _change(row, ctx, current_row, props, xy, match, remark, kilde) -> Staged | 
         return Rejected(row.raekke, [Problem(match, (
             f"matches {current['objekt_id']} in municipality {current['beliggenhedskommune']}, "
             f"outside the list's municipality {ctx.kommunekode}"))], kilde)
-    if "pladser" in props and props["pladser"] != current.get("pladser") \
-            and "pladser_kilde_kode" not in ctx.targets.values():
-        props["pladser_kilde_kode"] = KILDE_KOMMUNAL_LISTE
+    theme = ctx.theme
+    sourced = bulk_list.figure_source(theme)
+    if sourced is not None:
+        fig, src = sourced
+        if fig in props and props[fig] != current.get(fig) and src not in ctx.targets.values():
+            props[src] = KILDE_KOMMUNAL_LISTE
     problems: list[Problem] = []
-    merged = {name: current.get(name) for name in WRITABLE}
+    writable = [f.name for f in theme.writable_fields]
+    merged = {name: current.get(name) for name in writable}
     merged.update(props)
-    values = validate_properties(merged, problems, previous=current)
-    record = complete(values, problems)
+    values = validate_properties(merged, problems, previous=current, theme=theme)
+    record = complete(values, problems, theme)
     if problems:
         return Rejected(row.raekke, _relabel(problems, ctx), kilde)
     new_xy = xy or (cx, cy)
     changes = {}
-    for name in WRITABLE:
+    for name in writable:
         old, new = staging.jsonable(current.get(name)), staging.jsonable(record.get(name))
         if isinstance(old, (int, float)) and isinstance(new, (int, float)):
             same = float(old) == float(new)
@@ -795,18 +813,21 @@ def _create(row, ctx, props, xy, remark, kilde) -> Staged | Rejected:
     if xy is None:
         problems.append(Problem("geometri", "coordinates are missing, and the row matches no "
                                             "existing shelter (a new shelter needs a point)"))
+    theme = ctx.theme
     values = dict(ctx.mapping.standard)
     values.update(props)
-    if "pladser" in values and "pladser_kilde_kode" not in values:
-        values["pladser_kilde_kode"] = KILDE_KOMMUNAL_LISTE
+    sourced = bulk_list.figure_source(theme)
+    if sourced is not None and sourced[0] in values and sourced[1] not in values:
+        values[sourced[1]] = KILDE_KOMMUNAL_LISTE
     if "cvr_kode" not in values and ctx.cvr_kode is not None:
         values["cvr_kode"] = ctx.cvr_kode
-    values = validate_properties(values, problems)
-    record = complete(values, problems)
+    values = validate_properties(values, problems, theme=theme)
+    record = complete(values, problems, theme)
     if problems:
         return Rejected(row.raekke, _relabel(problems, ctx), kilde)
     key = None
-    kind = record.get("beskyt_rum_kode")
+    kind_name = bulk_list.kind_field(theme)
+    kind = record.get(kind_name) if kind_name else None
     if record.get("noegle"):
         key = f"noegle:{record['noegle']}"
     elif record.get("vejnavn") and record.get("husnr"):
@@ -823,8 +844,8 @@ def _create(row, ctx, props, xy, remark, kilde) -> Staged | Rejected:
 
 # --- the run -------------------------------------------------------------------------------
 
-def _context(conn, source: Source, params: dict) -> Context:
-    mapping = Mapping.load(params["mapping"])
+def _context(conn, source: Source, params: dict, theme: Theme) -> Context:
+    mapping = Mapping.load(params["mapping"], theme)
     targets, _ = resolve_columns(source.columns, mapping)
     used = set(targets.values())
     uses_latlon = bool({"lat", "lon"} & used)
@@ -868,44 +889,54 @@ def _municipality_cvr(conn, kommunekode: int | None) -> int | None:
 
 def start(conn: psycopg.Connection, path: str | Path, *, mapping: str | Path | dict | None,
           kommunekode: int | None, crs: str | None = None, gate: Gate | None = None,
-          fuld: bool = False, fix_swapped: bool = False, subjekt: str = "ly-import") -> int:
+          fuld: bool = False, fix_swapped: bool = False, subjekt: str = "ly-import",
+          theme: Theme = THEME) -> int:
     """Check the file and the mapping and create the run (nothing staged yet)."""
     return begin(conn, path, mapping=mapping, kommunekode=kommunekode, crs=crs, gate=gate,
-                 fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt)[0]
+                 fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt, theme=theme)[0]
 
 
 def begin(conn: psycopg.Connection, path: str | Path, *, mapping: str | Path | dict | None,
           kommunekode: int | None, crs: str | None = None, gate: Gate | None = None,
-          fuld: bool = False, fix_swapped: bool = False, subjekt: str = "ly-import"
-          ) -> tuple[int, Source]:
+          fuld: bool = False, fix_swapped: bool = False, subjekt: str = "ly-import",
+          theme: Theme = THEME) -> tuple[int, Source]:
     """`start`, also returning the file as read (for `stage_run`, so it is read once)."""
     path = Path(path).resolve()
-    m = Mapping.load(mapping)
+    m = Mapping.load(mapping, theme)
     source = read_source(path, m)
     cvr = _municipality_cvr(conn, kommunekode)
     params = {"fil": str(path), "mapping": m.as_dict(), "crs": crs, "kommunekode": kommunekode,
               "cvr_kode": cvr, "fuld": fuld, "fix_swapped": fix_swapped,
               "gate": (gate or Gate()).as_dict()}
-    ctx = _context(conn, source, params)
+    ctx = _context(conn, source, params, theme)
     params["crs_brugt"] = ctx.crs.uri
     params["kolonner"] = ctx.targets
     params["raekker"] = len(source.rows)
     run_id = staging.create_run(conn, ART, str(path), parametre=params, kommunekode=kommunekode,
-                                cvr_kode=cvr, subjekt=subjekt, kilde_sha256=sha256(path))
+                                cvr_kode=cvr, subjekt=subjekt, kilde_sha256=sha256(path),
+                                theme=theme)
     return run_id, source
 
 
-def _ended_by_full_list(conn, run_id: int, kommunekode: int) -> list[Staged]:
-    """Shelters of the list's types in its municipality that no row matched."""
-    rows = conn.execute(
-        "SELECT objekt_id, versions_id, pladser FROM ly.t_6101_beskyt_rum t "
-        "WHERE beliggenhedskommune = %s AND beskyt_rum_kode IN (SELECT DISTINCT "
-        "(vaerdier ->> 'beskyt_rum_kode')::int FROM ly.kandidat WHERE koersel_id = %s "
-        "AND vaerdier IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM ly.kandidat k WHERE "
-        "k.koersel_id = %s AND k.objekt_id = t.objekt_id) ORDER BY objekt_id",
-        [kommunekode, run_id, run_id]).fetchall()
+def _ended_by_full_list(conn, run_id: int, kommunekode: int, theme: Theme) -> list[Staged]:
+    """Objects of the list's kinds (every object, when the theme has no kinds) in its
+    municipality that no row matched."""
+    kind, fig = bulk_list.kind_field(theme), staging.figure(theme)
+    of_kinds = sql.SQL("")
+    if kind:
+        of_kinds = sql.SQL("AND t.{kind} IN (SELECT DISTINCT (vaerdier ->> {name})::int "
+                           "FROM ly.kandidat WHERE koersel_id = %(run)s AND vaerdier IS NOT "
+                           "NULL) ").format(kind=sql.Identifier(kind), name=sql.Literal(kind))
+    rows = conn.execute(sql.SQL(
+        "SELECT objekt_id, versions_id, {fig} FROM {view} t "
+        "WHERE beliggenhedskommune = %(kommune)s {of_kinds}AND NOT EXISTS (SELECT 1 FROM "
+        "ly.kandidat k WHERE k.koersel_id = %(run)s AND k.objekt_id = t.objekt_id) "
+        "ORDER BY objekt_id").format(
+            fig=sql.Identifier(fig) if fig else sql.SQL("NULL"),
+            view=sql.Identifier("ly", theme.current_view), of_kinds=of_kinds),
+        {"kommune": kommunekode, "run": run_id}).fetchall()
     return [Staged(0, "afslut", o, foer_versions_id=v, match="fuld_liste",
-                   aendringer={"pladser": [p, None]},
+                   aendringer={fig: [p, None]} if fig else None,
                    bemaerkning="not on the complete list") for o, v, p in rows]
 
 
@@ -915,10 +946,12 @@ def stage_run(conn: psycopg.Connection, run_id: int, *, batch_size: int = stagin
     """Stage (or resume staging) a list run and close it with the quality gate. Returns the
     gate's report. `source`: the file as `start` read it (else it is read again).
     `publish`: the run is to be published when it passes; a large file for an empty register
-    is then loaded and published at once (`loaders.initial_load`)."""
+    is then loaded and published at once (`loaders.initial_load`). The run's theme is the one
+    it was started for."""
     run = staging.get_run(conn, run_id)
     if run["art"] != ART:
         raise RunError(f"run {run_id} is a {run['art']} run, not a municipal list")
+    theme = staging.run_theme(run)
     params = run["parametre"]
     path = Path(params["fil"])
     if not path.exists():
@@ -926,8 +959,8 @@ def stage_run(conn: psycopg.Connection, run_id: int, *, batch_size: int = stagin
     if sha256(path) != run["kilde_sha256"]:
         raise RunError(f"run {run_id}: {path} has changed since the run started; start a new run")
     if source is None:
-        source = read_source(path, Mapping.load(params["mapping"]))
-    ctx = _context(conn, source, params)
+        source = read_source(path, Mapping.load(params["mapping"], theme))
+    ctx = _context(conn, source, params, theme)
     progress = progress or Progress()
     progress.total(len(source.rows))
     progress.advance(run["naeste_raekke"])
@@ -948,7 +981,7 @@ def stage_run(conn: psycopg.Connection, run_id: int, *, batch_size: int = stagin
                             batch_size=batch_size, progress=progress)
         else:
             staging.stage(conn, run_id, items(), batch_size=batch_size, progress=progress)
-        extra = _ended_by_full_list(conn, run_id, params["kommunekode"]) \
+        extra = _ended_by_full_list(conn, run_id, params["kommunekode"], theme) \
             if params.get("fuld") and params.get("kommunekode") else []
         return staging.finish_staging(conn, run_id, extra=extra)
     return run["kvalitet"]
@@ -958,10 +991,12 @@ def import_list(conn: psycopg.Connection, path: str | Path, *, mapping=None,
                 kommunekode: int | None = None, crs: str | None = None, gate: Gate | None = None,
                 fuld: bool = False, fix_swapped: bool = False, publish: bool = False,
                 batch_size: int = staging.DEFAULT_BATCH, subjekt: str = "ly-import",
-                progress: Progress | None = None) -> int:
-    """Start, stage and (when asked and the gate passes) publish a list. Returns the run id."""
+                progress: Progress | None = None, theme: Theme = THEME) -> int:
+    """Start, stage and (when asked and the gate passes) publish a list of `theme`'s objects.
+    Returns the run id."""
     run_id, source = begin(conn, path, mapping=mapping, kommunekode=kommunekode, crs=crs,
-                            gate=gate, fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt)
+                            gate=gate, fuld=fuld, fix_swapped=fix_swapped, subjekt=subjekt,
+                            theme=theme)
     try:
         stage_run(conn, run_id, batch_size=batch_size, progress=progress, source=source,
                   publish=publish)

@@ -11,13 +11,19 @@ Every import or pull is a *run* (`ly.koersel`, migration 0004):
 2. **Gate.** When every row is staged, the quality gate is evaluated (share of rejected rows;
    places each municipality would lose). A run that fails it is `afvist` and cannot be
    published (unless forced); the report says which rule failed and by how much.
-3. **Publish.** One transaction writes every candidate through the versioned view
-   `ly.t_6101_beskyt_rum`, so history and audit hold. A change is guarded by the version it was
-   staged against: if someone changed the shelter since, nothing is published and the conflicts
-   are listed.
+3. **Publish.** One transaction writes every candidate through the theme's versioned view
+   (`ly.t_6101_beskyt_rum` for shelters), so history and audit hold. A change is guarded by the
+   version it was staged against: if someone changed the object since, nothing is published and
+   the conflicts are listed.
 4. **Rollback.** A published run is undone in one transaction by new versions that restore the
    previous values (created shelters are ended, ended ones re-created with their objekt_id);
    history is never deleted.
+
+A run belongs to one theme (`datamodel.themes`), recorded in its parameters (`temakode`) by
+`create_run`; every statement here is made from that theme's descriptor (its table, views,
+writable attributes, geometry and the figure the quality gate guards), so a run of another
+theme is a run with another descriptor. The candidates' geometry column (`ly.kandidat`,
+migration 0004) holds points: a run of an area theme is refused until it holds areas.
 
 Plain synchronous psycopg, like the other loaders; nothing here imports the service.
 """
@@ -31,6 +37,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from uuid import UUID
@@ -40,15 +47,15 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from datamodel.fields import WRITABLE_FIELDS
+from datamodel import themes
 from datamodel.rules import Problem
+from datamodel.themes import Theme
 
 #: Test hook: seconds to sleep after each committed staging batch (and, with
 #: LY_IMPORT_PUBLISH_SLEEP, inside the publish transaction), so a test can kill a run midway.
 SLEEP_ENV = "LY_IMPORT_BATCH_SLEEP"
 PUBLISH_SLEEP_ENV = "LY_IMPORT_PUBLISH_SLEEP"
 
-WRITABLE = [f.name for f in WRITABLE_FIELDS]
 DEFAULT_BATCH = 2000
 
 
@@ -168,16 +175,35 @@ def autocommit(conn: psycopg.Connection) -> psycopg.Connection:
 
 def create_run(conn: psycopg.Connection, art: str, kilde: str, *, parametre: dict | None = None,
                kommunekode: int | None = None, cvr_kode: int | None = None,
-               subjekt: str = "ly-import", kilde_sha256: str | None = None) -> int:
-    """A new run in state `indlaeser`; committed at once so it shows in the run log."""
+               subjekt: str = "ly-import", kilde_sha256: str | None = None,
+               theme: Theme | None = None) -> int:
+    """A new run of `theme` (default: `themes.default()`) in state `indlaeser`; committed at
+    once so it shows in the run log. The theme is recorded as `parametre.temakode`."""
+    theme = theme or themes.default()
+    if theme.is_area:
+        raise RunError(f"{theme.collection_id}: import runs take point themes only (the "
+                       "candidates' geometry, ly.kandidat.geometri, is a point)")
     autocommit(conn)
+    parametre = {**(parametre or {}), "temakode": theme.temakode}
     with conn.transaction():
         (run_id,) = conn.execute(
             "INSERT INTO ly.koersel (art, kilde, kilde_sha256, parametre, kommunekode, cvr_kode, "
             "subjekt) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            [art, kilde, kilde_sha256, _jsonb(parametre or {}), kommunekode, cvr_kode, subjekt],
+            [art, kilde, kilde_sha256, _jsonb(parametre), kommunekode, cvr_kode, subjekt],
         ).fetchone()
     return run_id
+
+
+def run_theme(run: dict) -> Theme:
+    """The theme a run writes: the one `create_run` recorded (a run made before runs recorded
+    their theme: `themes.default()`)."""
+    code = (run.get("parametre") or {}).get("temakode")
+    if code is None:
+        return themes.default()
+    try:
+        return themes.by_temakode(int(code))
+    except KeyError:
+        raise RunError(f"run {run.get('id')}: its theme {code} is not registered") from None
 
 
 def get_run(conn: psycopg.Connection, run_id: int) -> dict:
@@ -226,6 +252,13 @@ def _add_counters(conn, run_id: int, counts: dict[str, int], rows_done: int,
         "  ) a GROUP BY key) s) "
         "WHERE id = %s",
         [rows_done, _jsonb(markoer), Jsonb(counts), run_id])
+
+
+def current_rows(theme: Theme) -> sql.Composed:
+    """`row_to_json(t), x, y FROM <current view> t`: a point theme's current objects as the
+    loaders read them to match and compare (followed by a JOIN or WHERE)."""
+    return sql.SQL("row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) FROM {} t").format(
+        sql.Identifier("ly", theme.current_view))
 
 
 # --- staging -------------------------------------------------------------------------------
@@ -399,11 +432,11 @@ def _add_candidates(cur, run_id: int, items: list[Staged]) -> dict[str, int]:
 # in none (at sea, near the generalised coast) `ly.kommune_for`'s answer: the same rule.
 # The result (`ly_punkt_kommune`, a temporary table of the transaction) is the quality
 # gate's, and publishing reads it too.
-_POINTS_SQL = """
+_POINTS_SQL = sql.SQL("""
 CREATE TEMP TABLE ly_punkter ON COMMIT DROP AS
-SELECT raekke, geometri, (vaerdier ->> 'pladser')::int AS pladser FROM ly.kandidat
+SELECT raekke, geometri, {figure} AS figur FROM ly.kandidat
 WHERE koersel_id = %(run)s AND maal = 'ly' AND handling IN ('opret', 'ret')
-"""
+""")
 _POINT_MUNICIPALITY_SQL = """
 CREATE TEMP TABLE ly_punkt_kommune ON COMMIT DROP AS
 WITH inside AS (
@@ -412,39 +445,66 @@ WITH inside AS (
     JOIN ly_punkter p ON ST_Intersects(m.g, p.geometri)
     ORDER BY p.raekke, m.kommunekode
 )
-SELECT p.raekke, coalesce(i.kommunekode, ly.kommune_for(p.geometri)) AS kommune, p.pladser
+SELECT p.raekke, coalesce(i.kommunekode, ly.kommune_for(p.geometri)) AS kommune, p.figur
 FROM ly_punkter p LEFT JOIN inside i USING (raekke)
 """
 
-_PLACES_SQL = """
+# The figure a municipality may lose (`Gate.max_pladstab_andel`): the theme's first report
+# figure (a shelter's places), before and after the run.
+_PLACES_SQL = sql.SQL("""
 WITH old AS (
-    SELECT b.beliggenhedskommune AS kommune, -b.pladser AS d
-    FROM ly.kandidat k JOIN ly.beskyttelsesrum b ON b.versions_id = k.foer_versions_id
+    SELECT b.beliggenhedskommune AS kommune, -b.{figure} AS d
+    FROM ly.kandidat k JOIN {table} b ON b.versions_id = k.foer_versions_id
     WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling IN ('ret', 'afslut')
 ), delta AS (
-    SELECT kommune, sum(d)::bigint AS d FROM (
-        SELECT * FROM old UNION ALL SELECT kommune, pladser FROM ly_punkt_kommune) x
+    SELECT kommune, sum(d){sum_type} AS d FROM (
+        SELECT * FROM old UNION ALL SELECT kommune, figur FROM ly_punkt_kommune) x
     WHERE kommune IS NOT NULL GROUP BY kommune
 ), before AS (
-    SELECT beliggenhedskommune AS kommune, sum(pladser)::bigint AS p FROM ly.t_6101_beskyt_rum
+    SELECT beliggenhedskommune AS kommune, sum({figure}){sum_type} AS p FROM {view}
     WHERE beliggenhedskommune IN (SELECT kommune FROM delta) GROUP BY 1
 )
 SELECT d.kommune, coalesce(b.p, 0), coalesce(b.p, 0) + d.d
 FROM delta d LEFT JOIN before b USING (kommune) ORDER BY d.kommune
-"""
+""")
 
 
-def _places(cur, run_id: int) -> list[tuple[int, int, int]]:
-    """(municipality, places before, places after) for every municipality the run touches;
-    leaves `ly_punkt_kommune` (raekke, kommune) for the rest of the transaction."""
+def figure(theme: Theme) -> str | None:
+    """The attribute whose loss the quality gate guards: the theme's first report figure (a
+    shelter's places), or None when the theme has none."""
+    return theme.figures[0].field if theme.figures else None
+
+
+def _figure_types(theme: Theme) -> tuple[sql.Composable, sql.Composable]:
+    """(cast of a candidate's figure, cast of a sum of figures)."""
+    if theme.fields_by_name[figure(theme)].type == "integer":
+        return sql.SQL("int"), sql.SQL("::bigint")
+    return sql.SQL("numeric"), sql.SQL("")
+
+
+def _places(cur, run_id: int, theme: Theme) -> list[tuple[int, int, int]]:
+    """(municipality, figure before, figure after) for every municipality the run touches
+    (none when the theme has no figure); leaves `ly_punkt_kommune` (raekke, kommune) for the
+    rest of the transaction."""
+    name = figure(theme)
+    if name is None:
+        value = sql.SQL("NULL::int")
+    else:
+        cast, _ = _figure_types(theme)
+        value = sql.SQL("(vaerdier ->> {})::{}").format(sql.Literal(name), cast)
     cur.execute("DROP TABLE IF EXISTS ly_punkter, ly_punkt_kommune")
-    cur.execute(_POINTS_SQL, {"run": run_id})
+    cur.execute(_POINTS_SQL.format(figure=value), {"run": run_id})
     cur.execute("CREATE INDEX ON ly_punkter USING gist (geometri)")
     cur.execute("ANALYZE ly_punkter")
     cur.execute(_POINT_MUNICIPALITY_SQL)
     cur.execute("CREATE UNIQUE INDEX ON ly_punkt_kommune (raekke)")
     cur.execute("ANALYZE ly_punkt_kommune")
-    return cur.execute(_PLACES_SQL, {"run": run_id}).fetchall()
+    if name is None:
+        return []
+    _, sum_type = _figure_types(theme)
+    return cur.execute(_PLACES_SQL.format(
+        figure=sql.Identifier(name), sum_type=sum_type, table=sql.Identifier("ly", theme.table),
+        view=sql.Identifier("ly", theme.current_view)), {"run": run_id}).fetchall()
 
 
 def evaluate_gate(conn: psycopg.Connection, run_id: int, gate: Gate) -> dict:
@@ -459,7 +519,7 @@ def _evaluate_gate(conn, cur, run_id: int, gate: Gate) -> dict:
     run = get_run(conn, run_id)
     t = run["taellere"] or {}
     return gate_report(gate, int(t.get("laest", 0)), int(t.get("afviste", 0)),
-                       _places(cur, run_id))
+                       _places(cur, run_id, run_theme(run)))
 
 
 def gate_report(gate: Gate, read: int, rejected: int,
@@ -529,29 +589,24 @@ def _act_as(conn, subject: str, client: str) -> None:
                  [subject, client])
 
 
-_COLS = sql.SQL(", ").join(sql.Identifier(c) for c in WRITABLE)
-_RCOLS = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in WRITABLE)
-_SETS = sql.SQL(", ").join(sql.SQL("{c} = r.{c}").format(c=sql.Identifier(c)) for c in WRITABLE)
-
 # Publishing writes every candidate of one kind with one statement. Changes and ends go
-# through the versioned view (its trigger closes the old version, writes the new one and the
-# audit row). New shelters are written set-based, straight into the base table, with the
-# rule of the view's INSERT trigger (migration 0003, `ly.t_6101_beskyt_rum_write`): fresh
+# through the theme's versioned view (its trigger closes the old version, writes the new one
+# and the audit row). New objects are written set-based, straight into the base table, with
+# the rule of the view's INSERT trigger (`datamodel.storage.write_function_sql`): fresh
 # version id, system time and creation time now, the point's municipality, the acting
 # subject as editor, a municipal editor's own CVR (else the one given, else the
-# municipality's), and an audit row per version as `ly.audit` writes it. A shelter created
+# municipality's), and an audit row per version as `ly.audit` writes it. An object created
 # through the view and one published here get the same values (tests/test_import_list.py).
 # The municipalities come from the quality gate, evaluated just before in the same
 # transaction (`ly_punkt_kommune`).
-_OTHER = [c for c in WRITABLE if c != "cvr_kode"]
-_PUB_INSERT = sql.SQL(
+_PUB_INSERT = (
     "WITH s AS MATERIALIZED ("
     "  SELECT k.objekt_id AS oid, k.geometri AS g, "
     "  coalesce(pk.kommune, ly.kommune_for(k.geometri)) AS kommune, {rcols} FROM ly.kandidat k "
-    "  CROSS JOIN LATERAL jsonb_populate_record(NULL::ly.beskyttelsesrum, k.vaerdier) r "
+    "  CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, k.vaerdier) r "
     "  LEFT JOIN ly_punkt_kommune pk ON pk.raekke = k.raekke "
     "  WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling = 'opret'), "
-    "w AS (INSERT INTO ly.beskyttelsesrum (versions_id, objekt_id, systid_fra, systid_til, "
+    "w AS (INSERT INTO {table} (versions_id, objekt_id, systid_fra, systid_til, "
     "  oprettet, bruger_id, beliggenhedskommune, cvr_kode, {other}, geometri) "
     "  SELECT gen_random_uuid(), s.oid, now(), NULL, now(), "
     "  coalesce(nullif(current_setting('ly.subjekt', true), ''), current_user), s.kommune, "
@@ -563,23 +618,20 @@ _PUB_INSERT = sql.SQL(
     "a AS (INSERT INTO ly.revision (subjekt, cvr_kode, roller, klient, handling, tabel, "
     "  objekt_id, foer_versions_id, efter_versions_id) "
     "  SELECT ly.actor_subject(), ly.actor_cvr(), ly.actor_roles(), "
-    "  nullif(current_setting('ly.klient', true), ''), 'opret', 'beskyttelsesrum', "
+    "  nullif(current_setting('ly.klient', true), ''), 'opret', {table_name}, "
     "  w.objekt_id, NULL, w.versions_id FROM w) "
     "UPDATE ly.kandidat k SET efter_versions_id = w.versions_id FROM w "
-    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id"
-).format(rcols=_RCOLS, other=sql.SQL(", ").join(sql.Identifier(c) for c in _OTHER),
-         sother=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in _OTHER))
-_PUB_UPDATE = sql.SQL(
-    "WITH w AS (UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = k.geometri "
-    "FROM ly.kandidat k CROSS JOIN LATERAL jsonb_populate_record(NULL::ly.beskyttelsesrum, "
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id")
+_PUB_UPDATE = (
+    "WITH w AS (UPDATE {view} v SET {sets}, geometri = k.geometri "
+    "FROM ly.kandidat k CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, "
     "k.vaerdier) r WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling = 'ret' "
     "AND v.objekt_id = k.objekt_id AND v.versions_id = k.foer_versions_id "
     "RETURNING v.objekt_id, v.versions_id) "
     "UPDATE ly.kandidat k SET efter_versions_id = w.versions_id FROM w "
-    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id"
-).format(sets=_SETS)
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id")
 _PUB_DELETE = (
-    "DELETE FROM ly.t_6101_beskyt_rum v USING ly.kandidat k WHERE k.koersel_id = %(run)s "
+    "DELETE FROM {view} v USING ly.kandidat k WHERE k.koersel_id = %(run)s "
     "AND k.maal = 'ly' AND k.handling = 'afslut' AND v.objekt_id = k.objekt_id "
     "AND v.versions_id = k.foer_versions_id")
 # Candidates that can no longer be written as staged (checked before anything is written).
@@ -588,26 +640,26 @@ _PUB_CONFLICTS = (
     "THEN 'exists already (created by someone else)' "
     "ELSE 'is no longer version ' || k.foer_versions_id END "
     "FROM ly.kandidat k WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND CASE "
-    "WHEN k.handling = 'opret' THEN EXISTS (SELECT 1 FROM ly.beskyttelsesrum b "
+    "WHEN k.handling = 'opret' THEN EXISTS (SELECT 1 FROM {table} b "
     "  WHERE b.objekt_id = k.objekt_id AND b.systid_til IS NULL) "
-    "WHEN k.handling IN ('ret', 'afslut') THEN NOT EXISTS (SELECT 1 FROM ly.beskyttelsesrum b "
+    "WHEN k.handling IN ('ret', 'afslut') THEN NOT EXISTS (SELECT 1 FROM {table} b "
     "  WHERE b.versions_id = k.foer_versions_id AND b.systid_til IS NULL) "
     "ELSE false END ORDER BY k.raekke")
 # Rolling back likewise writes every candidate of one kind with one statement through the
-# versioned view: a new shelter is ended, a change restored from the version before it (a new
-# version with its values), an ended shelter re-created with its last values; the view's
+# versioned view: a new object is ended, a change restored from the version before it (a new
+# version with its values), an ended object re-created with its last values; the view's
 # trigger closes the run's version and writes the audit row. The restoring version goes to
 # the candidate (`tilbage_versions_id`).
 _BACK_CONFLICTS = (
     "SELECT k.raekke, k.objekt_id, CASE WHEN k.handling = 'afslut' "
     "THEN 'was re-created since the run ended it' "
     "ELSE 'has changed since the run wrote version ' || k.efter_versions_id END "
-    "FROM ly.kandidat k LEFT JOIN ly.beskyttelsesrum b ON b.objekt_id = k.objekt_id "
+    "FROM ly.kandidat k LEFT JOIN {table} b ON b.objekt_id = k.objekt_id "
     "AND b.systid_til IS NULL WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND CASE "
     "WHEN k.handling IN ('opret', 'ret') THEN b.versions_id IS DISTINCT FROM k.efter_versions_id "
     "WHEN k.handling = 'afslut' THEN b.versions_id IS NOT NULL ELSE false END "
     "ORDER BY k.raekke DESC")
-# Shelters of the run that a later published run wrote too: one index probe per shelter
+# Objects of the run that a later published run wrote too: one index probe per object
 # (`kandidat_objekt_id`), whatever PostgreSQL's statistics of a freshly written run say.
 _BACK_LATER = (
     "SELECT l.koersel_id, k.raekke, k.objekt_id FROM ly.kandidat k CROSS JOIN LATERAL ("
@@ -618,30 +670,59 @@ _BACK_LATER = (
     "WHERE k.koersel_id = %s AND k.maal = 'ly' AND k.handling <> 'uaendret' "
     "ORDER BY k.raekke LIMIT 20")
 _BACK_DELETE = (
-    "DELETE FROM ly.t_6101_beskyt_rum v USING ly.kandidat k WHERE k.koersel_id = %(run)s "
+    "DELETE FROM {view} v USING ly.kandidat k WHERE k.koersel_id = %(run)s "
     "AND k.maal = 'ly' AND k.handling = 'opret' AND v.objekt_id = k.objekt_id "
     "AND v.versions_id = k.efter_versions_id")
-_BACK_UPDATE = sql.SQL(
-    "WITH w AS (UPDATE ly.t_6101_beskyt_rum v SET {sets}, geometri = r.geometri "
-    "FROM ly.kandidat k JOIN ly.beskyttelsesrum r ON r.versions_id = k.foer_versions_id "
+_BACK_UPDATE = (
+    "WITH w AS (UPDATE {view} v SET {sets}, geometri = r.geometri "
+    "FROM ly.kandidat k JOIN {table} r ON r.versions_id = k.foer_versions_id "
     "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling = 'ret' "
     "AND v.objekt_id = k.objekt_id AND v.versions_id = k.efter_versions_id "
     "RETURNING v.objekt_id, v.versions_id) "
     "UPDATE ly.kandidat k SET tilbage_versions_id = w.versions_id FROM w "
-    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id"
-).format(sets=_SETS)
-_BACK_INSERT = sql.SQL(
-    "WITH w AS (INSERT INTO ly.t_6101_beskyt_rum (objekt_id, {cols}, geometri) "
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id")
+_BACK_INSERT = (
+    "WITH w AS (INSERT INTO {view} (objekt_id, {cols}, geometri) "
     "SELECT r.objekt_id, {rcols}, r.geometri FROM ly.kandidat k "
-    "JOIN ly.beskyttelsesrum r ON r.versions_id = k.foer_versions_id "
+    "JOIN {table} r ON r.versions_id = k.foer_versions_id "
     "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.handling = 'afslut' "
     "RETURNING objekt_id, versions_id) "
     "UPDATE ly.kandidat k SET tilbage_versions_id = w.versions_id FROM w "
-    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id"
-).format(cols=_COLS, rcols=_RCOLS)
+    "WHERE k.koersel_id = %(run)s AND k.maal = 'ly' AND k.objekt_id = w.objekt_id")
 
 
-def _write_kinds(cur, run_id: int, conflicts_sql: str, statements, progress: Progress,
+@lru_cache(maxsize=None)
+def statements(theme: Theme) -> dict[str, sql.Composed]:
+    """The publish and rollback statements of a theme's runs, by name (`_PUB_INSERT` ...)."""
+    writable = [f.name for f in theme.writable_fields]
+    other = [c for c in writable if c != "cvr_kode"]
+
+    def columns(names: list[str], prefix: str = "") -> sql.Composable:
+        if not prefix:
+            return sql.SQL(", ").join(sql.Identifier(c) for c in names)
+        return sql.SQL(", ").join(sql.SQL(prefix + ".{}").format(sql.Identifier(c))
+                                  for c in names)
+
+    parts = {
+        "table": sql.Identifier("ly", theme.table),
+        "view": sql.Identifier("ly", theme.current_view),
+        "table_name": sql.Literal(theme.table),
+        "cols": columns(writable), "rcols": columns(writable, "r"),
+        "other": columns(other), "sother": columns(other, "s"),
+        "sets": sql.SQL(", ").join(sql.SQL("{c} = r.{c}").format(c=sql.Identifier(c))
+                                   for c in writable),
+    }
+    out = {}
+    for name, text in (("pub_insert", _PUB_INSERT), ("pub_update", _PUB_UPDATE),
+                       ("pub_delete", _PUB_DELETE), ("pub_conflicts", _PUB_CONFLICTS),
+                       ("back_conflicts", _BACK_CONFLICTS), ("back_delete", _BACK_DELETE),
+                       ("back_update", _BACK_UPDATE), ("back_insert", _BACK_INSERT)):
+        out[name] = sql.SQL(text).format(**{k: v for k, v in parts.items()
+                                            if "{" + k + "}" in text})
+    return out
+
+
+def _write_kinds(cur, run_id: int, conflicts_sql: sql.Composable, kinds, progress: Progress,
                  action: str) -> int:
     """Write a run's candidates, one statement per kind (`opret`, `ret`, `afslut`), after
     checking none conflicts. Refused (PublishConflict, the caller's transaction rolls back)
@@ -656,7 +737,7 @@ def _write_kinds(cur, run_id: int, conflicts_sql: str, statements, progress: Pro
     if conflicts:
         raise PublishConflict(conflicts, action=action)
     written = 0
-    for handling, statement in statements:
+    for handling, statement in kinds:
         if not todo.get(handling):
             continue
         n = cur.execute(statement, {"run": run_id}).rowcount
@@ -703,9 +784,10 @@ def publish(conn: psycopg.Connection, run_id: int, *, force: bool = False,
         if not report["bestaaet"] and not force:
             raise GateFailed(report)
         _act_as(conn, run["subjekt"], f"ly-import:{run['art']}:{run_id}")
-        written = _write_kinds(cur, run_id, _PUB_CONFLICTS, (
-            ("opret", _PUB_INSERT), ("ret", _PUB_UPDATE), ("afslut", _PUB_DELETE)),
-            progress, "publish")
+        st = statements(run_theme(run))
+        written = _write_kinds(cur, run_id, st["pub_conflicts"], (
+            ("opret", st["pub_insert"]), ("ret", st["pub_update"]),
+            ("afslut", st["pub_delete"])), progress, "publish")
         if sleep:
             time.sleep(sleep * written)
         if extra is not None:
@@ -734,9 +816,10 @@ def rollback(conn: psycopg.Connection, run_id: int, *, subject: str | None = Non
                                               "that back first"} for k2, r, o in later],
                                   action="rollback")
         _act_as(conn, subject or run["subjekt"], f"ly-tilbagerulning:{run['art']}:{run_id}")
-        undone = _write_kinds(cur, run_id, _BACK_CONFLICTS, (
-            ("opret", _BACK_DELETE), ("ret", _BACK_UPDATE), ("afslut", _BACK_INSERT)),
-            progress, "rollback")
+        st = statements(run_theme(run))
+        undone = _write_kinds(cur, run_id, st["back_conflicts"], (
+            ("opret", st["back_delete"]), ("ret", st["back_update"]),
+            ("afslut", st["back_insert"])), progress, "rollback")
         _add_counters(conn, run_id, {"tilbagerullet": undone}, 0)
         _set_status(conn, run_id, "tilbagerullet")
         cur.execute("UPDATE ly.koersel SET tilbagerullet = clock_timestamp() WHERE id = %s",

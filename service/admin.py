@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Query, Request
+from psycopg import sql
 from starlette.responses import Response
 
+from datamodel import themes
 from datamodel.access import ADMIN_ROLES, NATIONAL_ADMIN, ROLES
 from service import params
 from service.auth import current_actor, forbidden, unauthorized
@@ -136,10 +138,30 @@ async def assignments(request: Request) -> Response:
          "tildelt_af": by} for o, s, c, a, t, by in rows]})
 
 
-@router.post("/tildelinger", summary="Assign a shelter to an inspector (administrators)",
+def _assignable() -> list[themes.Theme]:
+    """The themes whose objects are assigned to inspectors (`Theme.assignable`)."""
+    return [t for t in themes.all_themes() if t.assignable]
+
+
+async def _assignable_object(conn, objekt_id) -> tuple[themes.Theme, int, bool] | None:
+    """(theme, cvr_kode, whether the actor may edit it) of the current object an assignment
+    names, among the assignable themes' objects the actor sees; None when there is none."""
+    for theme in _assignable():
+        cur = await conn.execute(sql.SQL(
+            "SELECT cvr_kode, ly.may_edit(cvr_kode, beliggenhedskommune) FROM {} "
+            "WHERE objekt_id = %s").format(sql.Identifier("ly", theme.current_view)),
+            [objekt_id])
+        row = await cur.fetchone()
+        if row is not None:
+            return theme, row[0], row[1]
+    return None
+
+
+@router.post("/tildelinger", summary="Assign an object to an inspector (administrators)",
              status_code=201, response_class=Response,
              responses={201: {"description": "Assigned"}, 401: {"description": "Not signed in"},
-                        403: {"description": "Not allowed"}, 404: {"description": "No shelter"},
+                        403: {"description": "Not allowed"},
+                        404: {"description": "No such object"},
                         422: {"description": "Invalid body"}})
 async def assign(request: Request) -> Response:
     params.check_known(request, set())
@@ -155,17 +177,18 @@ async def assign(request: Request) -> Response:
     subject = body.get("subjekt")
     if objekt_id is None or not isinstance(subject, str) or not subject.strip():
         raise Problem(422, "objekt_id and subjekt are required", kind="invalid-body",
-                      errors=[{"field": "objekt_id", "detail": "a shelter's objekt_id"},
+                      errors=[{"field": "objekt_id", "detail": "the objekt_id of an object to "
+                                                               "inspect"},
                               {"field": "subjekt", "detail": "the inspector's subject"}])
     async with acting(request) as conn:
-        cur = await conn.execute(
-            "SELECT cvr_kode, ly.may_edit(cvr_kode, beliggenhedskommune) "
-            "FROM ly.t_6101_beskyt_rum WHERE objekt_id = %s", [objekt_id])
-        row = await cur.fetchone()
-        if row is None:
-            raise Problem(404, f"Beskyttelsesrummet {objekt_id} findes ikke", kind="not-found")
-        if not row[1]:
-            raise forbidden("the shelter is outside your register", field="objekt_id")
+        found = await _assignable_object(conn, objekt_id)
+        if found is None:
+            what = " eller ".join(t.singular for t in _assignable()) or "objektet"
+            raise Problem(404, f"{what[0].upper()}{what[1:]} {objekt_id} findes ikke",
+                          kind="not-found")
+        _, cvr, may_edit = found
+        if not may_edit:
+            raise forbidden("the object is outside your register", field="objekt_id")
         await conn.execute("INSERT INTO ly.tildeling (objekt_id, subjekt, cvr_kode) "
-                           "VALUES (%s, %s, %s)", [objekt_id, subject.strip(), row[0]])
+                           "VALUES (%s, %s, %s)", [objekt_id, subject.strip(), cvr])
     return json_response({"objekt_id": str(objekt_id), "subjekt": subject.strip()}, status=201)

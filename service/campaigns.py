@@ -11,9 +11,10 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from psycopg import sql
 from starlette.responses import Response
 
-from datamodel import checklist
+from datamodel import checklist, themes
 from datamodel.access import ADMIN_ROLES
 from datamodel.rules import Invalid, Problem as RuleProblem
 from service import params
@@ -24,6 +25,9 @@ from service.http import html_response, json_response
 from service.transactions import read_json
 
 router = APIRouter(tags=["Eftersynskampagner"])
+#: The inspected theme: campaigns are the shelters' (6101) inspection workflow.
+THEME = themes.by_temakode(6101)
+_CURRENT = sql.Identifier("ly", THEME.current_view)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PROGRESS_COLUMNS = ("kommunekode", "kommune", "udvalgt", "tildelt", "kladde", "indsendt",
@@ -101,12 +105,12 @@ async def create_campaign(request: Request) -> Response:
              c["deadline"], orjson.dumps(selection).decode(), actor.cvr])
         (kid,) = await cur.fetchone()
         # the shelters the administrator may manage that match the selection
-        cur = await conn.execute(
+        cur = await conn.execute(sql.SQL(
             "INSERT INTO ly.kampagne_udvalg (kampagne_id, objekt_id, cvr_kode, "
             "beliggenhedskommune) SELECT %s, objekt_id, cvr_kode, beliggenhedskommune "
-            "FROM ly.t_6101_beskyt_rum WHERE ly.may_edit(cvr_kode, beliggenhedskommune) "
+            "FROM {} WHERE ly.may_edit(cvr_kode, beliggenhedskommune) "
             "AND (%s::int[] IS NULL OR beskyt_rum_kode = ANY (%s::int[])) "
-            "AND (%s::int[] IS NULL OR beliggenhedskommune = ANY (%s::int[]))",
+            "AND (%s::int[] IS NULL OR beliggenhedskommune = ANY (%s::int[]))").format(_CURRENT),
             [kid, c["kinds"], c["kinds"], c["municipalities"], c["municipalities"]])
         selected = cur.rowcount
     return json_response({"id": str(kid), "navn": c["navn"], "udvalgt": selected}, status=201)
@@ -243,13 +247,14 @@ async def progress(request: Request, kampagne_id: str) -> Response:
 
 
 async def _overdue(conn, kid: str) -> list[dict]:
-    cur = await conn.execute(
+    cur = await conn.execute(sql.SQL(
         "SELECT m.objekt_id, b.navn, m.beliggenhedskommune, m.punkt, m.rum, m.grad, "
         "m.beskrivelse, m.ansvarlig, m.frist, m.status FROM ly.mangel m "
         "JOIN ly.eftersyn e ON e.id = m.eftersyn_id "
-        "LEFT JOIN ly.t_6101_beskyt_rum b ON b.objekt_id = m.objekt_id "
+        "LEFT JOIN {} b ON b.objekt_id = m.objekt_id "
         "WHERE e.kampagne_id = %s AND m.status IN ('aaben', 'planlagt') "
-        "AND m.frist < current_date ORDER BY m.frist, m.beliggenhedskommune", [UUID(kid)])
+        "AND m.frist < current_date ORDER BY m.frist, m.beliggenhedskommune").format(_CURRENT),
+        [UUID(kid)])
     names = [d.name for d in cur.description]
     return [{k: (str(v) if isinstance(v, UUID) else v.isoformat() if hasattr(v, "isoformat")
                  else v) for k, v in zip(names, r)} for r in await cur.fetchall()]

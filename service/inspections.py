@@ -17,8 +17,11 @@ from fastapi import APIRouter, Query, Request
 from PIL import Image, UnidentifiedImageError
 from starlette.responses import FileResponse, Response
 
+from psycopg import sql
+
 from datamodel import checklist
 from datamodel import crs as crsmod
+from datamodel import themes
 from datamodel.access import ADMIN_ROLES, EDITING_ROLES, INSPECTOR, Actor
 from datamodel.rules import Invalid, Problem as RuleProblem, point_from_geojson
 from service import params
@@ -34,6 +37,10 @@ MAX_PHOTO_BYTES = 10_000_000
 PHOTO_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}
 THUMBNAIL_PX = 320
 STATIC = Path(__file__).parent / "static"
+#: The inspected theme: inspections (GeoFA 6122) are the shelters' (6101) workflow.
+THEME = themes.by_temakode(6101)
+_CURRENT = sql.Identifier("ly", THEME.current_view)
+_HISTORY = sql.Identifier("ly", THEME.history_view)
 
 
 # --- templates ---
@@ -102,7 +109,7 @@ async def tasks(request: Request) -> Response:
     params.check_known(request, set())
     actor = await _signed_in(request)
     async with acting(request) as conn:
-        cur = await conn.execute("""
+        cur = await conn.execute(sql.SQL("""
             SELECT DISTINCT ON (b.objekt_id) b.objekt_id, b.navn, b.beskyt_rum, b.pladser,
                    concat_ws(' ', b.vejnavn, b.husnr) || coalesce(', ' || b.postnr || ' '
                        || b.postnr_by, ''),
@@ -111,13 +118,13 @@ async def tasks(request: Request) -> Response:
                    ST_X(ST_Transform(b.geometri, 4326)), ST_Y(ST_Transform(b.geometri, 4326)),
                    e.id, e.status
             FROM ly.tildeling t
-            JOIN ly.t_6101_beskyt_rum b ON b.objekt_id = t.objekt_id
+            JOIN {} b ON b.objekt_id = t.objekt_id
             LEFT JOIN ly.kampagne k ON k.id = t.kampagne_id
             LEFT JOIN LATERAL (SELECT id, status FROM ly.eftersyn
                                WHERE objekt_id = b.objekt_id AND inspektoer = %s
                                ORDER BY oprettet DESC LIMIT 1) e ON TRUE
             WHERE t.aktiv AND t.subjekt = %s
-            ORDER BY b.objekt_id, t.id DESC""", [actor.subject, actor.subject])
+            ORDER BY b.objekt_id, t.id DESC""").format(_CURRENT), [actor.subject, actor.subject])
         rows = await cur.fetchall()
     out = []
     for (oid, navn, art, pladser, adresse, kid, knavn, kode, version, lon, lat, eid,
@@ -293,9 +300,9 @@ async def upload(request: Request, eftersyn_id: str) -> Response:
                  up["position_tid"], digest, up["template"].kode, up["template"].version, eid])
             status = 200
         else:
-            cur = await conn.execute(
-                "SELECT cvr_kode, beliggenhedskommune FROM ly.t_6101_beskyt_rum "
-                "WHERE objekt_id = %s", [up["objekt_id"]])
+            cur = await conn.execute(sql.SQL(
+                "SELECT cvr_kode, beliggenhedskommune FROM {} WHERE objekt_id = %s"
+            ).format(_CURRENT), [up["objekt_id"]])
             shelter = await cur.fetchone()
             if shelter is None:
                 raise Problem(404, f"objekt_id: the shelter {up['objekt_id']} does not exist",
@@ -556,18 +563,18 @@ async def _update_shelter(conn, e: dict, result: checklist.Assessment,
     except ValueError:  # 29 February
         next_date = done_date.replace(year=done_date.year + template.interval_years, day=28)
     assessed = result.egnethed_kode != checklist.IKKE_VURDERET
-    cur = await conn.execute(
-        "SELECT ly.may_edit(cvr_kode, beliggenhedskommune) FROM ly.t_6101_beskyt_rum "
-        "WHERE objekt_id = %s", [e["objekt_id"]])
+    cur = await conn.execute(sql.SQL(
+        "SELECT ly.may_edit(cvr_kode, beliggenhedskommune) FROM {} WHERE objekt_id = %s"
+    ).format(_CURRENT), [e["objekt_id"]])
     row = await cur.fetchone()
     if row is None or not row[0]:
         return None
-    cur = await conn.execute(
-        "UPDATE ly.t_6101_beskyt_rum SET egnethed_kode = %s, "
+    cur = await conn.execute(sql.SQL(
+        "UPDATE {} SET egnethed_kode = %s, "
         "pladser_verificeret = CASE WHEN %s THEN %s ELSE pladser_verificeret END, "
         "pladser_kilde_kode = CASE WHEN %s AND %s IS NOT NULL THEN 3 ELSE pladser_kilde_kode END,"
         " seneste_eftersyn_dato = %s, naeste_eftersyn_dato = %s, seneste_eftersyn_id = %s, "
-        "aendringsaarsag = %s WHERE objekt_id = %s RETURNING versions_id",
+        "aendringsaarsag = %s WHERE objekt_id = %s RETURNING versions_id").format(_CURRENT),
         [result.egnethed_kode, assessed, result.places, assessed, result.places, done_date,
          next_date, eid, f"Eftersyn {eid} godkendt: {_class_text(result.egnethed_kode)}",
          e["objekt_id"]])
@@ -612,13 +619,13 @@ async def _feature_6122(conn, e: dict) -> dict:
     if template.geofa_theme != 6122:
         raise Problem(409, f"the {template.kode} checklist has no GeoFA 6122 form",
                       kind="conflict")
-    cur = await conn.execute(
+    cur = await conn.execute(sql.SQL(
         "SELECT row_to_json(t)::jsonb - 'geometri', ST_X(t.geometri), ST_Y(t.geometri), "
         "(SELECT tekst FROM ly.d_basis_oprindelse WHERE kode = 7), "
         "(SELECT tekst FROM ly.d_basis_status WHERE kode = 3), "
         "(SELECT tekst FROM ly.d_basis_offentlig WHERE kode = 3) "
-        "FROM ly.hist_t_6101_beskyt_rum t WHERE t.objekt_id = %s "
-        "ORDER BY (t.versions_id = %s) DESC, t.systid_fra DESC LIMIT 1",
+        "FROM {} t WHERE t.objekt_id = %s "
+        "ORDER BY (t.versions_id = %s) DESC, t.systid_fra DESC LIMIT 1").format(_HISTORY),
         [e["objekt_id"], e["beskyttelsesrum_versions_id"]])
     row = await cur.fetchone()
     if row is None:
@@ -705,9 +712,9 @@ async def import_6122(request: Request) -> Response:
     created = []
     async with acting(request) as conn:
         for eid, shelter_id, svar, rum in parsed:
-            cur = await conn.execute(
-                "SELECT cvr_kode, beliggenhedskommune FROM ly.t_6101_beskyt_rum "
-                "WHERE objekt_id = %s", [shelter_id])
+            cur = await conn.execute(sql.SQL(
+                "SELECT cvr_kode, beliggenhedskommune FROM {} WHERE objekt_id = %s"
+            ).format(_CURRENT), [shelter_id])
             shelter = await cur.fetchone()
             if shelter is None:
                 raise Problem(404, f"noegle: the shelter {shelter_id} does not exist",

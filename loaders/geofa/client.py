@@ -7,8 +7,8 @@
   transaction of many) and `srs`; selects answer GeoJSON, writes `affected_rows` (and the
   `returning` rows); a write that changes nothing is a `COUNT 0` error, a rule violation a
   `LIMIT` error (nothing written);
-- WFS `GetFeature` on `/ows/fkg/fkg` (anonymous) with `typeName=fkg:fkg.t_6101_beskyt_rum`,
-  GeoJSON output, `count`/`startIndex` paging.
+- WFS `GetFeature` on `/ows/fkg/fkg` (anonymous) with a theme's `typeName` (for shelters
+  `fkg:fkg.t_6101_beskyt_rum`), GeoJSON output, `count`/`startIndex` paging.
 
 The tests point it at the stand-in (`loaders.geofa.standin`); never at the real GeoFA.
 """
@@ -110,9 +110,10 @@ class GeoFAClient:
         return self.sql(q, params, srs, anonymous).get("features") or []
 
     # --- WFS ---
-    def wfs_features(self, type_name: str = "fkg:fkg.t_6101_beskyt_rum", srs: int = 25832,
+    def wfs_features(self, type_name: str, srs: int = 25832,
                      page_size: int = 1000) -> list[dict]:
-        """Every feature the anonymous WFS serves (GeoJSON, paged with count/startIndex)."""
+        """Every feature of a feature type (`fkg:fkg.<theme's GeoFA view>`) the anonymous WFS
+        serves (GeoJSON, paged with count/startIndex)."""
         out: list[dict] = []
         start = 0
         while True:

@@ -2,15 +2,18 @@
 GeoFA's official schema files, behind a small HTTP facade that answers the SQL API and WFS
 GetFeature as GeoFA documents them. Nothing here talks to the real GeoFA.
 
-Schema (`geofa_standin` by default), generated from `loaders/data/geofa/` (copies of
-GeoDanmarkGeoFA/Database @157e3cd, see loaders/data/README.md):
+Schema (`geofa_standin` by default) of one theme (`theme`, default the shelters, 6101),
+generated from GeoFA's published files (copies of GeoDanmarkGeoFA/Database @157e3cd: the
+theme's meta and table files and `generel` in `datamodel/geofa/`, the code-list tables in
+`loaders/data/geofa/tables/`, see loaders/data/README.md):
 - code-list tables `d_*` with GeoFA's own column names (`ja_nej_kode`, `ja_nej`, …) and values
   from Ly's code lists (which are GeoFA's);
-- `generel` (the generic attributes) and `t_6101_beskyt_rum_t` (the theme), with their keys,
-  foreign keys and indexes as the table files give them; geometry MultiPoint EPSG:25832;
-- views `t_6101_beskyt_rum` (current versions) and `hist_t_6101_beskyt_rum` (all versions)
-  with the attributes, order and text twins of the published meta file (temakode, temanavn,
-  cvr_navn, kommunekode, …);
+- `generel` (the generic attributes) and the theme's table (`t_6101_beskyt_rum_t`), with
+  their keys, foreign keys and indexes as the table files give them; geometry as the table
+  file says (MultiPoint EPSG:25832 for shelters);
+- the theme's views (`t_6101_beskyt_rum`, current versions, and `hist_t_6101_beskyt_rum`,
+  all versions) with the attributes, order and text twins of the published meta file
+  (temakode, temanavn, cvr_navn, kommunekode, …);
 - INSTEAD OF triggers as GeoFA has them (OpenFKG's trigger generator): an insert mints
   `versions_id`, takes or mints `objekt_id` (refused when a current version with it exists),
   sets `systid_fra` = `oprettet` = now(); an update refuses a changed `objekt_id`, closes the
@@ -28,8 +31,8 @@ HTTP facade (`StandIn`, a threaded stdlib server on loopback):
   `returning` rows; an update or delete that changes nothing is a `COUNT 0` error; a rule
   violation a `LIMIT` error; `auth_check.statement` holds the statement as run;
 - `GET /ows/fkg/fkg` (anonymous) and `GET /wfs/{user}@fkg/fkg/{srid}` (HTTP Basic) — WFS
-  GetFeature with `typeName=fkg:fkg.t_6101_beskyt_rum`, `outputFormat` `application/json` or
-  GML 3, `srsName`, `count`/`maxFeatures` and `startIndex`.
+  GetFeature with the theme's `typeName` (`fkg:fkg.t_6101_beskyt_rum`), `outputFormat`
+  `application/json` or GML 3, `srsName`, `count`/`maxFeatures` and `startIndex`.
 
 Loaders must not import the service, so the facade is plain `http.server`.
 """
@@ -50,18 +53,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 
+from datamodel import themes
 from datamodel.codelists import load_codelists
+from datamodel.themes import GEOFA_DIR, Theme
 from loaders.geofa import formats
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "geofa"
 SCHEMA = "geofa_standin"
-THEME = "t_6101_beskyt_rum"
-TEMAKODE = 6101
+#: The theme the stand-in serves unless told otherwise: the shelters, as the sync.
+THEME = themes.by_temakode(6101)
 TOKEN_SECONDS = 3600
 
 
-def _json(name: str) -> dict:
-    return json.loads((DATA / name).read_text(encoding="utf-8"))
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def _table_ddl(table: dict, schema: str) -> list[str]:
 
 
 def _view_select(meta: dict, generel: dict, theme: dict, tables: dict[str, dict],
-                 schema: str) -> str:
+                 schema: str, temakode: int) -> str:
     """The published view's SELECT list and joins, from the meta file's attribute order: a
     base column from `generel` (g) or the theme table (t), the constants temakode/temanavn,
     or an attribute of the code list the preceding code column refers to (its text twin,
@@ -137,7 +142,7 @@ def _view_select(meta: dict, generel: dict, theme: dict, tables: dict[str, dict]
     aliases: dict[str, str] = {}
     for name, _ in fields:
         if name == "temakode":
-            select.append(f"{TEMAKODE} AS temakode")
+            select.append(f"{int(temakode)} AS temakode")
         elif name == "temanavn":
             select.append(f"'{theme['name']}'::text AS temanavn")
         elif name in gcols:
@@ -163,11 +168,14 @@ def _view_select(meta: dict, generel: dict, theme: dict, tables: dict[str, dict]
     return (",\n    ".join(select), "\n  ".join(joins))
 
 
-def schema_sql(schema: str = SCHEMA) -> list[str]:
-    """Every statement that creates the stand-in's schema (empty of data)."""
-    meta = _json(f"meta/fkg.{THEME}.json")
-    generel = _json("tables/generel.json")
-    theme = _json(f"tables/{THEME}_t.json")
+def schema_sql(schema: str = SCHEMA, t: Theme = THEME) -> list[str]:
+    """Every statement that creates the stand-in's schema of theme `t` (empty of data)."""
+    if not (t.meta_file and t.geofa_table_file):
+        raise ValueError(f"{t.collection_id}: the theme has no published GeoFA files")
+    view = t.geofa_view
+    meta = t.meta
+    generel = _json(GEOFA_DIR / "tables" / "generel.json")
+    theme = _json(GEOFA_DIR / "tables" / t.geofa_table_file)
     tables = {p.stem: json.loads(p.read_text(encoding="utf-8"))
               for p in sorted((DATA / "tables").glob("d_*.json"))}
     out = [f"DROP SCHEMA IF EXISTS {schema} CASCADE", f"CREATE SCHEMA {schema}"]
@@ -179,7 +187,7 @@ def schema_sql(schema: str = SCHEMA) -> list[str]:
             out.append(f"INSERT INTO {schema}.{name} ({', '.join(names)}) VALUES {placeholders}")
     out += _table_ddl(generel, schema)
     out += _table_ddl(theme, schema)
-    cols, joins = _view_select(meta, generel, theme, tables, schema)
+    cols, joins = _view_select(meta, generel, theme, tables, schema, t.temakode)
     # The SQL API's access rules (as GeoFA rewrites statements): the public sees off_kode 1;
     # a user off_kode 1 and 3 and all of its own municipality.
     rule = ("(CASE WHEN nullif(current_setting('geofa.bruger', true), '') IS NULL "
@@ -187,14 +195,14 @@ def schema_sql(schema: str = SCHEMA) -> list[str]:
             "nullif(current_setting('geofa.kommunekode', true), '')::int END)")
     base = (f"SELECT {cols}\n  FROM {schema}.generel g JOIN {schema}.{theme['name']} t "
             f"USING (versions_id)\n  {joins}")
-    out.append(f"CREATE VIEW {schema}.{THEME} AS {base}\n  WHERE g.systid_til IS NULL AND {rule}")
-    out.append(f"CREATE VIEW {schema}.hist_{THEME} AS {base}\n  WHERE {rule}")
+    out.append(f"CREATE VIEW {schema}.{view} AS {base}\n  WHERE g.systid_til IS NULL AND {rule}")
+    out.append(f"CREATE VIEW {schema}.{t.history_view} AS {base}\n  WHERE {rule}")
     gnames = [c["name"] for c in generel["columns"]]
     tnames = [c["name"] for c in theme["columns"]]
     gvals = ", ".join(f"NEW.{c}" for c in gnames)
     tvals = ", ".join(f"NEW.{c}" for c in tnames)
     out.append(f"""
-CREATE FUNCTION {schema}.{THEME}_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION {schema}.{view}_trg() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bruger text := nullif(current_setting('geofa.bruger', true), '');
     kommune int := nullif(current_setting('geofa.kommunekode', true), '')::int;
@@ -249,8 +257,8 @@ BEGIN
     INSERT INTO {schema}.{theme['name']} ({', '.join(tnames)}) VALUES ({tvals});
     RETURN NEW;
 END $$""")
-    out.append(f"CREATE TRIGGER skriv INSTEAD OF INSERT OR UPDATE OR DELETE ON {schema}.{THEME} "
-               f"FOR EACH ROW EXECUTE FUNCTION {schema}.{THEME}_trg()")
+    out.append(f"CREATE TRIGGER skriv INSTEAD OF INSERT OR UPDATE OR DELETE ON {schema}.{view} "
+               f"FOR EACH ROW EXECUTE FUNCTION {schema}.{view}_trg()")
     out.append(f"""CREATE TABLE {schema}.bruger (
   brugernavn text PRIMARY KEY, kodeord text NOT NULL, cvr_kode integer NOT NULL,
   kommunekode integer)""")
@@ -268,10 +276,11 @@ def _literal(v: Any) -> str:
     return "'" + str(v).replace("'", "''") + "'"
 
 
-def create_schema(conn: psycopg.Connection, users: list[User] = (), schema: str = SCHEMA) -> None:
-    """(Re)create the stand-in's schema with its users, in one transaction."""
+def create_schema(conn: psycopg.Connection, users: list[User] = (), schema: str = SCHEMA,
+                  theme: Theme = THEME) -> None:
+    """(Re)create the stand-in's schema of `theme` with its users, in one transaction."""
     with conn.transaction():
-        for stmt in schema_sql(schema):
+        for stmt in schema_sql(schema, theme):
             conn.execute(stmt)
         for u in users:
             conn.execute(f"INSERT INTO {schema}.bruger VALUES (%s, %s, %s, %s)",
@@ -292,11 +301,14 @@ class ApiError(Exception):
 
 
 class StandIn:
-    """The HTTP facade over the stand-in schema in the database at `url`."""
+    """The HTTP facade over the stand-in schema (of `theme`) in the database at `url`."""
 
-    def __init__(self, url: str, schema: str = SCHEMA, host: str = "127.0.0.1", port: int = 0):
-        self.db_url, self.schema = url, schema
-        self.allowed = {THEME, f"hist_{THEME}"} | {p.stem for p in (DATA / "tables").glob("d_*")}
+    def __init__(self, url: str, schema: str = SCHEMA, host: str = "127.0.0.1", port: int = 0,
+                 theme: Theme = THEME):
+        self.db_url, self.schema, self.theme = url, schema, theme
+        self.view = theme.geofa_view
+        self.allowed = {self.view, theme.history_view} | {
+            p.stem for p in (DATA / "tables").glob("d_*")}
         self.requests: list[dict] = []
         standin = self
 
@@ -541,9 +553,10 @@ class StandIn:
         if query.get("service", "WFS").upper() != "WFS" or \
                 query.get("request", "").lower() != "getfeature":
             raise ApiError(400, "only SERVICE=WFS&REQUEST=GetFeature is served", "WFS")
+        view = self.view
         type_name = query.get("typename") or query.get("typenames") or ""
-        if type_name not in (f"fkg:fkg.{THEME}", f"fkg.{THEME}", f"fkg:{THEME}"):
-            raise ApiError(400, f"typeName {type_name!r} is not served (fkg:fkg.{THEME})", "WFS")
+        if type_name not in (f"fkg:fkg.{view}", f"fkg.{view}", f"fkg:{view}"):
+            raise ApiError(400, f"typeName {type_name!r} is not served (fkg:fkg.{view})", "WFS")
         srid = int(re.sub(r"\D*(\d+)$", r"\1", query.get("srsname", "EPSG:4326")))
         limit = int(query.get("count") or query.get("maxfeatures") or 10000)
         offset = int(query.get("startindex") or 0)
@@ -553,22 +566,22 @@ class StandIn:
                 rows = conn.execute(
                     f"SELECT row_to_json(v), ST_X(ST_GeometryN(v.geometri, 1)), "
                     f"ST_Y(ST_GeometryN(v.geometri, 1)), ST_AsGeoJSON(ST_Transform(v.geometri, "
-                    f"%s), 8)::json FROM {self.schema}.{THEME} v ORDER BY v.objekt_id "
+                    f"%s), 8)::json FROM {self.schema}.{view} v ORDER BY v.objekt_id "
                     f"LIMIT %s OFFSET %s", [srid, limit, offset]).fetchall()
         rows = [({k: v for k, v in p.items() if k != "geometri"}, x, y, g) for p, x, y, g in rows]
         fmt = (query.get("outputformat") or "GML3").lower()
         if fmt in ("application/json", "json", "geojson"):
-            return 200, {"type": "FeatureCollection", "name": f"fkg.{THEME}",
+            return 200, {"type": "FeatureCollection", "name": f"fkg.{view}",
                          "crs": {"type": "name",
                                  "properties": {"name": f"urn:ogc:def:crs:EPSG::{srid}"}},
-                         "features": [{"type": "Feature", "id": f"{THEME}.{p['objekt_id']}",
+                         "features": [{"type": "Feature", "id": f"{view}.{p['objekt_id']}",
                                        "geometry": g, "properties": p}
                                       for p, _, _, g in rows]}, "application/json"
         if srid != 25832:
             raise ApiError(400, "the stand-in serves GML in EPSG:25832 only", "WFS")
         features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
                      "properties": p} for p, x, y, _ in rows]
-        gml = formats.to_gml(features, formats.theme(TEMAKODE), profile="geofa")
+        gml = formats.to_gml(features, formats.theme(self.theme.temakode), profile="geofa")
         return 200, gml.encode("utf-8"), "text/xml; subtype=gml/3.1.1"
 
 
@@ -580,11 +593,12 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def serve(url: str, users: list[User], host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(url: str, users: list[User], host: str = "127.0.0.1", port: int = 8765,
+          theme: Theme = THEME) -> None:
     """Create the schema and serve the facade until interrupted (`ly geofa standin`)."""
     with psycopg.connect(url) as conn:
-        create_schema(conn, users)
-    s = StandIn(url, host=host, port=port)
+        create_schema(conn, users, theme=theme)
+    s = StandIn(url, host=host, port=port, theme=theme)
     print(f"GeoFA stand-in on {s.url} (users: {', '.join(u.username for u in users)})",
           flush=True)
     try:

@@ -1,4 +1,5 @@
-"""Two-way sync of theme 6101 between Ly and GeoFA, keyed on objekt_id, staged and reported.
+"""Two-way sync of a theme (the shelters, 6101, for now) between Ly and GeoFA, keyed on
+objekt_id, staged and reported.
 
 One sync is a run (`loaders.staging`, art `geofa_sync`, or `geofa_pull` for a pull only):
 
@@ -26,9 +27,15 @@ One sync is a run (`loaders.staging`, art `geofa_sync`, or `geofa_pull` for a pu
    from `returning`): it is reported and merged by the next sync; finally the links of what was
    written.
 
-Only GeoFA's attributes of theme 6101 are exchanged (`SYNC_FIELDS`). Server-owned attributes
-(`bruger_id`, `kommunekode`, text twins, `beliggenhedskommune`, address fields derived from
-`adr_id`, system times and ids) are never written.
+Only GeoFA's own writable attributes of the theme are exchanged (`sync_fields`: the client
+attributes GeoFA's `generel` and theme tables store, and the geometry). Server-owned attributes
+(`bruger_id`, `kommunekode`, text twins, `beliggenhedskommune`, address fields GeoFA derives,
+system times and ids) are never written; Ly's own id travels in `noegle` on insert.
+
+Everything theme-specific comes from the theme's descriptor (`datamodel.themes`): GeoFA's view
+`fkg.<geofa_view>` and its history view, the temakode keying the cursor, the attributes. The
+sync exchanges points (GeoFA's one-point MultiPoint); an area theme is refused until it
+exchanges areas.
 """
 
 from __future__ import annotations
@@ -38,26 +45,44 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Callable
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from datamodel.fields import WRITABLE_FIELDS
+from datamodel import themes
 from datamodel.rules import Problem, complete, validate_properties
+from datamodel.themes import GEOFA_DIR, Theme
 from loaders import staging
 from loaders.geofa.client import CountZero, GeoFAClient, GeoFAError
 from loaders.staging import Gate, Progress, Rejected, RunError, Staged
 
-TEMA = 6101
-VIEW = "fkg.t_6101_beskyt_rum"
-HIST = "fkg.hist_t_6101_beskyt_rum"
-#: GeoFA's writable attributes of theme 6101, exchanged both ways.
-SYNC_FIELDS = ("cvr_kode", "oprindkode", "statuskode", "off_kode", "note", "beskyt_rum_kode",
-               "klargjort_kode", "pladser", "link", "geometri")
+#: The theme a sync exchanges unless told otherwise: the shelters.
+THEME = themes.by_temakode(6101)
 POLICIES = ("ansvarlig", "ly", "geofa", "nyeste")
-WRITABLE = [f.name for f in WRITABLE_FIELDS]
 _MUNICIPAL_USER = re.compile(r"^kom(\d{3})$")
+#: GeoFA's generic attributes' table (fkg.generel).
+GENEREL_TABLE = "generel.json"
+
+
+def _geofa_columns(table_file: str) -> list[str]:
+    data = json.loads((GEOFA_DIR / "tables" / table_file).read_text(encoding="utf-8"))
+    return [c["name"] for c in data["columns"]]
+
+
+@lru_cache(maxsize=None)
+def sync_fields(theme: Theme) -> tuple[str, ...]:
+    """GeoFA's writable attributes of a theme, exchanged both ways: the attributes a client
+    writes that GeoFA stores (its `generel` table, then the theme's table, in their order),
+    but `noegle` (which carries Ly's id on insert), and the geometry."""
+    if not theme.geofa_table_file:
+        raise RunError(f"{theme.collection_id}: the theme has no GeoFA table to sync with")
+    writable = {f.name for f in theme.writable_fields}
+    stored = _geofa_columns(GENEREL_TABLE) + _geofa_columns(theme.geofa_table_file)
+    names = [c for c in dict.fromkeys(stored) if c in writable and c != "noegle"]
+    return (*names, "geometri")
 
 
 @dataclass
@@ -74,10 +99,14 @@ class Policy:
                             *self.felter.items()]:
             if value not in POLICIES:
                 raise RunError(f"policy {name}: {value!r} is not one of {', '.join(POLICIES)}")
-        unknown = set(self.felter) - set(SYNC_FIELDS)
+
+    def check(self, theme: Theme) -> None:
+        """Refuse per-field policies for attributes the theme's sync does not exchange."""
+        fields = sync_fields(theme)
+        unknown = set(self.felter) - set(fields)
         if unknown:
             raise RunError(f"policy: {', '.join(sorted(unknown))} are not synced attributes "
-                           f"({', '.join(SYNC_FIELDS)})")
+                           f"({', '.join(fields)})")
 
     def for_field(self, name: str) -> str:
         return self.felter.get(name, self.default)
@@ -121,17 +150,17 @@ def _eq(name: str, a: Any, b: Any) -> bool:
     return a == b
 
 
-def geofa_values(feature: dict) -> dict:
+def geofa_values(feature: dict, theme: Theme = THEME) -> dict:
     p = feature["properties"]
     coords = (feature.get("geometry") or {}).get("coordinates")
     point = coords[0] if coords and isinstance(coords[0], list) else coords
-    out = {f: p.get(f) for f in SYNC_FIELDS if f != "geometri"}
+    out = {f: p.get(f) for f in sync_fields(theme) if f != "geometri"}
     out["geometri"] = _norm("geometri", point) if point else None
     return out
 
 
-def ly_values(row: dict, x: float, y: float) -> dict:
-    out = {f: row.get(f) for f in SYNC_FIELDS if f != "geometri"}
+def ly_values(row: dict, x: float, y: float, theme: Theme = THEME) -> dict:
+    out = {f: row.get(f) for f in sync_fields(theme) if f != "geometri"}
     out["geometri"] = _norm("geometri", (x, y))
     return out
 
@@ -181,14 +210,22 @@ class Sync:
     def __init__(self, conn: psycopg.Connection, client: GeoFAClient, target: Target, *,
                  policy: Policy | None = None, mode: str = "sync", wfs: bool = False,
                  subjekt: str = "ly-geofa-sync", gate: Gate | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, theme: Theme = THEME):
         if mode not in ("sync", "pull", "push"):
             raise RunError(f"mode {mode!r} is not sync, pull or push")
         if wfs and mode != "pull":
             raise RunError("the anonymous WFS is read-only: only a pull can use it")
+        if theme.is_area:
+            raise RunError(f"{theme.collection_id}: the GeoFA sync exchanges points only")
+        self.theme = theme
+        self.fields = sync_fields(theme)
+        self.view = f"fkg.{theme.geofa_view}"  # GeoFA's published views, as Ly names its own
+        self.hist = f"fkg.{theme.history_view}"
+        self.current_sql = staging.current_rows(theme)
         self.conn = staging.autocommit(conn)
         self.client, self.target = client, target
         self.policy = policy or Policy()
+        self.policy.check(theme)
         self.mode, self.wfs, self.subjekt = mode, wfs, subjekt
         self.gate = gate or Gate(max_afvist_andel=1.0)
         self.progress = progress or Progress()
@@ -197,26 +234,26 @@ class Sync:
     # --- reading ---
     def _cursor(self) -> datetime | None:
         row = self.conn.execute("SELECT systid FROM ly.geofa_markoer WHERE tema = %s",
-                                [TEMA]).fetchone()
+                                [self.theme.temakode]).fetchone()
         return row[0] if row else None
 
     def read_geofa(self, since: datetime | None) -> tuple[dict[str, dict], list[dict]]:
         cvr = self.target.cvr_kode
         if self.wfs:
-            feats = [f for f in self.client.wfs_features() if f["properties"].get("cvr_kode")
-                     == cvr]
+            feats = [f for f in self.client.wfs_features(f"fkg:{self.view}")
+                     if f["properties"].get("cvr_kode") == cvr]
             return {f["properties"]["objekt_id"]: f for f in feats}, []
         params: dict[str, Any] = {"cvr": cvr}
         cond = ""
         if since is not None:
             cond = " and systid_fra > :since"
             params["since"] = since.isoformat()
-        changed = self.client.select(f"select * from {VIEW} where cvr_kode = :cvr{cond} "
+        changed = self.client.select(f"select * from {self.view} where cvr_kode = :cvr{cond} "
                                      "order by objekt_id", params)
         ended = self.client.select(
-            f"select objekt_id, versions_id, systid_til, bruger_id from {HIST} h "
+            f"select objekt_id, versions_id, systid_til, bruger_id from {self.hist} h "
             "where cvr_kode = :cvr and systid_til > :since and not exists (select 1 from "
-            f"{VIEW} c where c.objekt_id = h.objekt_id) order by systid_til",
+            f"{self.view} c where c.objekt_id = h.objekt_id) order by systid_til",
             {"cvr": cvr, "since": (since.isoformat() if since else "-infinity")})
         tombstones: dict[str, dict] = {}
         for f in ended:  # the newest ended version of each object
@@ -224,20 +261,18 @@ class Sync:
         return {f["properties"]["objekt_id"]: f for f in changed}, list(tombstones.values())
 
     def read_ly(self) -> tuple[dict[str, tuple], dict[str, dict], dict[str, dict]]:
-        rows = self.conn.execute(
-            "SELECT row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) FROM ly.t_6101_beskyt_rum "
-            "t WHERE t.cvr_kode = %s", [self.target.cvr_kode]).fetchall()
+        rows = self.conn.execute(sql.SQL("SELECT {} WHERE t.cvr_kode = %s").format(
+            self.current_sql), [self.target.cvr_kode]).fetchall()
         current = {r[0]["objekt_id"]: r for r in rows}
         links = {}
         for row in self.conn.execute("SELECT row_to_json(l) FROM ly.geofa_link l WHERE NOT "
                                      "afsluttet").fetchall():
             links[row[0]["objekt_id"]] = row[0]
         linked_current = [o for o in links if o not in current]
-        if linked_current:  # linked shelters outside the authority's register now
+        if linked_current:  # linked objects outside the authority's register now
             for r in self.conn.execute(
-                    "SELECT row_to_json(t), ST_X(t.geometri), ST_Y(t.geometri) FROM "
-                    "ly.t_6101_beskyt_rum t WHERE t.objekt_id = ANY(%s::uuid[])",
-                    [linked_current]).fetchall():
+                    sql.SQL("SELECT {} WHERE t.objekt_id = ANY(%s::uuid[])").format(
+                        self.current_sql), [linked_current]).fetchall():
                 current[r[0]["objekt_id"]] = r
         by_geofa = {l["geofa_objekt_id"]: l for l in links.values()}
         return current, links, by_geofa
@@ -286,11 +321,11 @@ class Sync:
                       f"{ly_time if side == 'ly' else g_time})")
 
     def _merge(self, item: Item, base: dict | None) -> None:
-        lv = ly_values(item.ly, *item.ly_xy)
-        gv = geofa_values(item.geofa) if item.geofa is not None else dict(base or {})
+        lv = ly_values(item.ly, *item.ly_xy, self.theme)
+        gv = geofa_values(item.geofa, self.theme) if item.geofa is not None else dict(base or {})
         responsible = (base or {}).get("cvr_kode") or lv.get("cvr_kode")
         merged: dict[str, Any] = {}
-        for name in SYNC_FIELDS:
+        for name in self.fields:
             b, lval, gval = (base or {}).get(name), lv.get(name), gv.get(name)
             if _eq(name, lval, gval):
                 merged[name] = lval
@@ -317,16 +352,16 @@ class Sync:
 
     def _ly_record(self, item: Item, update: dict) -> dict | None:
         current = item.ly or {}
-        merged = {name: current.get(name) for name in WRITABLE}
+        merged = {f.name: current.get(f.name) for f in self.theme.writable_fields}
         merged.update({k: v for k, v in update.items() if k != "geometri"})
-        values = validate_properties(merged, item.problems, previous=current or None)
-        return complete(values, item.problems)
+        values = validate_properties(merged, item.problems, previous=current or None,
+                                     theme=self.theme)
+        return complete(values, item.problems, self.theme)
 
-    @staticmethod
-    def _geofa_record(values: dict, objekt_id: uuid.UUID | None = None) -> dict:
+    def _geofa_record(self, values: dict, objekt_id: uuid.UUID | None = None) -> dict:
         """GeoFA's writable attributes; on insert (`objekt_id` given) Ly's id also goes in
         `noegle` and as the objekt_id."""
-        out = {k: values.get(k) for k in SYNC_FIELDS if k != "geometri"}
+        out = {k: values.get(k) for k in self.fields if k != "geometri"}
         out["geometri"] = _geometry(values["geometri"])
         if objekt_id is not None:
             out["noegle"] = str(objekt_id)  # Ly's own id travels in noegle
@@ -375,12 +410,12 @@ class Sync:
             if self.mode == "push":
                 continue
             it.ly_action = "opret"
-            values = geofa_values(feature)
+            values = geofa_values(feature, self.theme)
             record = {k: v for k, v in values.items() if k != "geometri"}
             if p.get("noegle") and not _is_uuid(p["noegle"]):
                 record["noegle"] = p["noegle"]
-            record = validate_properties(record, it.problems)
-            it.ly_record = complete(record, it.problems)
+            record = validate_properties(record, it.problems, theme=self.theme)
+            it.ly_record = complete(record, it.problems, self.theme)
             it.ly_xy_new = values["geometri"]
             it.merged = values
         # GeoFA's deletions
@@ -445,7 +480,7 @@ class Sync:
                 self._merge(it, None)
                 continue
             it.geofa_action = "opret"
-            it.merged = ly_values(row[0], row[1], row[2])
+            it.merged = ly_values(row[0], row[1], row[2], self.theme)
             it.geofa_record = self._geofa_record(it.merged, it.objekt_id)
         for it in items.values():
             if self.mode == "pull" and it.geofa_action:
@@ -473,7 +508,7 @@ class Sync:
         if it.ly_action:
             changes = None
             if it.ly_action == "ret":
-                lv = ly_values(it.ly, *it.ly_xy)
+                lv = ly_values(it.ly, *it.ly_xy, self.theme)
                 changes = {k: [lv.get(k), v] for k, v in it.merged.items() if not _eq(k, v,
                                                                                   lv.get(k))}
             elif it.ly_action == "opret":
@@ -486,7 +521,8 @@ class Sync:
                 match="geofa", aendringer=changes, kilde=kilde,
                 bemaerkning="; ".join(it.notes) or None))
         if it.geofa_action:
-            gv = geofa_values(it.geofa) if it.geofa else (it.link or {}).get("grundlag") or {}
+            gv = geofa_values(it.geofa, self.theme) if it.geofa \
+                else (it.link or {}).get("grundlag") or {}
             if it.geofa_action == "ret":
                 changes = {k: [gv.get(k), v] for k, v in (it.merged or {}).items()
                            if not _eq(k, v, gv.get(k))}
@@ -517,7 +553,7 @@ class Sync:
                 "tilstand": self.mode, "wfs": self.wfs, "bruger": self.client.username,
                 "politik": self.policy.as_dict(), "markoer_foer": cursor and cursor.isoformat(),
                 "siden": since and since.isoformat(), "overlap": self.target.overlap_seconds,
-                "gate": self.gate.as_dict()})
+                "gate": self.gate.as_dict()}, theme=self.theme)
         try:
             items, newest = self.plan(since)
             rows: list = []
@@ -584,7 +620,7 @@ class Sync:
                     "INSERT INTO ly.geofa_markoer (tema, systid, koersel_id) VALUES (%s, %s, %s) "
                     "ON CONFLICT (tema) DO UPDATE SET systid = greatest(ly.geofa_markoer.systid, "
                     "EXCLUDED.systid), koersel_id = EXCLUDED.koersel_id, opdateret = now()",
-                    [TEMA, newest, run_id])
+                    [self.theme.temakode, newest, run_id])
         return write
 
     def _push(self, run_id: int, items: list[Item]) -> dict[str, int]:
@@ -594,7 +630,7 @@ class Sync:
         deletes = [it for it in items if it.geofa_action == "afslut"]
         if inserts:
             existing = {f["properties"]["objekt_id"]: f for f in self.client.select(
-                f"select objekt_id, versions_id, noegle from {VIEW} where objekt_id::text = "
+                f"select objekt_id, versions_id, noegle from {self.view} where objekt_id::text = "
                 "any(string_to_array(:ids, ','))",
                 {"ids": ",".join(str(it.objekt_id) for it in inserts)})}
             todo = [it for it in inserts if str(it.objekt_id) not in existing]
@@ -609,7 +645,7 @@ class Sync:
                 values = ", ".join("st_geomfromgeojson(:geometri)" if c == "geometri" else f":{c}"
                                    for c in cols)
                 result = self.client.sql(
-                    f"insert into {VIEW} ({', '.join(cols)}) values ({values}) "
+                    f"insert into {self.view} ({', '.join(cols)}) values ({values}) "
                     "returning objekt_id, versions_id", [it.geofa_record for it in chunk])
                 for it, ret in zip(chunk, result.get("returning") or []):
                     it.geofa_objekt_id = uuid.UUID(ret["objekt_id"])
@@ -622,13 +658,13 @@ class Sync:
                 cols = [c for c in todo[0].geofa_record if c not in ("objekt_id",)]
                 sets = ", ".join(f"{c} = st_geomfromgeojson(:geometri)" if c == "geometri"
                                  else f"{c} = :{c}" for c in cols)
-                q = (f"update {VIEW} set {sets} where objekt_id = :objekt_id and versions_id = "
+                q = (f"update {self.view} set {sets} where objekt_id = :objekt_id and versions_id = "
                      ":versions_id returning objekt_id, versions_id")
                 params = [{**{c: it.geofa_record[c] for c in cols},
                            "objekt_id": str(it.geofa_objekt_id),
                            "versions_id": str(it.geofa_expected)} for it in todo]
             else:
-                q = (f"delete from {VIEW} where objekt_id = :objekt_id and versions_id = "
+                q = (f"delete from {self.view} where objekt_id = :objekt_id and versions_id = "
                      ":versions_id returning objekt_id, versions_id")
                 params = [{"objekt_id": str(it.geofa_objekt_id),
                            "versions_id": str(it.geofa_expected)} for it in todo]
@@ -704,10 +740,12 @@ def _is_uuid(value: str) -> bool:
 def sync(conn: psycopg.Connection, client: GeoFAClient, target: Target, *,
          policy: Policy | None = None, mode: str = "sync", wfs: bool = False,
          dry_run: bool = False, subjekt: str = "ly-geofa-sync", gate: Gate | None = None,
-         before_push: Callable[[], None] | None = None, progress: Progress | None = None) -> int:
-    """Stage a sync (the dry-run diff) and, unless `dry_run`, apply it. Returns the run id."""
+         before_push: Callable[[], None] | None = None, progress: Progress | None = None,
+         theme: Theme = THEME) -> int:
+    """Stage a sync of `theme` (the dry-run diff) and, unless `dry_run`, apply it. Returns the
+    run id."""
     s = Sync(conn, client, target, policy=policy, mode=mode, wfs=wfs, subjekt=subjekt, gate=gate,
-             progress=progress)
+             progress=progress, theme=theme)
     run_id, items, newest = s.stage()
     if not dry_run:
         try:
