@@ -109,15 +109,18 @@ def targets(rows: list[Row]) -> list[tuple[str, str, str]]:
         out.append((f"Deep paging: Ly {last.variant} ≤ 2× the latency of page 1",
                     f"p50 {last.m.p50_ms:.1f} vs {first.m.p50_ms:.1f} ms = {x:.2f}× "
                     f"(p95 {last.m.p95_ms / first.m.p95_ms:.2f}×)", verdict(x <= 2)))
-    tiles_ly = [r for r in rows if r.scenario == "mvt-tiles" and r.server == LY]
-    if tiles_ly and all(r.m for r in tiles_ly):
-        worst = min(((r.m.rps / t.m.rps), r.variant) for r in tiles_ly
-                    if (t := get("mvt-tiles", "tipg", r.variant)) and t.m)
-        out.append(("Tiles z8–14: Ly ≥ tipg req/s at every zoom",
-                    f"lowest Ly ÷ tipg {worst[0]:.2f}× ({worst[1]})", verdict(worst[0] >= 1)))
-    else:
-        out.append(("Tiles z8–14: Ly ≥ tipg req/s at every zoom", "Ly: " + (
-            tiles_ly[0].note if tiles_ly else "not run"), verdict(None)))
+    out.append(_tiles_target(rows, "mvt-tiles", "Tiles z8–14: Ly ≥ tipg req/s at every zoom"))
+    ly_a, tipg_a = get("items-bbox-areas", LY), get("items-bbox-areas", "tipg")
+    title = "Items by bbox, areas: Ly ≥ tipg req/s"
+    if ly_a and ly_a.m and tipg_a and tipg_a.m:
+        x = ly_a.m.rps / tipg_a.m.rps
+        out.append((title, f"{x:.2f}×, p95 {ly_a.m.p95_ms:.1f} vs {tipg_a.m.p95_ms:.1f} ms",
+                    verdict(x >= 1)))
+    elif ly_a or tipg_a:
+        out.append((title, "Ly: " + (ly_a.note if ly_a else "not run"), verdict(None)))
+    if any(r.scenario == "mvt-tiles-areas" for r in rows):
+        out.append(_tiles_target(rows, "mvt-tiles-areas",
+                                 "Tiles z8–14, areas: Ly ≥ tipg req/s at every zoom"))
     ly_imp, ogr = get("import-gpkg", LY, "validated load"), get("import-gpkg", "ogr2ogr",
                                                               "COPY, no validation")
     if ly_imp and ogr and "seconds" in ly_imp.extra and "seconds" in ogr.extra and \
@@ -152,6 +155,18 @@ def targets(rows: list[Row]) -> list[tuple[str, str, str]]:
     return out
 
 
+def _tiles_target(rows: list[Row], scenario: str, title: str) -> tuple[str, str, str]:
+    tiles_ly = [r for r in rows if r.scenario == scenario and r.server == LY]
+    pairs = [(r.m.rps / t.m.rps, r.variant) for r in tiles_ly for t in rows
+             if r.m and t.scenario == scenario and t.server == "tipg" and
+             t.variant == r.variant and t.m and t.m.rps]
+    if tiles_ly and all(r.m for r in tiles_ly) and pairs:
+        worst = min(pairs)
+        return (title, f"lowest Ly ÷ tipg {worst[0]:.2f}× ({worst[1]})",
+                "met" if worst[0] >= 1 else "MISSED")
+    return (title, "Ly: " + (tiles_ly[0].note if tiles_ly else "not run"), "n/a")
+
+
 def _markdown(table: list[list[str]]) -> str:
     lines = ["| " + " | ".join(table[0]) + " |",
              "|" + "|".join("---" for _ in table[0]) + "|"]
@@ -174,10 +189,15 @@ def markdown(result: dict, rows: list[Row]) -> str:
     m = result["machine"]
     cfg = result["config"]
     versions = ", ".join(f"{k} {v}" for k, v in result["versions"].items())
+    areas = f" and {cfg['areas']:,} areas ({cfg.get('area_theme')})" if cfg.get("areas") else ""
+    repeat = cfg.get("repeat") or 1
+    medians = (f" Each row is the median of {repeat} runs (by req/s); the ratios of every run "
+               "are in the last table.") if repeat > 1 else ""
     parts = [
-        f"Run {result['started']} (UTC), {cfg['count']:,} shelters, {cfg['workers']} worker "
+        f"Run {result['started']} (UTC), {cfg['count']:,} shelters{areas}, {cfg['workers']} worker "
         f"processes per server, wrk {cfg['connections']} connections × {cfg['duration']} s "
-        f"per scenario after {cfg['warmup']} s warm-up{' (quick mode)' if cfg['quick'] else ''}.",
+        f"per scenario after {cfg['warmup']} s warm-up{' (quick mode)' if cfg['quick'] else ''}."
+        + medians,
         "",
         f"Machine: {machine_line(m)}.",
         "",
@@ -191,6 +211,9 @@ def markdown(result: dict, rows: list[Row]) -> str:
         "",
         _markdown([["Target", "Measured", "Verdict"], *[list(t) for t in targets(rows)]]),
     ]
+    if result.get("repeat_table"):
+        parts += ["", f"Ratios to the peers in each of the {repeat} runs, and their median:", "",
+                  _markdown(result["repeat_table"])]
     return "\n".join(parts) + "\n"
 
 
@@ -217,7 +240,7 @@ def write(result: dict, rows: list[Row], update_readme: bool, path: Path | None 
     return path
 
 
-def print_tables(rows: list[Row]) -> None:
+def print_tables(rows: list[Row], repeat_table: list[list[str]] | None = None) -> None:
     print()
     print(_text(load_table(rows)))
     print()
@@ -225,6 +248,10 @@ def print_tables(rows: list[Row]) -> None:
     print()
     print(_text([["Target", "Measured", "Verdict"], *[list(t) for t in targets(rows)]]))
     print()
+    if repeat_table:
+        print("Ratios to the peers in each run, and their median:")
+        print(_text(repeat_table))
+        print()
 
 
 def rows_from(result: dict) -> list[Row]:
@@ -252,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = rows_from(result)
     base = {k: v for k, v in result.items() if k not in ("rows", "targets")}
     write(base, rows, update_readme=a.readme, path=a.results)
-    print_tables(rows)
+    print_tables(rows, result.get("repeat_table"))
     return 0
 
 

@@ -3,8 +3,15 @@
 HTTP scenarios take a running server and return rows; each first checks that the server
 answers the scenario's requests correctly (status 200 and features, or a tile), then warms
 up, then measures with wrk. Scenarios whose Ly endpoint is still being built (tiles,
-exports, the GeoPackage importer) look for it first and report a row that says
-"not available in this build" when it is not there.
+exports, the GeoPackage importer, a theme's collection) look for it first and report a row
+that says "not available in this build" when it is not there.
+
+The shelter scenarios (`items-bbox`, `mvt-tiles`, ...) ask for the shelter theme's collection
+on each server. The area scenarios (`items-bbox-areas`, `mvt-tiles-areas`) ask the same
+servers (`Server.on`) for the area theme's collection (6121, MultiPolygon) with the same 200
+town boxes and the same tiles; they check that the answers are areas (GeoJSON Polygon or
+MultiPolygon features; Ly's tiles carry the theme's layer) and, where a server reports
+`numberMatched`, that it is the number of areas in the box.
 """
 
 from __future__ import annotations
@@ -173,6 +180,61 @@ def items_bbox(ctx: Context, server: Server) -> list[Row]:
     return [_row("items-bbox", server, _measure(ctx, server, paths))]
 
 
+def items_bbox_areas(ctx: Context, server: Server) -> list[Row]:
+    """Items of the area theme in the same town boxes, limit=100, GeoJSON in CRS84."""
+    theme = ctx.cfg.area_theme
+    target = server.on(theme)
+    if target is None:
+        return []
+    scenario = "items-bbox-areas"
+    towns = ctx.workload.towns
+    paths = [target.items_path(t.bbox, limit=ctx.cfg.page_limit) for t in towns]
+    try:
+        _check_areas(target, paths, [t.area_matches for t in towns])
+    except NotServed as exc:
+        log(f"  {scenario}: {exc}: {NOT_AVAILABLE}")
+        return [Row(scenario, server.label, note=f"{NOT_AVAILABLE} ({exc})")]
+    return [_row(scenario, target, _measure(ctx, target, paths))]
+
+
+class NotServed(CheckFailed):
+    """The server answers, but not with the theme's collection (Ly before a theme's
+    endpoints are generic)."""
+
+
+AREA_TYPES = ("Polygon", "MultiPolygon")
+
+
+def _check_areas(server: Server, paths: list[str], expected: list[int]) -> None:
+    """Sampled answers are FeatureCollections of areas; `numberMatched`, where a server
+    reports it under Ly's count cap, is the number of areas in the box."""
+    from service.settings import Settings
+
+    cap = Settings().count_cap
+    with _client(server) as c:
+        nonempty = 0
+        step = max(1, len(paths) // 8)
+        for k in range(0, len(paths), step)[:8]:
+            r = c.get(paths[k])
+            if r.status_code != 200:
+                raise CheckFailed(f"{server.label} {paths[k]} -> {r.status_code} "
+                                  f"{r.text[:300]}")
+            body = r.json()
+            features = body.get("features", [])
+            kinds = {(f.get("geometry") or {}).get("type") for f in features}
+            if kinds - set(AREA_TYPES):
+                raise NotServed(f"{server.label} answers {', '.join(sorted(map(str, kinds)))} "
+                                f"features for {server.collection}")
+            matched = body.get("numberMatched")
+            if isinstance(matched, int) and matched < cap and expected[k] < cap and \
+                    matched != expected[k]:
+                raise CheckFailed(f"{server.label} {paths[k]}: numberMatched {matched}, "
+                                  f"the box holds {expected[k]} areas")
+            nonempty += bool(features)
+        if not nonempty:
+            raise CheckFailed(f"{server.label}: no features in any sampled answer")
+
+
 def single_item(ctx: Context, server: Server) -> list[Row]:
     """One item by id (ids sampled from the table)."""
     paths = [server.item_path(i) for i in ctx.workload.ids]
@@ -256,10 +318,45 @@ def tiles(ctx: Context, server: Server) -> list[Row]:
     with _client(server) as c:
         r = c.get(probe)
     kind = r.headers.get("content-type", "")
-    if r.status_code != 200 or not ("mvt" in kind or "vector-tile" in kind
-                                    or "protobuf" in kind):
+    if r.status_code != 200 or not _is_mvt(kind):
         log(f"  tiles: {server.label} answers {r.status_code} {kind}: {NOT_AVAILABLE}")
         return [Row("mvt-tiles", server.label, "z8-14", note=NOT_AVAILABLE)]
+    return _tile_rows(ctx, server, "mvt-tiles")
+
+
+def tiles_areas(ctx: Context, server: Server) -> list[Row]:
+    """MVT tiles of the area theme at zooms 8-14 over the same towns, the same tiles as
+    `mvt-tiles` (Ly vs tipg). Ly's tiles must carry the theme's layer (or its cluster
+    layer)."""
+    theme = ctx.cfg.area_theme
+    target = server.on(theme)
+    scenario = "mvt-tiles-areas"
+    if target is None or target.tile_path(12, 0, 0) is None:
+        return []
+    # A tile of the towns at z12 that is not empty; its layers name the theme (Ly).
+    with _client(target) as c:
+        for z, x, y in _sample(ctx.workload.tiles(12), 40):
+            r = c.get(target.tile_path(z, x, y))
+            if r.status_code != 204:
+                break
+    kind = r.headers.get("content-type", "")
+    if r.status_code != 200 or not _is_mvt(kind):
+        log(f"  {scenario}: {target.label} answers {r.status_code} {kind}: {NOT_AVAILABLE}")
+        return [Row(scenario, target.label, "z8-14", note=NOT_AVAILABLE)]
+    if isinstance(server, Ly):
+        layers = set(mvt_layers(r.content))
+        if not layers & {theme.tile_layer, theme.cluster_layer}:
+            note = f"{NOT_AVAILABLE} (its tiles carry {', '.join(sorted(layers)) or 'nothing'})"
+            log(f"  {scenario}: Ly's {theme.collection_id} tiles: {note}")
+            return [Row(scenario, target.label, "z8-14", note=note)]
+    return _tile_rows(ctx, target, scenario)
+
+
+def _is_mvt(content_type: str) -> bool:
+    return any(k in content_type for k in ("mvt", "vector-tile", "protobuf"))
+
+
+def _tile_rows(ctx: Context, server: Server, scenario: str) -> list[Row]:
     rows = []
     for z in TILE_ZOOMS:
         paths = [server.tile_path(*t) for t in ctx.workload.tiles(z)]
@@ -270,11 +367,61 @@ def tiles(ctx: Context, server: Server) -> list[Row]:
                 if r.status_code not in (200, 204):
                     raise CheckFailed(f"{server.label} {p} -> {r.status_code} {r.text[:200]}")
                 sizes.append(len(r.content))
+            if not any(sizes):  # sparse data at a high zoom: any tile of the list at all?
+                for p in paths:
+                    r = c.get(p)
+                    if r.status_code not in (200, 204):
+                        raise CheckFailed(f"{server.label} {p} -> {r.status_code}")
+                    if r.content:
+                        sizes.append(len(r.content))
+                        break
         if not any(sizes):
-            raise CheckFailed(f"{server.label}: every sampled z{z} tile is empty")
-        rows.append(_row("mvt-tiles", server, _measure(ctx, server, paths), f"z{z}",
+            raise CheckFailed(f"{server.label}: every z{z} tile is empty")
+        rows.append(_row(scenario, server, _measure(ctx, server, paths), f"z{z}",
                          tiles=len(paths)))
     return rows
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(data: bytes):
+    """(field number, wire type, value) of a protobuf message (bytes for length-delimited)."""
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(data, i)
+        elif wire == 2:
+            n, i = _varint(data, i)
+            value, i = data[i:i + n], i + n
+        elif wire == 1:
+            value, i = data[i:i + 8], i + 8
+        elif wire == 5:
+            value, i = data[i:i + 4], i + 4
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        yield number, wire, value
+
+
+def mvt_layers(tile: bytes) -> list[str]:
+    """The layer names of a Mapbox Vector Tile (Tile.layers = 3, Layer.name = 1)."""
+    names = []
+    for number, wire, value in _fields(tile):
+        if number == 3 and wire == 2:
+            for n, w, v in _fields(value):
+                if n == 1 and w == 2:
+                    names.append(v.decode())
+    return names
 
 
 def _tile_xy(ctx: Context, z: int) -> tuple[int, int]:
@@ -433,7 +580,8 @@ def physical_scripts(ctx: Context) -> dict[str, str]:
 
     cfg = ctx.cfg
     towns = ctx.workload.towns
-    q = query.ItemsQuery(limit=cfg.page_limit, bbox=_SENTINELS, public=False)
+    q = query.ItemsQuery(limit=cfg.page_limit, bbox=_SENTINELS, public=False,
+                         theme=cfg.shelter_theme)
     page_stmt, page_args = query.items_sql(q)
     count_stmt, count_args = query.count_sql(q, Settings().count_cap)
     actor = Actor(subject="bench@ly.local", roles=frozenset({"national_reader"}),
@@ -505,8 +653,9 @@ def _ogr2ogr(cfg: Config, gpkg: Path) -> Row:
         conn.execute("CREATE SCHEMA bench_import")
     pg = (f"PG:host={db.hostname} port={db.port or 5432} dbname={db.path.lstrip('/')} "
           f"user={db.username} password={db.password or ''}")
-    cmd = [ogr, "-f", "PostgreSQL", pg, str(gpkg), "beskyttelsesrum",
-           "-nln", "bench_import.beskyttelsesrum", "-lco", "GEOMETRY_NAME=geometri",
+    layer = cfg.shelter_theme.collection_id  # the GeoPackage's layer (bench.dataset)
+    cmd = [ogr, "-f", "PostgreSQL", pg, str(gpkg), layer,
+           "-nln", f"bench_import.{layer}", "-lco", "GEOMETRY_NAME=geometri",
            "-lco", "SPATIAL_INDEX=GIST", "-gt", "65536", "--config", "PG_USE_COPY", "YES"]
     started = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -515,7 +664,7 @@ def _ogr2ogr(cfg: Config, gpkg: Path) -> Row:
         return Row("import-gpkg", "ogr2ogr", note=f"failed: {one_line(out.stderr)}")
     version = subprocess.run([ogr, "--version"], capture_output=True, text=True).stdout.strip()
     with psycopg.connect(cfg.db_url, autocommit=True) as conn:
-        n = conn.execute("SELECT count(*) FROM bench_import.beskyttelsesrum").fetchone()[0]
+        n = conn.execute(f"SELECT count(*) FROM bench_import.{layer}").fetchone()[0]
         conn.execute("DROP SCHEMA bench_import CASCADE")
     log(f"  import: ogr2ogr {seconds:.1f} s for {n:,} rows")
     return Row("import-gpkg", "ogr2ogr", "COPY, no validation", None,
@@ -582,7 +731,7 @@ def _ly_import(cfg: Config, gpkg: Path, budget: float) -> Row:
         stopped = True
     seconds = time.monotonic() - started
     with psycopg.connect(url) as conn:
-        n = conn.execute("SELECT count(*) FROM ly.beskyttelsesrum "
+        n = conn.execute(f"SELECT count(*) FROM ly.{cfg.shelter_theme.table} "
                          "WHERE systid_til IS NULL").fetchone()[0]
         def count(table: str, expr: str = "*") -> int | None:
             if not conn.execute("SELECT to_regclass(%s)", [table]).fetchone()[0]:
@@ -624,8 +773,13 @@ HTTP_SCENARIOS = {
     "deep-paging": deep_paging,
     "cql2-filter+bbox": cql_bbox,
     "mvt-tiles": tiles,
+    "items-bbox-areas": items_bbox_areas,
+    "mvt-tiles-areas": tiles_areas,
     "export": export,
 }
+#: Scenarios that `--repeat` runs again (the others run in the first pass only).
+REPEATABLE = {"items-bbox", "single-item", "deep-paging", "cql2-filter+bbox", "mvt-tiles",
+              "items-bbox-areas", "mvt-tiles-areas", "physical-limit"}
 OTHER_SCENARIOS = ("physical-limit", "import-gpkg")
 #: Scenarios measured on a freshly started server (memory is read from its processes).
 FRESH_SERVER = {"export"}

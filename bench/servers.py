@@ -1,15 +1,19 @@
 """The servers under test: Ly and its peers, each on a loopback port with the same number of
 worker processes against the same database and the same relation.
 
-Ly serves `ly.t_6101_beskyt_rum` through its own views and row-level security; tipg and
-pygeoapi are pointed at that same view (current versions with the text twins; id
-`objekt_id`, geometry `geometri` in EPSG:25832) and connect as its owner, so they read the
-whole register, as Ly's national reader does. Each peer lives in its own virtual environment
-under bench/.venvs, created on first use.
+Ly serves each theme's current view (`ly.` + the descriptor's `current_view`: the shelters'
+and the area theme's) through its own views and row-level security; tipg and pygeoapi are
+pointed at those same views (current versions with the text twins; id `objekt_id`, geometry
+`geometri` in EPSG:25832) and connect as their owner, so they read the whole register, as
+Ly's national reader does. tipg serves both views (`TIPG_DB_TABLES`); pygeoapi serves the
+shelters only (the area scenarios are Ly against tipg). `Server.on(theme)` is the same
+running server asked for another theme's collection. Each peer lives in its own virtual
+environment under bench/.venvs, created on first use.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -25,7 +29,7 @@ from bench.config import (CACHE, PORTS, PYGEOAPI_REQUIREMENTS, ROOT, TIPG_REQUIR
                           Config)
 from bench.dataset import log
 
-VIEW_SCHEMA, VIEW = "ly", "t_6101_beskyt_rum"
+VIEW_SCHEMA = "ly"
 
 
 def _base_python() -> str:
@@ -69,6 +73,22 @@ class Server:
         self.port = PORTS[self.name]
         self.proc: subprocess.Popen | None = None
         self.logfile = CACHE / "logs" / f"{self.name}.log"
+        self.theme = cfg.shelter_theme
+        self.collection = self.collection_of(self.theme)
+
+    def collection_of(self, theme) -> str | None:
+        """The id of `theme`'s collection on this server (None: not served)."""
+        return theme.collection_id
+
+    def on(self, theme) -> "Server | None":
+        """This server (the same process) asked for `theme`'s collection; None when this
+        server does not serve it."""
+        collection = self.collection_of(theme)
+        if collection is None:
+            return None
+        other = copy.copy(self)
+        other.theme, other.collection = theme, collection
+        return other
 
     @property
     def base(self) -> str:
@@ -185,7 +205,6 @@ class Server:
 class Ly(Server):
     name = "ly"
     label = "Ly"
-    collection = "beskyttelsesrum"
 
     def __init__(self, cfg: Config, public: bool = False):
         super().__init__(cfg)
@@ -250,7 +269,15 @@ class LyPublic(Ly):
 class Tipg(Server):
     name = "tipg"
     label = "tipg"
-    collection = f"{VIEW_SCHEMA}.{VIEW}"
+
+    def collection_of(self, theme) -> str | None:
+        return f"{VIEW_SCHEMA}.{theme.current_view}"
+
+    @property
+    def views(self) -> list[str]:
+        """The current views tipg serves: the shelters' and the area theme's."""
+        return list(dict.fromkeys(t.current_view for t in (self.cfg.shelter_theme,
+                                                           self.cfg.area_theme)))
 
     @property
     def venv(self) -> Path:
@@ -269,12 +296,13 @@ class Tipg(Server):
         env.update({
             "DATABASE_URL": self.cfg.db_url,
             "TIPG_DB_SCHEMAS": json.dumps([VIEW_SCHEMA]),
-            "TIPG_DB_TABLES": json.dumps([f"{VIEW_SCHEMA}.{VIEW}"]),
-            f"TIPG_TABLE_CONFIG__{VIEW_SCHEMA}_{VIEW}__PK": "objekt_id",
-            f"TIPG_TABLE_CONFIG__{VIEW_SCHEMA}_{VIEW}__GEOMCOL": "geometri",
+            "TIPG_DB_TABLES": json.dumps([f"{VIEW_SCHEMA}.{v}" for v in self.views]),
             # the catalogue is read once at start and kept for the run
             "TIPG_CATALOG_TTL": "86400",
         })
+        for view in self.views:  # views have no primary key: say which column is the id
+            env[f"TIPG_TABLE_CONFIG__{VIEW_SCHEMA}_{view}__PK"] = "objekt_id"
+            env[f"TIPG_TABLE_CONFIG__{VIEW_SCHEMA}_{view}__GEOMCOL"] = "geometri"
         return env
 
     def versions(self) -> dict[str, str]:
@@ -294,7 +322,9 @@ class Tipg(Server):
 class Pygeoapi(Server):
     name = "pygeoapi"
     label = "pygeoapi"
-    collection = "beskyttelsesrum"
+
+    def collection_of(self, theme) -> str | None:
+        return theme.collection_id if theme is self.cfg.shelter_theme else None
 
     @property
     def venv(self) -> Path:
@@ -311,6 +341,7 @@ class Pygeoapi(Server):
     def prepare(self) -> None:
         ensure_venv("pygeoapi", PYGEOAPI_REQUIREMENTS)
         db = urlsplit(self.cfg.db_url)
+        theme = self.theme
         config = {
             "server": {
                 "bind": {"host": "127.0.0.1", "port": self.port},
@@ -334,11 +365,11 @@ class Pygeoapi(Server):
                 "contact": {"name": "bench", "email": "bench@example.org"},
             },
             "resources": {
-                "beskyttelsesrum": {
+                theme.collection_id: {
                     "type": "collection",
-                    "title": "Beskyttelsesrum",
-                    "description": "ly.t_6101_beskyt_rum",
-                    "keywords": ["beskyttelsesrum"],
+                    "title": theme.title,
+                    "description": f"{VIEW_SCHEMA}.{theme.current_view}",
+                    "keywords": [theme.collection_id],
                     "links": [],
                     "extents": {"spatial": {
                         "bbox": [7.7, 54.4, 15.4, 57.9],
@@ -351,7 +382,7 @@ class Pygeoapi(Server):
                                  "password": db.password or "",
                                  "search_path": [VIEW_SCHEMA, "public"]},
                         "id_field": "objekt_id",
-                        "table": VIEW,
+                        "table": theme.current_view,
                         "geom_field": "geometri",
                         "storage_crs": "http://www.opengis.net/def/crs/EPSG/0/25832",
                         "crs": ["http://www.opengis.net/def/crs/OGC/1.3/CRS84",

@@ -3,7 +3,9 @@ real Danish towns, ids sampled from the table, and tiles over the same towns.
 
 Towns: the postal-code areas are named after the towns they serve; a seeded sample of them
 gives the centres (a point on each area's surface). Each box is 20 km x 20 km around its
-centre (400 km², the size of a typical Danish municipality), given in CRS84.
+centre (400 km², the size of a typical Danish municipality), given in CRS84. The boxes and
+tiles depend on the seed and the postal areas only, so the shelter and the area scenarios ask
+for the same boxes and tiles, in every build of the set.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Town:
     bbox: tuple[float, float, float, float]  # CRS84
     matches: int  # current shelters in the box
     filter_matches: int  # ... that also pass CQL_FILTER
+    area_matches: int = 0  # current areas of the area theme intersecting the box
 
 
 @dataclass
@@ -57,6 +60,7 @@ def lonlat_to_tile(lon: float, lat: float, z: int) -> tuple[int, int]:
 
 
 def build(cfg: Config) -> Workload:
+    shelters, areas = cfg.shelter_theme.table, cfg.area_theme.table
     with psycopg.connect(cfg.db_url) as conn:
         areas = conn.execute(
             "SELECT postnr, navn, ST_X(c), ST_Y(c) FROM "
@@ -75,13 +79,16 @@ def build(cfg: Config) -> Workload:
                 {"x": x, "y": y, "h": BOX_HALF_M}).fetchone()
             lon, lat = row[0], row[1]
             bbox = tuple(round(v, 5) for v in row[2:])
+            box = "ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, 4326), 25832)"
             counts = conn.execute(
                 "SELECT count(*), count(*) FILTER (WHERE beskyt_rum_kode = 1 AND pladser >= 200) "
-                "FROM ly.beskyttelsesrum WHERE systid_til IS NULL AND ST_Intersects(geometri, "
-                "ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, 4326), 25832))", list(bbox)
-            ).fetchone()
-            towns.append(Town(postnr, name, lon, lat, bbox, counts[0], counts[1]))
+                f"FROM ly.{shelters} WHERE systid_til IS NULL AND ST_Intersects(geometri, {box})",
+                list(bbox)).fetchone()
+            (in_box,) = conn.execute(
+                f"SELECT count(*) FROM ly.{areas} WHERE systid_til IS NULL "
+                f"AND ST_Intersects(geometri, {box})", list(bbox)).fetchone()
+            towns.append(Town(postnr, name, lon, lat, bbox, counts[0], counts[1], in_box))
         ids = [str(r[0]) for r in conn.execute(
-            "SELECT objekt_id FROM ly.beskyttelsesrum WHERE systid_til IS NULL "
+            f"SELECT objekt_id FROM ly.{shelters} WHERE systid_til IS NULL "
             "ORDER BY md5(objekt_id::text || %s) LIMIT %s", [str(cfg.seed), N_IDS])]
     return Workload(towns=towns, ids=ids)
