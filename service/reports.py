@@ -101,6 +101,7 @@ def _colours(attribute: str) -> dict[int, str]:
 # --- every theme's section -------------------------------------------------------------------
 
 VALID_NOW, UPCOMING = "Gyldig nu", "Kommende"
+NONE_LISTED = "Ingen er gyldige nu eller senere."
 
 
 def theme_figure_rows(t: figures.ThemeSection) -> list[tuple[str, str, str]]:
@@ -126,16 +127,19 @@ def _cell(value) -> str:
 
 
 def theme_listing(t: figures.ThemeSection, *, with_kommune: bool
-                  ) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the objects valid now or later, with the attributes' titles from the
-    theme's descriptor; the municipality column only where the report covers more than one."""
+                  ) -> tuple[list[str], list[list[str]], tuple[int, ...]]:
+    """(header, rows, numeric columns) of the objects valid now or later, with the attributes'
+    titles from the theme's descriptor; the municipality column only where the report covers
+    more than one."""
     theme = themes.get(t.collection_id)
     names = [n for n in t.felter if with_kommune or n != "beliggenhedskommune"]
     header = [theme.fields_by_name[n].title for n in names] + ["Status"]
     rows = [[_cell(o.egenskaber[n]) if n != "beliggenhedskommune"
              else str(o.egenskaber[n] or "–") for n in names]
             + [VALID_NOW if o.gyldig_nu else UPCOMING] for o in t.aktuelle]
-    return header, rows
+    numeric = tuple(i for i, n in enumerate(names) if n != "beliggenhedskommune"
+                    and theme.fields_by_name[n].type in ("integer", "number"))
+    return header, rows, numeric
 
 
 def theme_overview(temaer: list[figures.ThemeSection]) -> list[list[str]]:
@@ -370,13 +374,9 @@ def _theme_story(p, styles, t: figures.ThemeSection, *, with_kommune: bool) -> l
     if not t.gyldighed:
         return s
     s.append(p("Gyldige nu og kommende", "Heading3"))
-    header, rows = theme_listing(t, with_kommune=with_kommune)
+    header, rows, numeric = theme_listing(t, with_kommune=with_kommune)
     if not rows:
-        return s + [p("Ingen.")]
-    theme = themes.get(t.collection_id)
-    names = [n for n in t.felter if with_kommune or n != "beliggenhedskommune"]
-    numeric = tuple(i for i, n in enumerate(names)
-                    if theme.fields_by_name[n].type in ("integer", "number"))
+        return s + [p(NONE_LISTED)]
     cell = styles["BodyText"].clone("cell", fontSize=7.5, leading=9)
     first = 5.0 * cm
     rest = (17.4 * cm - first) / len(header[1:])
@@ -544,6 +544,7 @@ def _theme_context(temaer: list[figures.ThemeSection], *, with_kommune: bool) ->
         "listings": {t.collection_id: theme_listing(t, with_kommune=with_kommune)
                      for t in temaer if t.gyldighed},
         "listing_notes": {t.collection_id: listing_note(t) for t in temaer},
+        "none_listed": NONE_LISTED,
     }
 
 

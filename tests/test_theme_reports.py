@@ -281,10 +281,12 @@ def _theme_sections_html(text: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("path", [f"/rapporter/kommune/{KOMMUNE}", "/rapporter/national"])
-def test_html_has_a_section_per_theme_with_its_figures(app_client, db, path):
+def test_html_has_a_section_per_theme_with_its_figures(app_client, db, path, output_dir):
     r = app_client.get(path + "?f=html")
     assert r.status_code == 200, r.text
     kommune = KOMMUNE if "kommune" in path else None
+    (output_dir / f"rapport-temaer-{'kommune' if kommune else 'national'}.html").write_text(
+        r.text, encoding="utf-8")
     for theme in THEMES:
         html = _theme_sections_html(r.text)[theme.collection_id]
         assert f"<h2>{theme.title}</h2>" in html
