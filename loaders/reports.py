@@ -253,7 +253,10 @@ def workflow_theme() -> Theme:
     """The theme of the inspection workflow (the registry's theme whose objects inspectors are
     assigned: the shelters). The coverage, type, classification and inspection figures below
     are that workflow's; this is the one place the reports pick a theme."""
-    return next(t for t in themes.all_themes() if t.assignable)
+    for theme in themes.all_themes():
+        if theme.assignable:
+            return theme
+    raise LookupError("no registered theme has the inspection workflow (Theme.assignable)")
 
 
 # --- figures ---------------------------------------------------------------------------------
