@@ -676,73 +676,91 @@ def register_features(conn, where: str = "TRUE", params: list | None = None, *,
 
 # --- GeoFA features into Ly's register -----------------------------------------------------
 
+def _same_geometry(ewkt: str, current: dict) -> bool:
+    """Whether a candidate's geometry (EWKT, EPSG:25832) is the stored one (GeoJSON) to the
+    millimetre, whatever the rings' orientation and start."""
+    import shapely
+    from shapely.geometry import shape
+
+    new = shapely.from_wkt(ewkt.split(";", 1)[1])
+    old = shape(current)
+    if old.geom_type == "MultiPoint" and len(old.geoms) == 1:
+        old = old.geoms[0]
+    return bool(shapely.equals(shapely.set_precision(new, 0.001),
+                               shapely.set_precision(old, 0.001)))
+
+
 def import_features(conn, features: list[dict], t: Theme, *, subjekt: str = "ly-geofa-import",
                     dry_run: bool = False, max_problems: int = 20) -> dict[str, int]:
     """Write GeoFA features of theme `t` into its register through the current view, in one
     transaction: an `objekt_id` the register holds gets a new version when an attribute the
     file carries or the geometry differs (else nothing; attributes the file lacks, as in the
     `geofa` profile, keep their values), any other feature is created (with its objekt_id
-    when it has one). Every feature is validated (`datamodel.rules`); one invalid feature
-    refuses the file (FormatError naming the feature and field) and nothing is stored.
-    Server-owned attributes (ids, system times, beliggenhedskommune) are the register's.
-    `dry_run` counts and rolls back. Returns the counts: laest, opret, ret, uaendret."""
+    when it has one). Every feature is validated (`datamodel.rules`) and compared with the
+    current version as validated the same way; one invalid feature refuses the file
+    (FormatError naming the feature and field) and nothing is stored. Server-owned
+    attributes (ids, system times, beliggenhedskommune) are the register's. `dry_run`
+    counts and rolls back. Returns the counts: laest, opret, ret, uaendret."""
     from datamodel.rules import Invalid, validate_feature
 
     view = sql.Identifier("ly", t.current_view)
     geom = sql.Identifier(GEOMETRY_COLUMN)
-    writable = {f.name for f in t.writable_fields}
+    writable = [f.name for f in t.writable_fields]
     counts = {"laest": len(features), "opret": 0, "ret": 0, "uaendret": 0}
     problems: list[str] = []
+
+    def validated(props: dict, geometry, previous: dict | None):
+        return validate_feature({"type": "Feature", "geometry": geometry, "properties": props},
+                                crsmod.STORAGE, theme=t, previous=previous)
+
+    update = sql.SQL("UPDATE {} SET {}, {} = %s::geometry WHERE objekt_id = %s").format(
+        view, sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(n))
+                                 for n in writable), geom)
+    inserts: dict[bool, sql.Composed] = {}
+    for with_id in (False, True):
+        cols = [sql.Identifier(n) for n in (["objekt_id"] if with_id else []) + writable]
+        inserts[with_id] = sql.SQL("INSERT INTO {} ({}, {}) VALUES ({}, %s::geometry)").format(
+            view, sql.SQL(", ").join(cols), geom,
+            sql.SQL(", ").join(sql.Placeholder() * len(cols)))
+    ids = [str(oid) for f in features
+           if (oid := (f.get("properties") or {}).get("objekt_id")) is not None]
     try:
         with conn.transaction():
             conn.execute("SELECT set_config('ly.subjekt', %s, true)", [subjekt])
             restore = _read_personal(conn)  # compare personal data as stored
+            current = {str(p["objekt_id"]): (p, g) for p, g in conn.execute(
+                sql.SQL("SELECT row_to_json(t)::jsonb - {}, ST_AsGeoJSON(t.{})::json FROM {} t "
+                        "WHERE t.objekt_id = ANY(%s::uuid[])").format(
+                    sql.Literal(GEOMETRY_COLUMN), geom, view), [ids]).fetchall()}
             for i, f in enumerate(features, start=1):
                 props = f.get("properties") or {}
                 oid = props.get("objekt_id")
-                row = None
-                if oid is not None:
-                    row = conn.execute(sql.SQL("SELECT row_to_json(t)::jsonb - {} FROM {} t "
-                                               "WHERE t.objekt_id = %s").format(
-                        sql.Literal(GEOMETRY_COLUMN), view), [oid]).fetchone()
-                current = row[0] if row else None
-                given = {k: v for k, v in props.items() if k in writable}
-                merged = {**{k: v for k, v in (current or {}).items() if k in writable},
-                          **given}
+                old, old_geometry = current.get(str(oid), (None, None))
+                stored = {k: v for k, v in (old or {}).items() if k in writable}
                 try:
-                    cand = validate_feature({"type": "Feature", "geometry": f.get("geometry"),
-                                             "properties": merged},
-                                            crsmod.STORAGE, theme=t, previous=current)
+                    cand = validated({**stored, **{k: v for k, v in props.items()
+                                                   if k in writable}},
+                                     f.get("geometry"), old)
                 except Invalid as exc:
                     problems += [f"feature {i} ({oid}): {p.field}: {p.detail}"
                                  for p in exc.problems]
                     continue
-                names = list(cand.record)
-                values = [cand.record[n] for n in names]
-                if current is None:
-                    cols = [sql.Identifier(n) for n in names] + [geom]
-                    if oid is not None:
-                        cols.insert(0, sql.Identifier("objekt_id"))
-                        values.insert(0, oid)
-                    conn.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}, %s::geometry)").format(
-                        view, sql.SQL(", ").join(cols),
-                        sql.SQL(", ").join(sql.Placeholder() * len(values))),
-                        [*values, cand.ewkt])
+                values = [cand.record.get(n) for n in writable]
+                if old is None:
+                    with_id = oid is not None
+                    conn.execute(inserts[with_id],
+                                 [*([oid] if with_id else []), *values, cand.ewkt])
                     counts["opret"] += 1
                     continue
-                changed = sql.SQL(
-                    "(({cols}) IS DISTINCT FROM ({ph}) OR NOT ST_Equals("
-                    "ST_SnapToGrid(t.{g}, 0.001), ST_SnapToGrid(%s::geometry, 0.001)))").format(
-                    cols=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n))
-                                            for n in names),
-                    ph=sql.SQL(", ").join(sql.Placeholder() * len(names)), g=geom)
-                stmt = sql.SQL("UPDATE {} t SET {sets}, {g} = %s::geometry "
-                               "WHERE t.objekt_id = %s AND {changed}").format(
-                    view, g=geom, changed=changed,
-                    sets=sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(n))
-                                            for n in names))
-                cur = conn.execute(stmt, [*values, cand.ewkt, oid, *values, cand.ewkt])
-                counts["ret" if cur.rowcount else "uaendret"] += 1
+                try:
+                    before = validated(stored, old_geometry, old).record
+                except Invalid:  # a version stored before a rule: any write renews it
+                    before = None
+                if before == cand.record and _same_geometry(cand.ewkt, old_geometry):
+                    counts["uaendret"] += 1
+                    continue
+                conn.execute(update, [*values, cand.ewkt, oid])
+                counts["ret"] += 1
             if problems:
                 more = f" (and {len(problems) - max_problems} more)" \
                     if len(problems) > max_problems else ""
