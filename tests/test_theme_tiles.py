@@ -16,6 +16,7 @@ tile envelope by `ST_TileEnvelope`, independently of the service's SQL.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import mapbox_vector_tile
@@ -25,7 +26,9 @@ import pytest
 from fastapi.testclient import TestClient
 from shapely.geometry import shape
 
+from datamodel import query as itemsquery
 from datamodel import themes
+from datamodel import tiles as tilesmod
 from datamodel.codelists import load_codelists
 from service.app import create_app
 from tests.conftest import ADMIN_HEADERS, bearer, fresh_database, make_settings
@@ -512,3 +515,21 @@ def test_a_dense_area_tile_is_simplified_not_clustered(url, app_client, tile_lim
     for oid in (ids["flise-stor"], ids["flise-lille"]):
         assert shape(dense[oid]["geometry"]).area == pytest.approx(
             shape(normal[oid]["geometry"]).area, rel=0.02)
+
+
+@pytest.mark.parametrize("theme", POINT_THEMES, ids=_ids(POINT_THEMES))
+def test_clusters_of_a_theme_without_figures_only_count(url, theme):
+    """A point theme without figures clusters with `antal` alone (the statement run here
+    directly, as the owner: every object in the tile)."""
+    bare = dataclasses.replace(theme, figures=())
+    assert tilesmod.cluster_properties(bare) == ["antal"]
+    t = tilesmod.tile("WebMercatorQuad", str(Z), T.y, T.x)
+    stmt, args = tilesmod.tile_sql(t, itemsquery.ItemsQuery(theme=bare), max_points=0)
+    with psycopg.connect(url) as conn:
+        data = conn.execute(stmt, args).fetchone()[0]
+    layers = _decode(bytes(data))
+    assert set(layers) == {theme.cluster_layer}
+    features = layers[theme.cluster_layer]["features"]
+    assert all(set(f["properties"]) == {"antal"} for f in features)
+    assert sum(f["properties"]["antal"] for f in features) == len(
+        _expected(url, theme, "TRUE", []))
