@@ -80,8 +80,9 @@ def extra_db(db_url):
 
 
 def test_an_extra_theme_is_served_without_editing_any_module(extra_db):
-    app = create_app(make_settings(extra_db))
-    with TestClient(app, headers=ADMIN_HEADERS) as admin, TestClient(app) as public:
+    settings = make_settings(extra_db)
+    with TestClient(create_app(settings), headers=ADMIN_HEADERS) as admin, \
+            TestClient(create_app(settings)) as public:
         listed = admin.get("/collections").json()["collections"]
         assert EXTRA.collection_id in [c["id"] for c in listed]
 

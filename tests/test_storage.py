@@ -140,3 +140,33 @@ def test_new_theme_statements_are_idempotent(scratch_url):
         for stmt in storage.theme_storage(theme):
             conn.execute(stmt)
         assert catalog(conn, theme) == before
+
+
+def test_personal_data_is_masked_for_planners_and_kept_by_the_owners_edits(scratch_url):
+    """The authorities' view masks personal attributes for a planner; an edit through the
+    view by the owner's own connection (loaders, sync) keeps them in the new version."""
+    migrate(scratch_url, "head")
+    theme = themes.by_temakode(6120)
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute("INSERT INTO ly.kommune (kommunekode, navn, cvr_kode, geometri) VALUES "
+                     "(101, 'København', 64942212, ST_Multi(ST_Buffer("
+                     "ST_SetSRID(ST_MakePoint(724000, 6176000), 25832), 20000)))")
+        (oid,) = conn.execute(
+            f"INSERT INTO ly.{theme.current_view} (institutionsnavn, antal_personer, "
+            "mid_ov_person, mid_ov_tlfnr, fast_vaagen_vagt_kode, gyldig_fra, bruger_id, "
+            "oprindkode, statuskode, off_kode, geometri) VALUES ('Skolen', 40, "
+            "'Kontakt Person', 99990000, 1, '2026-06-01', 't', 0, 3, 3, ST_SetSRID(ST_MakePoint(724000, 6176000), 25832)) RETURNING objekt_id"
+        ).fetchone()
+        conn.execute(f"UPDATE ly.{theme.current_view} SET antal_personer = 50 "
+                     "WHERE objekt_id = %s", [oid])
+        assert conn.execute(f"SELECT mid_ov_person, mid_ov_tlfnr FROM ly.{theme.table} "
+                            "WHERE objekt_id = %s AND systid_til IS NULL", [oid]
+                            ).fetchone() == ("Kontakt Person", 99990000)
+        conn.execute("SET ROLE ly_user")
+        conn.execute("SELECT set_config('ly.roller', 'planner', false)")
+        assert conn.execute(f"SELECT mid_ov_person, mid_ov_tlfnr, institutionsnavn FROM "
+                            f"ly.{theme.current_view} WHERE objekt_id = %s", [oid]
+                            ).fetchone() == (None, None, "Skolen")
+        conn.execute("SELECT set_config('ly.roller', 'municipal_editor', false)")
+        assert conn.execute(f"SELECT mid_ov_person FROM ly.{theme.current_view} "
+                            "WHERE objekt_id = %s", [oid]).fetchone() == ("Kontakt Person",)
