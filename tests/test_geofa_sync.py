@@ -340,3 +340,35 @@ def test_a_pull_leaves_lys_own_changes_for_the_next_push(db_url, geofa):
     assert "left for a push" in note
     _sync(db_url, geofa, mode="push")
     assert _geofa_row(db_url, oid)["pladser"] == 444
+
+
+def test_the_synced_attributes_are_what_geofa_stores_and_a_client_writes():
+    """The exchanged attributes come from GeoFA's table files and the theme's descriptor: for
+    the shelters exactly GeoFA's writable 6101 attributes (no address, no Ly extension, no
+    server-owned attribute); for every theme only attributes a client writes, never noegle
+    (it carries Ly's id), and the geometry last. A policy for another attribute is refused."""
+    from datamodel import themes
+
+    assert sync.sync_fields(sync.THEME) == (
+        "cvr_kode", "oprindkode", "statuskode", "off_kode", "note", "beskyt_rum_kode",
+        "klargjort_kode", "pladser", "link", "geometri")
+    for theme in themes.all_themes():
+        if not theme.geofa_table_file:
+            continue
+        fields = sync.sync_fields(theme)
+        writable = {f.name for f in theme.writable_fields if f.fkg}
+        assert fields[-1] == "geometri" and "noegle" not in fields, theme
+        assert set(fields[:-1]) <= writable, (theme, set(fields[:-1]) - writable)
+        assert {"cvr_kode", "off_kode"} <= set(fields), theme
+    with pytest.raises(staging.RunError, match="navn"):
+        sync.Policy(felter={"navn": "ly"}).check(sync.THEME)
+    sync.Policy(felter={"pladser": "ly"}).check(sync.THEME)
+
+
+def test_the_sync_refuses_an_area_theme_before_reading_anything():
+    from datamodel import themes
+
+    area = next(t for t in themes.all_themes() if t.is_area)
+    with pytest.raises(staging.RunError, match="points only"):
+        sync.Sync(None, GeoFAClient("http://127.0.0.1:9"), sync.Target(FANOE_CVR, FANOE),
+                  theme=area)

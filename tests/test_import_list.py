@@ -603,3 +603,86 @@ def test_a_point_at_sea_is_a_rejected_row_not_a_failed_import(db_url, tmp_path):
     assert query(db_url, "SELECT noegle, beliggenhedskommune IS NOT NULL FROM "
                          "ly.t_6101_beskyt_rum WHERE noegle LIKE 'HAV-%%' ORDER BY 1") == \
         [("HAV-1", True), ("HAV-3", True)]
+
+
+# --- other themes ---------------------------------------------------------------------------
+
+def _value(f, i: int):
+    """A valid cell for a required attribute, from its descriptor (row i of a list)."""
+    from datamodel.codelists import load_codelists
+
+    if f.codelist:
+        return next(c.kode for c in load_codelists()[f.codelist].values if c.aktiv)
+    if f.type in ("integer", "number"):
+        return int(f.minimum or 0) + 1 + i
+    if f.type == "date":
+        return "2026-06-01"
+    return f"{f.title} {i + 1}"[:f.max_length or 254]
+
+
+#: Three points in Copenhagen (EPSG:25832), from the shelter list.
+KBH_POINTS = ((722791.0, 6169261.0), (725344.0, 6170190.0), (723558.0, 6170240.0))
+
+
+def test_a_list_of_another_point_theme_is_staged_published_and_rolled_back_the_same_way(
+        db_url, tmp_path):
+    """The import is generic over the theme: a list of another point theme's objects (its
+    own attribute names as columns) is staged, gated on the theme's figure, published into
+    that theme's table through its view and rolled back, and the shelters are untouched. An
+    area theme is refused before anything is staged (the candidates hold points)."""
+    from datamodel import themes
+
+    others = [t for t in themes.all_themes() if not t.is_area and t is not municipal_list.THEME]
+    assert others, "no other point theme to import"
+    shelters = snapshot(db_url)
+    for theme in others:
+        view = theme.current_view
+        required = [f for f in theme.writable_fields if f.required and f.default is None]
+        fig = theme.figures[0].field if theme.figures else None
+        columns = list(dict.fromkeys([f.name for f in required] + ([fig] if fig else [])))
+        rows = [{f: _value(theme.fields_by_name[f], i) for f in columns}
+                for i in range(len(KBH_POINTS))]
+        for i, row in enumerate(rows):
+            row["noegle"] = f"{theme.temakode}-{i + 1}"
+        path = tmp_path / f"{theme.collection_id}.csv"
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh, delimiter=";")
+            w.writerow([*rows[0], "x", "y"])
+            for row, (x, y) in zip(rows, KBH_POINTS):
+                w.writerow([*row.values(), x, y])
+        (before,) = query(db_url, f"SELECT count(*) FROM ly.{view}")[0]
+        figure_before = query(db_url, f"SELECT coalesce(sum({fig}), 0) FROM ly.{view} WHERE "
+                                      "beliggenhedskommune = %s", [KBH])[0][0] if fig else None
+        with psycopg.connect(db_url) as conn:
+            run_id = municipal_list.import_list(conn, path, kommunekode=KBH, publish=True,
+                                                theme=theme)
+            run = staging.get_run(conn, run_id)
+            assert run["status"] == "publiceret", (theme, run, staging.rejections(conn, run_id))
+            assert run["parametre"]["temakode"] == theme.temakode
+            assert run["taellere"]["opret"] == len(rows)
+            if fig:
+                rule = next(r for r in run["kvalitet"]["regler"] if r["regel"] == "pladstab")
+                assert (rule["kommunekode"], rule["foer"], rule["efter"]) == (
+                    KBH, figure_before, figure_before + sum(r[fig] for r in rows))
+            got = query(db_url, f"SELECT noegle, beliggenhedskommune, cvr_kode, "
+                                f"{', '.join(columns)} FROM ly.{view} WHERE noegle LIKE %s "
+                                "ORDER BY noegle", [f"{theme.temakode}-%"])
+            assert [(g[0], g[1], g[2]) for g in got] == [
+                (r["noegle"], KBH, KBH_CVR) for r in rows]
+            for g, r in zip(got, rows):
+                assert [str(v) for v in g[3:]] == [str(r[c]) for c in columns], theme
+            assert query(db_url, "SELECT DISTINCT tabel FROM ly.revision WHERE klient = %s",
+                         [f"ly-import:kommunal_liste:{run_id}"]) == [(theme.table,)]
+            staging.rollback(conn, run_id)
+        assert query(db_url, f"SELECT count(*) FROM ly.{view}") == [(before,)]
+        # history is kept: each new object's one version, closed by the rollback
+        assert query(db_url, f"SELECT count(*), count(systid_til) FROM ly.{theme.history_view} "
+                             "WHERE noegle LIKE %s", [f"{theme.temakode}-%"]) == [
+            (len(rows), len(rows))]
+    assert snapshot(db_url) == shelters
+    area = next(t for t in themes.all_themes() if t.is_area)
+    n = query(db_url, "SELECT count(*) FROM ly.koersel")
+    with psycopg.connect(db_url) as conn, pytest.raises(staging.RunError,
+                                                         match="point themes only"):
+        municipal_list.import_list(conn, path, kommunekode=KBH, theme=area)
+    assert query(db_url, "SELECT count(*) FROM ly.koersel") == n
