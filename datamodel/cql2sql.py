@@ -254,7 +254,7 @@ def _is_geometry_literal(d: dict) -> bool:
     return "bbox" in d or ("type" in d and ("coordinates" in d or "geometries" in d))
 
 
-def _check_size(expr: Any) -> None:
+def _check_size(expr: Any, max_coordinates: int = MAX_COORDINATES) -> None:
     """Depth, node and coordinate limits, checked without recursion."""
     nodes = 0
     coords = 0
@@ -268,10 +268,11 @@ def _check_size(expr: Any) -> None:
             raise FilterError(f"filter nested too deeply (more than {MAX_DEPTH} levels)")
         if isinstance(node, dict):
             if _is_geometry_literal(node):
-                coords += _count_positions(node)
-                if coords > MAX_COORDINATES:
+                coords += _count_positions(node, max_coordinates)
+                if coords > max_coordinates:
                     raise FilterError(
-                        f"geometry too large (more than {MAX_COORDINATES} coordinates)"
+                        f"geometry too large (more than {max_coordinates} coordinates; "
+                        "LY_MAX_VERTICES)"
                     )
                 continue
             for key in ("args", "interval"):
@@ -282,7 +283,7 @@ def _check_size(expr: Any) -> None:
             stack.extend((a, depth + 1) for a in node)
 
 
-def _count_positions(geom: dict) -> int:
+def _count_positions(geom: dict, cap: int = MAX_COORDINATES) -> int:
     """Number of positions in a GeoJSON geometry (or bbox), iteratively."""
     if "bbox" in geom:
         return 2
@@ -300,7 +301,7 @@ def _count_positions(geom: dict) -> int:
                 count += 1
             else:
                 stack.extend(item)
-            if count > MAX_COORDINATES:
+            if count > cap:
                 break
     return count
 
@@ -317,14 +318,16 @@ def to_sql(
     flip_axes: bool = False,
     storage_srid: int = 25832,
     alias: str | None = None,
+    max_vertices: int = MAX_COORDINATES,
 ) -> tuple[sql.Composable, list]:
     """A boolean SQL expression (with `%s` placeholders) and its parameters.
 
     `filter_srid`/`flip_axes` describe the coordinates of geometry literals (CRS84: 4326,
     False; EPSG:4326: 4326, True); they are transformed to `storage_srid` in SQL. `alias`
-    qualifies the columns (e.g. "t" gives t."col").
+    qualifies the columns (e.g. "t" gives t."col"). `max_vertices` bounds the positions of
+    all geometry literals together (the service passes LY_MAX_VERTICES).
     """
-    _check_size(expr)
+    _check_size(expr, max_vertices)
     compiler = _Compiler(queryables, filter_srid, flip_axes, storage_srid, alias)
     return _finalize(compiler.predicate(expr))
 

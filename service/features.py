@@ -1,8 +1,13 @@
-"""Reading shelters: items, one item, its history (OGC API - Features Parts 1, 2 and 3)."""
+"""Reading a theme's objects: items, one item, its history (OGC API - Features Parts 1-3).
+
+Every collection is a registered theme (`datamodel.themes`); the statements, attributes,
+links and titles come from its descriptor (`params.theme_of`), and the read runs in the
+actor's transaction, so row-level security and the public's views decide what is seen.
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -10,46 +15,33 @@ from starlette.responses import Response
 
 from datamodel import crs as crsmod
 from datamodel import query
-from datamodel.cql2sql import FilterError, parse_filter, to_sql
-from datamodel.fields import FIELDS_BY_NAME
+from datamodel.fields import AENDRINGSAARSAG, BELIGGENHEDSKOMMUNE, generic_fields
+from datamodel.themes import Theme
 from service import collection, exports, params
 from service.auth import current_actor
 from service.db import acting
-from service.errors import bad_request, not_found
+from service.errors import not_found
 from service.http import GEOJSON, HTML, JSON, html_response, link, url
 
-router = APIRouter(tags=["Beskyttelsesrum"])
+router = APIRouter(tags=["Objekter"])
 
 ITEMS_PARAMS = {"f", "limit", "bbox", "bbox-crs", "crs", "datetime", "filter", "filter-lang",
                 "filter-crs", "cursor", "asof"}
 ITEM_PARAMS = {"f", "crs", "asof"}
+#: Attributes every theme shares (FKG generic ones and Ly's): not a theme's own summary.
+_SHARED = frozenset({f.name for f in generic_fields()}
+                    | {BELIGGENHEDSKOMMUNE.name, AENDRINGSAARSAG.name})
+_SUMMARY_COLUMNS = 6
 
 
-def _require_collection(collection_id: str) -> None:
-    params.theme_of(collection_id)
-
-
-def _equals_filters(request: Request, public: bool) -> dict[str, object]:
-    return params.equals_filters(request, params.theme_of("beskyttelsesrum"), public,
-                                 ITEMS_PARAMS)
-
-
-def _cql(request: Request, public: bool) -> tuple | None:
-    return params.cql_filter(request, params.theme_of("beskyttelsesrum"), public)
-
-
-_asof = params.asof
-
-
-def _page_links(request: Request, next_cursor) -> list[dict]:
-    path = f"/collections/{collection.COLLECTION_ID}/items"
+def _page_links(request: Request, theme: Theme, next_cursor) -> list[dict]:
+    path = collection.path(theme, "items")
     keep = {k: v for k, v in request.query_params.items() if k not in ("f", "cursor")}
     current = request.query_params.get("cursor")
     links = [
         link(url(request, path, **keep, cursor=current, f="json"), "self", GEOJSON, "Denne side"),
         link(url(request, path, **keep, cursor=current, f="html"), "alternate", HTML, "Som HTML"),
-        link(url(request, f"/collections/{collection.COLLECTION_ID}"), "collection", JSON,
-             collection.TITLE),
+        link(url(request, collection.path(theme)), "collection", JSON, theme.title),
     ]
     if next_cursor is not None:
         links.append(link(url(request, path, **keep, cursor=str(next_cursor), f="json"),
@@ -59,10 +51,46 @@ def _page_links(request: Request, next_cursor) -> list[dict]:
     return links
 
 
+def summary_columns(theme: Theme, public: bool) -> list[dict]:
+    """The columns of an HTML list of a theme's objects: its own coded attributes (as text),
+    its report figures and its validity period, then where it lies; `key` is the property
+    shown, `name` the attribute, `title` its Danish title."""
+    readable = {f.name: f for f in theme.audience_fields(public)}
+    own = [f for f in theme.fields if f.name in readable and f.name not in _SHARED
+           and f.name != theme.label and not f.personal]
+    chosen = [f for f in own if f.codelist][:2]
+    chosen += [readable[fig.field] for fig in theme.figures if fig.field in readable]
+    chosen += [readable[n] for n in (theme.validity or ()) if n in readable]
+    chosen += [f for f in own if f.type in ("integer", "number", "string")]
+    columns, seen = [], set()
+    for f in chosen:
+        if f.name in seen:
+            continue
+        seen.add(f.name)
+        columns.append({"key": f.twin or f.name, "name": f.name, "title": f.title,
+                        "numeric": f.type in ("integer", "number") and not f.codelist})
+        if len(columns) == _SUMMARY_COLUMNS - 1:
+            break
+    kommune = readable.get(BELIGGENHEDSKOMMUNE.name)
+    if kommune is not None:
+        columns.append({"key": kommune.name, "name": kommune.name, "title": "Kommune",
+                        "numeric": False})
+    return columns
+
+
+def filter_example(theme: Theme, public: bool) -> str:
+    """A CQL2 example for the search form, from the theme's own attributes."""
+    for fig in theme.figures:
+        f = theme.fields_by_name.get(fig.field)
+        if f is not None and f in theme.audience_fields(public):
+            return f"{f.name} > {int(f.minimum or 0) + 99}"
+    return f"{theme.label} LIKE 'A%'"
+
+
 @router.head("/collections/{collection_id}/items", include_in_schema=False)
 @router.get(
     "/collections/{collection_id}/items",
-    summary="Beskyttelsesrum (features)",
+    summary="En samlings objekter (features)",
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}, HTML: {}}, "description": "A FeatureCollection"},
                400: {"description": "Invalid parameter"}, 404: {"description": "No collection"}},
@@ -78,7 +106,9 @@ async def items(
     bbox_crs: str | None = Query(None, alias="bbox-crs"),
     crs: str | None = Query(None, description="Output CRS URI"),
     datetime_: str | None = Query(None, alias="datetime",
-                                  description="Instant or interval; matches versions valid then"),
+                                  description="Instant or interval: for a theme with a "
+                                  "validity period (gyldig_fra/gyldig_til) the objects valid "
+                                  "then; otherwise the versions valid then (system time)"),
     filter_: str | None = Query(None, alias="filter", description="CQL2 filter"),
     filter_lang: str | None = Query(None, alias="filter-lang",
                                     description="cql2-text (default) or cql2-json"),
@@ -86,12 +116,12 @@ async def items(
     cursor: str | None = Query(None, description="Keyset cursor from a next link"),
     asof: str | None = Query(None, description="Read the register as it was at this instant"),
 ) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     settings = request.app.state.settings
     actor = await current_actor(request)
     params.drop_blank_for_html(request)
     params.check_known(request,
-                       ITEMS_PARAMS | set(collection.queryables(actor.public)) - {"geometri"})
+                       ITEMS_PARAMS | set(params.queryables(theme, actor.public)) - {"geometri"})
     fmt = params.output_format(request, exports=True)
     qp = request.query_params  # read here, not from the arguments: blank form fields dropped
     out = params.parse_crs(qp.get("crs"), "crs")
@@ -102,10 +132,11 @@ async def items(
         bbox=params.parse_bbox(qp.get("bbox")),
         bbox_crs=params.parse_crs(qp.get("bbox-crs"), "bbox-crs"),
         datetime_range=params.parse_datetime(qp.get("datetime")),
-        asof=_asof(request),
-        equals=_equals_filters(request, actor.public),
-        cql=_cql(request, actor.public),
+        asof=params.asof(request),
+        equals=params.equals_filters(request, theme, actor.public, ITEMS_PARAMS),
+        cql=params.cql_filter(request, theme, actor.public),
         public=actor.public,
+        theme=theme,
     )
     if fmt in params.EXPORT_FORMATS:  # the whole filtered result as a file
         return await exports.export(request, q, fmt)
@@ -122,12 +153,14 @@ async def items(
                 matched = n if n <= settings.count_cap else None
     page, more = rows[: q.limit], len(rows) > q.limit
     next_cursor = page[-1][1] if more else None
-    links = _page_links(request, next_cursor)
+    links = _page_links(request, theme, next_cursor)
     headers = {"Content-Crs": crsmod.header(out)}
     if fmt == params.FORMAT_HTML:
         features = [orjson.loads(r[0]) for r in page]
         return html_response(request, "items.html", headers=headers, features=features,
-                             links=links, matched=matched, crs=out, q=q)
+                             links=links, matched=matched, crs=out, q=q, theme=theme,
+                             columns=summary_columns(theme, actor.public),
+                             filter_example=filter_example(theme, actor.public))
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     head = b'{"type":"FeatureCollection","features":['
     tail = {"numberReturned": len(page), "timeStamp": stamp, "links": links}
@@ -137,15 +170,19 @@ async def items(
     return Response(body, media_type=GEOJSON, headers=headers)
 
 
-async def _read_feature(request: Request, featureId: str, out: crsmod.Crs,
+def _missing(theme: Theme, feature_id: str):
+    return not_found(f"{theme.singular.capitalize()} {feature_id}")
+
+
+async def _read_feature(request: Request, theme: Theme, featureId: str, out: crsmod.Crs,
                         asof: datetime | None):
     objekt_id = params.parse_uuid(featureId, "featureId")
     actor = await current_actor(request)
-    stmt, args = query.feature_sql(objekt_id, out, asof, public=actor.public)
+    stmt, args = query.feature_sql(objekt_id, out, asof, public=actor.public, theme=theme)
     async with acting(request) as conn:
         row = await (await conn.execute(stmt, args)).fetchone()
     if row is None:
-        raise not_found(f"Beskyttelsesrummet {featureId}")
+        raise _missing(theme, featureId)
     return row
 
 
@@ -153,10 +190,20 @@ def etag(versions_id) -> str:
     return f'"{versions_id}"'
 
 
+def _field_titles(theme: Theme) -> dict[str, str]:
+    """Danish titles of every property an object may have: attributes and text twins."""
+    out = {}
+    for f in theme.fields:
+        out[f.name] = f.title
+        if f.twin:
+            out[f.twin] = f"{f.title} (tekst)"
+    return out
+
+
 @router.head("/collections/{collection_id}/items/{featureId}", include_in_schema=False)
 @router.get(
     "/collections/{collection_id}/items/{featureId}",
-    summary="Et beskyttelsesrum",
+    summary="Et objekt",
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}, HTML: {}}, "description": "A Feature"},
                400: {"description": "Invalid parameter"}, 404: {"description": "Not found"}},
@@ -169,24 +216,24 @@ async def item(
     crs: str | None = Query(None),
     asof: str | None = Query(None, description="The version valid at this instant"),
 ) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, ITEM_PARAMS)
     fmt = params.output_format(request)
     out = params.parse_crs(crs, "crs")
-    feature_json, versions_id = await _read_feature(request, featureId, out, _asof(request))
-    path = f"/collections/{collection.COLLECTION_ID}/items/{featureId}"
+    feature_json, versions_id = await _read_feature(request, theme, featureId, out,
+                                                    params.asof(request))
+    path = collection.path(theme, "items", featureId)
     links = [
-        link(url(request, path, f="json"), "self", GEOJSON, "Dette beskyttelsesrum"),
+        link(url(request, path, f="json"), "self", GEOJSON, theme.singular.capitalize()),
         link(url(request, path, f="html"), "alternate", HTML, "Som HTML"),
-        link(url(request, f"/collections/{collection.COLLECTION_ID}"), "collection", JSON,
-             collection.TITLE),
+        link(url(request, collection.path(theme)), "collection", JSON, theme.title),
         link(url(request, path + "/history"), "version-history", GEOJSON, "Historik"),
     ]
     headers = {"Content-Crs": crsmod.header(out), "ETag": etag(versions_id)}
     feature = orjson.loads(feature_json)
     if fmt == params.FORMAT_HTML:
         return html_response(request, "item.html", headers=headers, feature=feature,
-                             links=links, fields=FIELDS_BY_NAME)
+                             links=links, theme=theme, titles=_field_titles(theme))
     feature["links"] = links
     return Response(orjson.dumps(feature), media_type=GEOJSON, headers=headers)
 
@@ -194,37 +241,39 @@ async def item(
 @router.head("/collections/{collection_id}/items/{featureId}/history", include_in_schema=False)
 @router.get(
     "/collections/{collection_id}/items/{featureId}/history",
-    summary="Alle versioner af et beskyttelsesrum",
+    summary="Alle versioner af et objekt",
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}, HTML: {}}, "description": "Every version"},
                404: {"description": "Never existed"}},
 )
 async def history(request: Request, collection_id: str, featureId: str,
                   f: str | None = Query(None), crs: str | None = Query(None)) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, {"f", "crs"})
     fmt = params.output_format(request)
     out = params.parse_crs(crs, "crs")
     objekt_id = params.parse_uuid(featureId, "featureId")
     actor = await current_actor(request)
-    stmt, args = query.history_sql(objekt_id, out, public=actor.public)
+    stmt, args = query.history_sql(objekt_id, out, public=actor.public, theme=theme)
     async with acting(request) as conn:
         rows = await (await conn.execute(stmt, args)).fetchall()
     if not rows:
-        raise not_found(f"Beskyttelsesrummet {featureId}")
+        raise _missing(theme, featureId)
     versions = [orjson.loads(r[0]) for r in rows]
     for v in versions:
         v["id"] = v["properties"]["versions_id"]
-    path = f"/collections/{collection.COLLECTION_ID}/items/{featureId}"
+    path = collection.path(theme, "items", featureId)
     links = [
         link(url(request, path + "/history", f="json"), "self", GEOJSON, "Historik"),
         link(url(request, path + "/history", f="html"), "alternate", HTML, "Som HTML"),
-        link(url(request, path), "about", GEOJSON, "Det gældende beskyttelsesrum"),
+        link(url(request, path), "about", GEOJSON, f"Det gældende: {theme.singular}"),
+        link(url(request, collection.path(theme)), "collection", JSON, theme.title),
     ]
     headers = {"Content-Crs": crsmod.header(out)}
     if fmt == params.FORMAT_HTML:
         return html_response(request, "history.html", headers=headers, versions=versions,
-                             objekt_id=featureId, links=links)
+                             objekt_id=featureId, links=links, theme=theme,
+                             columns=summary_columns(theme, actor.public))
     body = {"type": "FeatureCollection", "objekt_id": featureId, "features": versions,
             "numberReturned": len(versions), "numberMatched": len(versions), "links": links}
     return Response(orjson.dumps(body), media_type=GEOJSON, headers=headers)

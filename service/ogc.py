@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from datamodel import themes
 from datamodel.codelists import load_codelists
 from datamodel.concepts import load_concepts
 from service import collection, params
 from service.auth import current_actor
 from service.errors import not_found
-from service.features import _require_collection
 from service.http import (HTML, JSON, OPENAPI_JSON, SCHEMA_JSON, html_response, json_response,
                           link, self_links, url)
 
@@ -75,7 +75,7 @@ async def landing(request: Request, f: str | None = _F) -> Response:
     ]
     body = {"title": settings.title, "description": settings.description, "links": links}
     if params.output_format(request) == params.FORMAT_HTML:
-        return html_response(request, "landing.html", data=body)
+        return html_response(request, "landing.html", data=body, themes=themes.all_themes())
     return json_response(body)
 
 
@@ -99,7 +99,8 @@ async def collections(request: Request, f: str | None = _F) -> Response:
     params.check_known(request, {"f"})
     actor = await current_actor(request)
     body = {"links": self_links(request, "/collections"),
-            "collections": [await collection.description(request, actor)]}
+            "collections": [await collection.description(request, actor, theme)
+                            for theme in themes.all_themes()]}
     if params.output_format(request) == params.FORMAT_HTML:
         return html_response(request, "collections.html", data=body)
     return json_response(body)
@@ -111,9 +112,9 @@ async def collections(request: Request, f: str | None = _F) -> Response:
                        400: {"description": "Invalid parameter"},
                        404: {"description": "No such collection"}})
 async def collection_page(request: Request, collection_id: str, f: str | None = _F) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, {"f"})
-    body = await collection.description(request, await current_actor(request))
+    body = await collection.description(request, await current_actor(request), theme)
     if params.output_format(request) == params.FORMAT_HTML:
         return html_response(request, "collection.html", data=body)
     return json_response(body)
@@ -124,9 +125,10 @@ async def collection_page(request: Request, collection_id: str, f: str | None = 
             responses={200: {"content": {SCHEMA_JSON: {}, HTML: {}}, "description": "Queryables"},
                        404: {"description": "No such collection"}})
 async def queryables(request: Request, collection_id: str, f: str | None = _F) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, {"f"})
-    body = collection.queryables_document(request, (await current_actor(request)).public)
+    public = (await current_actor(request)).public
+    body = collection.queryables_document(request, theme, public)
     if params.output_format(request) == params.FORMAT_HTML:
         return html_response(request, "schema.html", data=body, kind="Queryables")
     return json_response(body, media_type=SCHEMA_JSON)
@@ -137,9 +139,10 @@ async def queryables(request: Request, collection_id: str, f: str | None = _F) -
             responses={200: {"content": {SCHEMA_JSON: {}, HTML: {}}, "description": "Schema"},
                        404: {"description": "No such collection"}})
 async def schema(request: Request, collection_id: str, f: str | None = _F) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, {"f"})
-    body = collection.schema_document(request, (await current_actor(request)).public)
+    public = (await current_actor(request)).public
+    body = collection.schema_document(request, theme, public)
     if params.output_format(request) == params.FORMAT_HTML:
         return html_response(request, "schema.html", data=body, kind="Skema")
     return json_response(body, media_type=SCHEMA_JSON)

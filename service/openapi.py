@@ -2,7 +2,9 @@
 
 FastAPI emits OpenAPI 3.1; OGC API - Features `oas30` asks for 3.0, so nullable unions are
 rewritten to `nullable: true`, 3.1-only keywords are folded, and the queryable filter
-parameters are declared on the items operation.
+parameters are declared on the items operation. Every registered theme is a collection: the
+`collection_id` path parameter enumerates them, the queryables are every theme's attributes,
+and the bodies of create and replace are one Feature schema per theme.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from datamodel.fields import SHELTER_FIELDS
-from service.collection import COLLECTION_ID, property_schema
+from datamodel import themes
+from datamodel.themes import Theme
+from service.collection import path as collection_path
+from service.collection import property_schema
 
 
 def _to_30(node: Any) -> Any:
@@ -46,16 +50,96 @@ def _to_30(node: Any) -> Any:
     return node
 
 
+def _query_schema(schema: dict) -> dict:
+    return {k: v for k, v in schema.items()
+            if k not in ("title", "readOnly", "x-ly-codelist", "x-ly-personal", "description")}
+
+
 def _queryable_parameters() -> list[dict]:
+    """`?<queryable>=value` on the items operation: every theme's attributes, once each (an
+    attribute several themes share is declared with what they agree on)."""
+    by_name: dict[str, list[tuple[Theme, dict]]] = {}
+    for theme in themes.all_themes():
+        for f in theme.fields:
+            by_name.setdefault(f.name, []).append((theme, _query_schema(property_schema(f))))
     out = []
-    for f in SHELTER_FIELDS:
-        schema = property_schema(f)
-        schema.pop("readOnly", None)
-        schema.pop("x-ly-codelist", None)
-        out.append({"name": f.name, "in": "query", "required": False, "style": "form",
-                    "explode": False, "description": f"Only shelters whose {f.name} equals this",
-                    "schema": {k: v for k, v in schema.items() if k != "title"}})
+    for name, uses in by_name.items():
+        schemas = [s for _, s in uses]
+        schema = schemas[0]
+        if any(s != schema for s in schemas[1:]):
+            types = {s.get("type") for s in schemas}
+            schema = {"type": types.pop() if len(types) == 1 else "string"}
+        ids = [t.collection_id for t, _ in uses]
+        where = "every collection" if len(ids) == len(themes.all_themes()) else ", ".join(ids)
+        out.append({"name": name, "in": "query", "required": False, "style": "form",
+                    "explode": False,
+                    "description": f"Only objects whose {name} equals this ({where})",
+                    "schema": schema})
     return out
+
+
+def _geometry_schema(theme: Theme) -> dict:
+    if not theme.is_area:
+        return {"type": "object", "required": ["type", "coordinates"],
+                "properties": {"type": {"type": "string", "enum": ["Point", "MultiPoint"]},
+                               "coordinates": {"type": "array", "items": {}}},
+                "description": "A Point (or GeoFA's MultiPoint with one point)",
+                "example": {"type": "Point", "coordinates": [12.5683, 55.6761]}}
+    return {"type": "object", "required": ["type", "coordinates"],
+            "properties": {"type": {"type": "string", "enum": ["Polygon", "MultiPolygon"]},
+                           "coordinates": {"type": "array", "items": {"type": "array"}}},
+            "description": "A valid Polygon or MultiPolygon in Denmark"}
+
+
+def _feature_schema(theme: Theme) -> dict:
+    """What a client sends to create or replace an object of a theme (its receivables)."""
+    props = {}
+    for f in theme.writable_fields:
+        schema = property_schema(f)
+        schema.pop("x-ly-codelist", None)
+        props[f.name] = schema
+    required = [f.name for f in theme.writable_fields if f.required and f.default is None]
+    return {
+        "title": theme.title,
+        "description": f"A GeoJSON Feature of {collection_path(theme)}; its full schema "
+                       f"(returnables too) is {collection_path(theme, 'schema')}",
+        "type": "object",
+        "required": ["type", "geometry", "properties"],
+        "properties": {
+            "type": {"type": "string", "enum": ["Feature"]},
+            "geometry": _geometry_schema(theme),
+            "properties": {"type": "object", "properties": props, "required": required,
+                           "additionalProperties": True},
+        },
+    }
+
+
+def _schema_name(theme: Theme) -> str:
+    return f"Feature_{theme.collection_id}"
+
+
+def _request_bodies(spec: dict) -> None:
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    refs = []
+    for theme in themes.all_themes():
+        schemas[_schema_name(theme)] = _feature_schema(theme)
+        refs.append({"$ref": f"#/components/schemas/{_schema_name(theme)}"})
+    feature = {"anyOf": refs} if len(refs) > 1 else refs[0]
+    body = {"required": True, "description": "A GeoJSON Feature of the collection's theme",
+            "content": {"application/geo+json": {"schema": feature},
+                        "application/json": {"schema": feature}}}
+    patch = {"required": True,
+             "description": "A JSON merge patch (RFC 7396) of a Feature: the members given "
+                            "replace the current version's",
+             "content": {t: {"schema": {"type": "object"}}
+                         for t in ("application/merge-patch+json", "application/json",
+                                   "application/geo+json")}}
+    items = spec["paths"].get("/collections/{collection_id}/items", {})
+    item = spec["paths"].get("/collections/{collection_id}/items/{featureId}", {})
+    for op, value in ((items.get("post"), body), (item.get("put"), body),
+                      (item.get("patch"), patch)):
+        if op is not None:
+            op["requestBody"] = value
 
 
 def build(app: FastAPI) -> dict:
@@ -76,9 +160,12 @@ def build(app: FastAPI) -> dict:
     items = spec["paths"].get("/collections/{collection_id}/items", {}).get("get")
     if items is not None:
         items.setdefault("parameters", []).extend(_queryable_parameters())
+    _request_bodies(spec)
+    ids = [t.collection_id for t in themes.all_themes()]
     for path in spec["paths"].values():
         for op in path.values():
             for p in op.get("parameters", []):
                 if p.get("name") == "collection_id":
-                    p["schema"] = {"type": "string", "enum": [COLLECTION_ID]}
+                    p["description"] = "The collection: one per theme (GeoFA temakode)"
+                    p["schema"] = {"type": "string", "enum": ids}
     return spec

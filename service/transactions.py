@@ -1,8 +1,13 @@
-"""Writing shelters (OGC API - Features Part 4): create, replace, update, delete.
+"""Writing a theme's objects (OGC API - Features Part 4): create, replace, update, delete.
 
-Every write goes through the view `ly.t_6101_beskyt_rum`, whose triggers keep GeoFA's
-history: a new version per change, delete only closes the current version. `If-Match`
-carries the `versions_id` a client last saw; a stale one gets 412 and changes nothing.
+Every collection is a theme (`datamodel.themes`). A write goes through the theme's current
+view (`query.current_view(theme)`), whose triggers keep GeoFA's history: a new version per
+change, delete only closes the current version; the trigger derives the municipality (for
+an area: `ly.as_multipolygon`, `ly.kommune_for_area`). The body is checked against the
+theme's descriptor first (`datamodel.rules.validate_feature`, areas with GEOS's reason and at
+most `LY_MAX_VERTICES` vertices); problems name the field (`properties.<attribute>`,
+`geometry.coordinates`) and nothing is stored. `If-Match` carries the `versions_id` a
+client last saw; a stale one gets 412 and changes nothing.
 """
 
 from __future__ import annotations
@@ -16,28 +21,27 @@ from starlette.responses import Response
 
 from datamodel import crs as crsmod
 from datamodel import query
-from datamodel.fields import WRITABLE_FIELDS
+from datamodel.access import EDITING_ROLES, Actor
 from datamodel.rules import Candidate, Invalid, Problem as RuleProblem, complete, \
     validate_feature, validate_properties
-from datamodel.access import EDITING_ROLES, Actor
+from datamodel.themes import Theme
 from service import collection, params
 from service.auth import current_actor, forbidden, unauthorized
 from service.db import acting
 from service.errors import Problem, not_found
-from service.features import _require_collection, etag
+from service.features import etag
 from service.http import GEOJSON, url
 
-router = APIRouter(tags=["Beskyttelsesrum (redigering)"])
+router = APIRouter(tags=["Redigering"])
 
 ITEMS_ALLOW = "GET, HEAD, POST, OPTIONS"
 ITEM_ALLOW = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"
 FEATURE_TYPES = ("application/geo+json", "application/json")
 PATCH_TYPES = ("application/merge-patch+json", "application/json", "application/geo+json")
-WRITABLE = [f.name for f in WRITABLE_FIELDS]
 
 _BODY_RESPONSES = {
     400: {"description": "Malformed JSON or parameter"},
-    404: {"description": "No such shelter"},
+    404: {"description": "No such collection or object"},
     412: {"description": "If-Match does not match the current version"},
     413: {"description": "Body too large"},
     415: {"description": "Unsupported content type"},
@@ -104,24 +108,28 @@ def if_match(request: Request) -> list[UUID] | None:
     return versions
 
 
-async def require_editor(request: Request) -> Actor:
+async def require_editor(request: Request, theme: Theme) -> Actor:
     """The actor of a write: signed in (401), with an editing role and NSIS "substantial"
     or higher (403). Scope is the database's to judge."""
     actor = await current_actor(request)
     if not actor.authenticated:
         raise unauthorized("writing needs a signed-in user or an API key")
     if not actor.has(*EDITING_ROLES):
-        raise forbidden(f"the role(s) {', '.join(sorted(actor.roles))} may not edit shelters")
+        raise forbidden(f"the role(s) {', '.join(sorted(actor.roles))} may not edit "
+                        f"{theme.title.lower()}")
     if not actor.may_write_level:
         raise forbidden("writing needs NSIS assurance level substantial or high "
                         f"(this sign-in: {actor.level or 'unknown'})")
     return actor
 
 
-def _assignments(record: dict, cand: Candidate, bruger_id: str):
-    cols = [sql.Identifier(name) for name in WRITABLE] + [sql.Identifier("bruger_id")]
-    vals: list = [record.get(name) for name in WRITABLE] + [bruger_id]
+def _assignments(theme: Theme, record: dict, cand: Candidate, bruger_id: str):
+    writable = [f.name for f in theme.writable_fields]
+    cols = [sql.Identifier(name) for name in writable] + [sql.Identifier("bruger_id")]
+    vals: list = [record.get(name) for name in writable] + [bruger_id]
     if cand.ewkt is not None:
+        # EWKT in EPSG:25832 (a point, or an area as SRID=25832;MULTIPOLYGON(...)); the view's
+        # trigger makes it the theme's stored geometry.
         cols.append(sql.Identifier("geometri"))
         vals.append(cand.ewkt)
     return cols, vals
@@ -131,9 +139,15 @@ def _geom_value(col: sql.Identifier) -> sql.Composable:
     return sql.SQL("ST_GeomFromEWKT(%s)") if col == sql.Identifier("geometri") else sql.SQL("%s")
 
 
-async def _feature_response(request: Request, conn, objekt_id: UUID, status: int,
-                            headers: dict | None = None) -> Response:
-    stmt, args = query.feature_sql(objekt_id, crsmod.DEFAULT)
+def _validate(request: Request, theme: Theme, body, in_crs: crsmod.Crs, *,
+              previous: dict | None = None, partial: bool = False) -> Candidate:
+    return validate_feature(body, in_crs, previous=previous, partial=partial, theme=theme,
+                            max_vertices=request.app.state.settings.max_vertices)
+
+
+async def _feature_response(request: Request, conn, theme: Theme, objekt_id: UUID,
+                            status: int, headers: dict | None = None) -> Response:
+    stmt, args = query.feature_sql(objekt_id, crsmod.DEFAULT, theme=theme)
     # The new version may lie outside what the writer can read back (e.g. off_kode 2 of
     # another authority); the write stands and the response says so without the body.
     row = await (await conn.execute(stmt, args)).fetchone()
@@ -146,33 +160,34 @@ async def _feature_response(request: Request, conn, objekt_id: UUID, status: int
 
 
 @router.post("/collections/{collection_id}/items", status_code=201, response_class=Response,
-             summary="Opret et beskyttelsesrum",
-             responses={201: {"description": "Created; Location names the new shelter"},
+             summary="Opret et objekt",
+             responses={201: {"description": "Created; Location names the new object"},
                         **_BODY_RESPONSES})
 async def create(request: Request, collection_id: str) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, set())
-    actor = await require_editor(request)
+    actor = await require_editor(request, theme)
     body = await read_json(request, FEATURE_TYPES)
-    cand = validate_feature(body, content_crs(request))
-    cols, vals = _assignments(cand.record, cand, actor.subject)
+    cand = _validate(request, theme, body, content_crs(request))
+    cols, vals = _assignments(theme, cand.record, cand, actor.subject)
     stmt = sql.SQL("INSERT INTO {view} ({cols}) VALUES ({vals}) RETURNING objekt_id").format(
-        view=query.current_view(params.theme_of("beskyttelsesrum")),
+        view=query.current_view(theme),
         cols=sql.SQL(", ").join(cols),
         vals=sql.SQL(", ").join(_geom_value(c) for c in cols),
     )
     async with acting(request) as conn:
         objekt_id = (await (await conn.execute(stmt, vals)).fetchone())[0]
-        location = url(request, f"/collections/{collection.COLLECTION_ID}/items/{objekt_id}")
-        return await _feature_response(request, conn, objekt_id, 201, {"Location": location})
+        location = url(request, collection.path(theme, "items", str(objekt_id)))
+        return await _feature_response(request, conn, theme, objekt_id, 201,
+                                       {"Location": location})
 
 
-async def _current(conn, objekt_id: UUID) -> dict | None:
+async def _current(conn, theme: Theme, objekt_id: UUID) -> dict | None:
     """The current version's stored values (JSON types) as the actor may see them, with
     `_may_edit` telling whether the actor may change it; None when hidden or absent."""
     cur = await conn.execute(
         sql.SQL("SELECT row_to_json(t), ly.may_edit(t.cvr_kode, t.beliggenhedskommune) "
-                "FROM {} t WHERE objekt_id = %s").format(query.current_view(params.theme_of("beskyttelsesrum"))),
+                "FROM {} t WHERE objekt_id = %s").format(query.current_view(theme)),
         [objekt_id])
     row = await cur.fetchone()
     if row is None:
@@ -180,107 +195,114 @@ async def _current(conn, objekt_id: UUID) -> dict | None:
     return {**row[0], "_may_edit": row[1]}
 
 
-def _check_precondition(current: dict | None, expected: list[UUID] | None, feature_id: str):
+def _check_precondition(theme: Theme, current: dict | None, expected: list[UUID] | None,
+                        feature_id: str):
     """404 for what the actor cannot see, 403 for what it sees but may not change, 412 for a
     stale If-Match."""
+    what = theme.singular.capitalize()
     if current is None:
         if expected is not None:
-            raise Problem(412, "If-Match: the shelter does not exist", kind="precondition-failed",
+            raise Problem(412, f"If-Match: {what} {feature_id} findes ikke",
+                          kind="precondition-failed",
                           errors=[{"field": "If-Match", "detail": "no current version"}])
-        raise not_found(f"Beskyttelsesrummet {feature_id}")
+        raise not_found(f"{what} {feature_id}")
     if not current["_may_edit"]:
-        raise forbidden("this shelter belongs to another authority's register")
+        raise forbidden(f"{theme.singular} hører til en anden myndigheds register")
     if expected and UUID(current["versions_id"]) not in expected:
-        raise Problem(412, "If-Match: the shelter has changed since that version was read",
+        raise Problem(412, f"If-Match: {theme.singular} er ændret siden den version blev læst",
                       kind="precondition-failed",
                       errors=[{"field": "If-Match",
                                "detail": f"the current ETag is {etag(current['versions_id'])}"}],
                       headers={"ETag": etag(current["versions_id"])})
 
 
-async def _write_version(request: Request, feature_id: str, body, *, partial: bool) -> Response:
-    """Write a new version of a shelter: PUT (`partial` False) or merge patch (True).
+async def _write_version(request: Request, theme: Theme, feature_id: str, body, *,
+                         partial: bool) -> Response:
+    """Write a new version of an object: PUT (`partial` False) or merge patch (True).
 
-    The body is validated against the current version, so an inactive code the shelter already
+    The body is validated against the current version, so an inactive code the object already
     has stays valid when it is sent back unchanged.
     """
-    actor = await require_editor(request)
+    actor = await require_editor(request, theme)
     objekt_id = params.parse_uuid(feature_id, "featureId")
     expected = if_match(request)
     in_crs = content_crs(request)
     async with acting(request) as conn:
-        current = await _current(conn, objekt_id)
-        _check_precondition(current, expected, feature_id)
-        cand = validate_feature(body, in_crs, previous=current, partial=partial)
-        record = _merge(current, body.get("properties") or {}) if partial else cand.record
-        cols, vals = _assignments(record, cand, actor.subject)
+        current = await _current(conn, theme, objekt_id)
+        _check_precondition(theme, current, expected, feature_id)
+        cand = _validate(request, theme, body, in_crs, previous=current, partial=partial)
+        record = _merge(theme, current, body.get("properties") or {}) if partial \
+            else cand.record
+        cols, vals = _assignments(theme, record, cand, actor.subject)
         sets = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(c, _geom_value(c)) for c in cols
         )
         stmt = sql.SQL(
             "UPDATE {view} SET {sets} WHERE objekt_id = %s AND versions_id = %s "
             "RETURNING versions_id"
-        ).format(view=query.current_view(params.theme_of("beskyttelsesrum")), sets=sets)
-        row = await (await conn.execute(stmt, vals + [objekt_id, current["versions_id"]])).fetchone()
+        ).format(view=query.current_view(theme), sets=sets)
+        row = await (await conn.execute(stmt, vals + [objekt_id, current["versions_id"]])
+                     ).fetchone()
         if row is None:  # closed by a concurrent writer between our read and our update
-            raise Problem(412, "If-Match: the shelter changed while this write was applied",
-                          kind="precondition-failed",
+            raise Problem(412, f"If-Match: {theme.singular} blev ændret mens denne skrivning "
+                          "blev udført", kind="precondition-failed",
                           errors=[{"field": "If-Match", "detail": "concurrent change"}])
-        return await _feature_response(request, conn, objekt_id, 200)
+        return await _feature_response(request, conn, theme, objekt_id, 200)
 
 
-def _merge(current: dict, patch_props: dict) -> dict:
+def _merge(theme: Theme, current: dict, patch_props: dict) -> dict:
     """RFC 7396 merge of a patch's properties into the current version, validated whole."""
     problems: list[RuleProblem] = []
-    base = {name: current.get(name) for name in WRITABLE}
+    base = {f.name: current.get(f.name) for f in theme.writable_fields}
     merged_input = {**base, **patch_props}
-    values = validate_properties(merged_input, problems, previous=current)
-    record = complete(values, problems)
+    values = validate_properties(merged_input, problems, previous=current, theme=theme)
+    record = complete(values, problems, theme=theme)
     if problems:
         raise Invalid(problems)
     return record
 
 
 @router.put("/collections/{collection_id}/items/{featureId}", response_class=Response,
-            summary="Erstat et beskyttelsesrum (ny version)",
+            summary="Erstat et objekt (ny version)",
             responses={200: {"description": "Replaced; ETag is the new version"},
                        **_BODY_RESPONSES})
 async def replace(request: Request, collection_id: str, featureId: str) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, set())
     body = await read_json(request, FEATURE_TYPES)
-    return await _write_version(request, featureId, body, partial=False)
+    return await _write_version(request, theme, featureId, body, partial=False)
 
 
 @router.patch("/collections/{collection_id}/items/{featureId}", response_class=Response,
-              summary="Opdater et beskyttelsesrum (JSON merge patch, ny version)",
+              summary="Opdater et objekt (JSON merge patch, ny version)",
               responses={200: {"description": "Updated; ETag is the new version"},
                          **_BODY_RESPONSES})
 async def update(request: Request, collection_id: str, featureId: str) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, set())
     body = await read_json(request, PATCH_TYPES)
-    return await _write_version(request, featureId, body, partial=True)
+    return await _write_version(request, theme, featureId, body, partial=True)
 
 
 @router.delete("/collections/{collection_id}/items/{featureId}", status_code=204,
-               response_class=Response, summary="Afslut et beskyttelsesrum (historikken bevares)",
-               responses={204: {"description": "Ended"}, 404: {"description": "No such shelter"},
+               response_class=Response, summary="Afslut et objekt (historikken bevares)",
+               responses={204: {"description": "Ended"},
+                          404: {"description": "No such collection or object"},
                           412: {"description": "If-Match does not match"}})
 async def delete(request: Request, collection_id: str, featureId: str) -> Response:
-    _require_collection(collection_id)
+    theme = params.theme_of(collection_id)
     params.check_known(request, set())
-    await require_editor(request)
+    await require_editor(request, theme)
     objekt_id = params.parse_uuid(featureId, "featureId")
     expected = if_match(request)
     async with acting(request) as conn:
-        current = await _current(conn, objekt_id)
-        _check_precondition(current, expected, featureId)
+        current = await _current(conn, theme, objekt_id)
+        _check_precondition(theme, current, expected, featureId)
         cur = await conn.execute(
             sql.SQL("DELETE FROM {} WHERE objekt_id = %s AND versions_id = %s").format(
-                query.current_view(params.theme_of("beskyttelsesrum"))), [objekt_id, current["versions_id"]])
+                query.current_view(theme)), [objekt_id, current["versions_id"]])
         if cur.rowcount == 0:
-            raise Problem(412, "If-Match: the shelter changed while it was being deleted",
+            raise Problem(412, f"If-Match: {theme.singular} blev ændret mens det blev afsluttet",
                           kind="precondition-failed")
     return Response(status_code=204)
 
@@ -288,12 +310,12 @@ async def delete(request: Request, collection_id: str, featureId: str) -> Respon
 @router.options("/collections/{collection_id}/items", include_in_schema=True,
                 summary="Tilladte metoder", responses={200: {"description": "Allow header"}})
 async def items_options(collection_id: str) -> Response:
-    _require_collection(collection_id)
+    params.theme_of(collection_id)
     return Response(status_code=200, headers={"Allow": ITEMS_ALLOW})
 
 
 @router.options("/collections/{collection_id}/items/{featureId}", include_in_schema=True,
                 summary="Tilladte metoder", responses={200: {"description": "Allow header"}})
 async def item_options(collection_id: str, featureId: str) -> Response:
-    _require_collection(collection_id)
+    params.theme_of(collection_id)
     return Response(status_code=200, headers={"Allow": ITEM_ALLOW})

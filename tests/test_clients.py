@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from datamodel import themes
 from tests.conftest import ADMIN_HEADERS, DEMO_COUNT, query
 
 pytest.importorskip("pyogrio")
@@ -225,7 +226,8 @@ def test_owslib_reads_conformance_collection_and_items(live_ro, owslib_features)
     for suffix in ("ogcapi-features-1/1.0/conf/core",
                    "ogcapi-features-4/1.0/conf/create-replace-delete"):
         assert any(c.endswith(suffix) for c in classes), suffix
-    assert [c["id"] for c in api.collections()["collections"]] == [LAYER]
+    listed = [c["id"] for c in api.collections()["collections"]]
+    assert listed == [t.collection_id for t in themes.all_themes()] and listed[0] == LAYER
     coll = api.collection(LAYER)
     assert coll["id"] == LAYER and coll["storageCrs"] == CRS_URI + "EPSG/0/25832"
     assert "pladser" in api.collection_queryables(LAYER)["properties"]

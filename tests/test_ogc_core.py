@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from datamodel import themes
 from tests.conftest import COLLECTION, DEMO_COUNT, ITEMS, query
 
 
@@ -54,8 +55,10 @@ def test_openapi_is_3_0_and_self_contained(ro_client):
 
 def test_collections_describe_extent_and_crs(ro_client):
     doc = ro_client.get("/collections").json()
-    (coll,) = doc["collections"]
-    assert coll["id"] == "beskyttelsesrum"
+    assert [c["id"] for c in doc["collections"]] == \
+        [t.collection_id for t in themes.all_themes()]
+    coll = doc["collections"][0]
+    assert coll["id"] == "beskyttelsesrum" and coll["x-ly-temakode"] == 6101
     xmin, ymin, xmax, ymax = coll["extent"]["spatial"]["bbox"][0]
     assert 7.5 < xmin < xmax < 15.5 and 54.4 < ymin < ymax < 58
     assert coll["storageCrs"].endswith("/EPSG/0/25832")
