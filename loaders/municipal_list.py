@@ -10,8 +10,8 @@ A column mapping (JSON) says which source column holds which attribute:
  "crs": "EPSG:25832", "ark": "Ark1"}
 ```
 
-(a flat `{"Navn": "navn", …}` is read as `kolonner`). Targets are the register's attribute
-names (`datamodel/fields.py`) or `x`/`y` (easting/northing, or longitude/latitude), `lat`/`lon`,
+(a flat `{"Navn": "navn", …}` is read as `kolonner`). Targets are the theme's attribute names
+(`datamodel/themes`) or `x`/`y` (easting/northing, or longitude/latitude), `lat`/`lon`,
 `adresse` ("Vejnavn 12, 2100 København Ø"), `objekt_id` (a match key) and `ignorer`. Columns the
 mapping does not name are taken when they carry an attribute's name or its `feltnavn10` alias
 (so a GeoFA file upload, Shapefile with `temakode`, reads without a mapping). Coded attributes

@@ -658,8 +658,8 @@ class Sync:
                 cols = [c for c in todo[0].geofa_record if c not in ("objekt_id",)]
                 sets = ", ".join(f"{c} = st_geomfromgeojson(:geometri)" if c == "geometri"
                                  else f"{c} = :{c}" for c in cols)
-                q = (f"update {self.view} set {sets} where objekt_id = :objekt_id and versions_id = "
-                     ":versions_id returning objekt_id, versions_id")
+                q = (f"update {self.view} set {sets} where objekt_id = :objekt_id and "
+                     "versions_id = :versions_id returning objekt_id, versions_id")
                 params = [{**{c: it.geofa_record[c] for c in cols},
                            "objekt_id": str(it.geofa_objekt_id),
                            "versions_id": str(it.geofa_expected)} for it in todo]
