@@ -267,7 +267,22 @@ class XLSXWriter(_FileWriter):
     def finish(self) -> str:
         path = os.path.join(self.dir, f"{self.layer}.xlsx")
         self.book.save(path)
+        self.sheet = None
         return path
+
+    def close(self) -> None:
+        """Also an export abandoned half-way (too many rows, a cell too long, an error): the
+        sheet's XML stream is ended and its temporary file removed, rather than left to the
+        garbage collector (which would end it mid-element)."""
+        sheet, self.sheet = self.sheet, None
+        if sheet is not None:
+            try:
+                sheet.close()
+                if sheet._writer is not None:
+                    sheet._writer.cleanup()
+            except Exception:  # openpyxl's internals; the directory goes anyway
+                pass
+        super().close()
 
 
 class _OGRWriter(_FileWriter):

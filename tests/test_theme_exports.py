@@ -382,3 +382,29 @@ def test_ly_geofa_export_and_import_of_every_theme(db_url, tmp_path, capsys, t):
     moved = query(db_url, f"SELECT ST_AsText(geometri) FROM ly.{t.current_view} "
                           "WHERE objekt_id = %s", [ids[1]])[0][0]
     assert shapely.from_wkt(moved).hausdorff_distance(shape(_geometry(t, 2))) <= 0.001
+
+
+@pytest.mark.parametrize("t", [t for t in THEMES if t.is_area], ids=_id)
+def test_an_area_too_long_for_an_xlsx_cell_is_a_problem_and_whole_in_csv(theme_db, admin, t):
+    """Excel's cell holds 32 767 characters: an area whose WKT is longer refuses the XLSX
+    export (400, naming `f`) instead of cutting the geometry; CSV carries it whole."""
+    url, _ = theme_db
+    (cvr,) = query(url, "SELECT cvr_kode FROM ly.kommune WHERE kommunekode = %s", [KBH])[0]
+    x, y = X0 + 5000, Y0 - 3000  # outside BOX: the other tests do not see it
+    circle = shapely.Point(x, y).buffer(150, quad_segs=600)
+    circle = shapely.set_precision(circle, 0.001)
+    oid = _insert(url, t, _record(t, 0, 1, cvr, False),
+                  {"type": "MultiPolygon", "coordinates": [shapely.geometry.mapping(circle)[
+                      "coordinates"]]})
+    box = {"bbox": f"{x - 200},{y - 200},{x + 200},{y + 200}",
+           "bbox-crs": BOX_PARAMS["bbox-crs"], "crs": BOX_PARAMS["bbox-crs"]}
+    items = f"/collections/{t.collection_id}/items"
+    r = admin.get(items, params={"f": "xlsx", **box})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"][0]["field"] == "f" and oid in r.json()["errors"][0]["detail"]
+    r = admin.get(items, params={"f": "csv", **box})
+    assert r.status_code == 200
+    wkt = r.text.splitlines()[1].split('"')[1]
+    assert len(wkt) > 32_767 and wkt.startswith("MULTIPOLYGON")
+    assert shapely.from_wkt(wkt).hausdorff_distance(circle) <= 0.001
