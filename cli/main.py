@@ -2,7 +2,7 @@
 
     ly migrate                 create or upgrade the schema (Alembic) and sync code lists
     ly load-municipalities     load the 98 municipalities and the postal-code areas
-    ly load-demo [--count N]   load the deterministic demo register
+    ly load-demo [--count N] [--theme ID]   load the deterministic demo data of every theme
     ly serve [--port 8000]     serve the API with uvicorn
     ly dev-key                 create the local development signing key
     ly dev-token --role R ...  print a development token (development configurations only)
@@ -67,11 +67,16 @@ def cmd_load_municipalities(args) -> int:
 
 
 def cmd_load_demo(args) -> int:
-    from loaders.demo import load_demo
+    from datamodel import themes
+    from loaders.demo import load_themes
 
+    counts = {themes.default().collection_id: args.count}
     with psycopg.connect(psycopg_url(_database_url(args))) as conn:
-        n = load_demo(conn, count=args.count, seed=args.seed, replace=args.replace)
-    print(f"loaded {n} demo shelters" if n else "demo shelters already loaded (use --replace)")
+        written = load_themes(conn, counts=counts, seed=args.seed, replace=args.replace,
+                              themes=args.theme)
+    for collection_id, n in written.items():
+        print(f"{collection_id}: loaded {n} demo objects" if n else
+              f"{collection_id}: demo objects already loaded (use --replace)")
     return 0
 
 
@@ -356,10 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("load-municipalities", help="load municipalities and postal-code areas")
     p.set_defaults(func=cmd_load_municipalities)
 
-    p = sub.add_parser("load-demo", help="load the deterministic demo register")
-    p.add_argument("--count", type=int, default=3000)
+    p = sub.add_parser("load-demo", help="load the deterministic demo data of every theme")
+    p.add_argument("--count", type=int, default=3000,
+                   help="objects of the default theme (shelters); the other themes scale with "
+                        "the municipalities and postal districts")
     p.add_argument("--seed", type=int, default=6101)
     p.add_argument("--replace", action="store_true", help="end the old demo set and reload")
+    p.add_argument("--theme", action="append", metavar="ID",
+                   help="only this theme (collection id; repeatable); default every theme")
     p.set_defaults(func=cmd_load_demo)
 
     from datamodel.access import ROLES

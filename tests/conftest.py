@@ -1,9 +1,9 @@
 """Test fixtures: a real PostGIS, one fresh database per test.
 
 A template database is built once per session (migrated, municipalities, postal areas and
-the demo register loaded); each test that may write gets its own copy
-(`CREATE DATABASE … TEMPLATE`), so tests are isolated and need no cleanup. Read-only tests
-share one copy. Black-box tests talk to a real uvicorn server on a loopback port.
+the demo data of every theme loaded by `loaders.demo.load_demo`); each test that may write
+gets its own copy (`CREATE DATABASE … TEMPLATE`), so tests are isolated and need no cleanup.
+Read-only tests share one copy. Black-box tests talk to a real uvicorn server on a loopback port.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from cli.main import migrate
+from datamodel import themes
 from datamodel.db import psycopg_url, with_database
-from loaders.demo import load_demo
+from loaders.demo import DEMO_BRUGER, REFERENCE_DATE, load_demo
 from loaders.reference import load_municipalities, load_postal_codes
 from service.app import create_app
 from service.devtokens import ensure_key, issue
@@ -37,6 +38,33 @@ COLLECTION = "/collections/beskyttelsesrum"
 ITEMS = COLLECTION + "/items"
 KEY_FILE = OUTPUT / "keys" / f"dev-key-{os.getpid()}.pem"
 SAMS_CVR = 41575727  # Styrelsen for Samfundssikkerhed
+
+#: Every registered theme's collection id, in temakode order (the template holds demo data of
+#: each); for tests parametrised over the themes: `@pytest.mark.parametrize("cid", THEME_IDS)`.
+THEME_IDS = [t.collection_id for t in themes.all_themes()]
+POINT_THEME_IDS = [t.collection_id for t in themes.all_themes() if not t.is_area]
+AREA_THEME_IDS = [t.collection_id for t in themes.all_themes() if t.is_area]
+#: Themes with a validity period (gyldig_fra/gyldig_til).
+VALIDITY_THEME_IDS = [t.collection_id for t in themes.all_themes() if t.validity]
+#: The demo's fixed "today": its validity periods are past, current and future relative to it.
+DEMO_REFERENCE_DATE = REFERENCE_DATE
+#: The bruger_id of every demo object.
+DEMO_USER = DEMO_BRUGER
+
+
+def collection_path(collection_id: str) -> str:
+    return f"/collections/{collection_id}"
+
+
+def items_path(collection_id: str) -> str:
+    return f"/collections/{collection_id}/items"
+
+
+def demo_counts(url: str) -> dict[str, int]:
+    """Current demo objects per theme (collection id) in a database."""
+    return {t.collection_id: query(url, f"SELECT count(*) FROM ly.{t.current_view} "
+                                        "WHERE bruger_id = %s", [DEMO_BRUGER])[0][0]
+            for t in themes.all_themes()}
 
 
 def token(roles, *, subject: str = "tester", cvr: int | None = None,
@@ -84,7 +112,7 @@ def _clone(template: str, name: str) -> str:
 
 def _template(name: str, demo: bool):
     """A template database: migrated, municipalities and postal areas, and (`demo`) the demo
-    register; dropped after the session's per-test copies."""
+    data of every theme (DEMO_COUNT shelters); dropped after the session's per-test copies."""
     _drop(name)
     with _admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -122,8 +150,8 @@ def db_url(template_db):
 
 @pytest.fixture(scope="session")
 def empty_template_db():
-    """Name of the session's template database without shelters (a register before its
-    first load)."""
+    """Name of the session's template database without shelters or any other theme's objects
+    (a register before its first load)."""
     yield from _template(f"ly_tmpl0_{os.getpid()}", demo=False)
 
 
