@@ -408,3 +408,49 @@ def test_an_area_too_long_for_an_xlsx_cell_is_a_problem_and_whole_in_csv(theme_d
     wkt = r.text.splitlines()[1].split('"')[1]
     assert len(wkt) > 32_767 and wkt.startswith("MULTIPOLYGON")
     assert shapely.from_wkt(wkt).hausdorff_distance(circle) <= 0.001
+
+
+@pytest.mark.parametrize("fmt", F.FORMATS)
+def test_a_theme_geofa_does_not_publish_travels_with_its_own_attributes(tmp_path, fmt):
+    """A theme without a GeoFA meta file (a descriptor alone, registered for this test):
+    its exchange files carry temakode, temanavn and its attributes with their twins, and
+    read back (the theme found from the file) without loss."""
+    from datamodel.fields import BELIGGENHEDSKOMMUNE, Field, generic_fields
+    from datamodel.themes import MULTIPOLYGON, Theme
+
+    extra = Theme(
+        temakode=9902, collection_id="test_uden_geofa", title="Test", singular="testen",
+        description="Et tema uden GeoFA-metafil.", geofa_view="t_9902_test", table="test_9902",
+        geometry_type=MULTIPOLYGON, label="omraadenavn",
+        fields=(*generic_fields(),
+                Field("omraadenavn", "string", "Område", max_length=80, public=True),
+                Field("drikkevand_kode", "integer", "Drikkevand", codelist="d_basis_ja_nej",
+                      twin="drikkevand", feltnavn10="drikkevand"),
+                Field("ansvarlig_tlfnr", "integer", "Telefon", personal=True,
+                      feltnavn10="tlfnr"),
+                Field("gyldig_fra", "date", "Gyldig fra"), BELIGGENHEDSKOMMUNE))
+    assert F.columns(extra, "geofa")[:3] == ["temakode", "temanavn", "objekt_id"]
+    assert "drikkevand" in F.columns(extra, "geofa")
+    features = [{"type": "Feature", "id": str(uuid.uuid4()),
+                 "geometry": _geometry(extra, i),
+                 "properties": {"objekt_id": None, "versions_id": str(uuid.uuid4()),
+                                "systid_fra": "2026-05-01T10:11:12.123456+02:00",
+                                "systid_til": None, "oprettet": "2026-05-01T10:11:12+02:00",
+                                "cvr_kode": None, "bruger_id": "test", "oprindkode": 0,
+                                "statuskode": 3, "off_kode": 1, "noegle": "007",
+                                "note": "Åen ved Ølby", "omraadenavn": f"Sø {i}",
+                                "drikkevand_kode": 1, "ansvarlig_tlfnr": 20304050 + i,
+                                "gyldig_fra": "2026-06-0" + str(i + 1),
+                                "beliggenhedskommune": KBH}} for i in range(3)]
+    for f in features:
+        f["properties"]["objekt_id"] = f["id"]
+    themes.register(extra)
+    try:
+        path = F.write_file(features, tmp_path / f"upload.{fmt}", fmt, extra, profile="geofa")
+        assert F.detect_theme(path) is extra
+        back = F.read_file(path)
+    finally:
+        themes.unregister(extra.collection_id)
+    assert [b["properties"] for b in back] == [f["properties"] for f in features]
+    for a, b in zip(features, back):
+        assert shape(a["geometry"]).hausdorff_distance(shape(b["geometry"])) <= 0.001
