@@ -660,10 +660,9 @@ def register_features(conn, where: str = "TRUE", params: list | None = None, *,
         "WHERE {where} ORDER BY t.objekt_id").format(
         g=sql.Literal(GEOMETRY_COLUMN), gi=sql.Identifier(GEOMETRY_COLUMN),
         view=sql.Identifier("ly", t.current_view), where=sql.SQL(where))
-    restore = _read_personal(conn)
-    try:
+    with conn.transaction():  # the roles set below hold for this transaction only
+        restore = _read_personal(conn)
         rows = conn.execute(stmt, params or []).fetchall()
-    finally:
         if restore is not None:
             conn.execute("SELECT set_config('ly.roller', %s, true)", [restore])
     out = []
