@@ -9,6 +9,9 @@ extent (a validity period, or system time).
 from __future__ import annotations
 
 import time
+from datetime import date, datetime
+from datetime import time as clock
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from psycopg import sql
@@ -127,13 +130,21 @@ def _validity_sql(theme: Theme, public: bool) -> sql.Composed | None:
         "FROM {v}").format(s=start, e=end, v=query.views(public, theme)[0])
 
 
+def _day_bound(day: date | None, at: clock) -> str | None:
+    """A validity day's first or last second as an RFC 3339 instant (Danish calendar days)."""
+    if day is None:
+        return None
+    return datetime.combine(day, at, ZoneInfo(query.VALIDITY_TIME_ZONE)).isoformat()
+
+
 async def extent(request: Request, actor: Actor, theme: Theme) -> dict:
     """The extent of what the actor sees of a theme, cached for a minute per theme and scope
     (it scans the current register).
 
-    Temporal: the validity period of the objects (first `gyldig_fra` to last `gyldig_til`,
-    open when some object is open-ended) for a theme with one; else system time, from the
-    first version to now (open).
+    Temporal: the validity period of the objects (the start of the first day an object is
+    valid from to the end of the last day one is valid to, Copenhagen time; open when some
+    object is open-ended) for a theme with one; else system time, from the first version to
+    now (open).
     """
     state = request.app.state
     cache = state.extent_cache
@@ -152,7 +163,7 @@ async def extent(request: Request, actor: Actor, theme: Theme) -> dict:
         if xmin is not None else [list(DENMARK_CRS84)]
     if period is not None:
         start, end = period
-        interval = [start.isoformat() if start else None, end.isoformat() if end else None]
+        interval = [_day_bound(start, clock.min), _day_bound(end, clock(23, 59, 59))]
     else:
         interval = [first.isoformat() if first else None, None]
     out = {

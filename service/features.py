@@ -61,7 +61,7 @@ def summary_columns(theme: Theme, public: bool) -> list[dict]:
     chosen = [f for f in own if f.codelist][:2]
     chosen += [readable[fig.field] for fig in theme.figures if fig.field in readable]
     chosen += [readable[n] for n in (theme.validity or ()) if n in readable]
-    chosen += [f for f in own if f.type in ("integer", "number", "string")]
+    chosen += [f for f in own if f.public and f.type in ("integer", "number", "string")]
     columns, seen = [], set()
     for f in chosen:
         if f.name in seen:
@@ -107,8 +107,8 @@ async def items(
     crs: str | None = Query(None, description="Output CRS URI"),
     datetime_: str | None = Query(None, alias="datetime",
                                   description="Instant or interval: for a theme with a "
-                                  "validity period (gyldig_fra/gyldig_til) the objects valid "
-                                  "then; otherwise the versions valid then (system time)"),
+                                  "validity period the objects valid then; otherwise "
+                                  "the versions valid then (system time)"),
     filter_: str | None = Query(None, alias="filter", description="CQL2 filter"),
     filter_lang: str | None = Query(None, alias="filter-lang",
                                     description="cql2-text (default) or cql2-json"),

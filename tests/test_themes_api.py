@@ -20,7 +20,8 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -41,6 +42,7 @@ KBH = 101
 COPENHAGEN = (12.568, 55.676)  # lon/lat, municipality 101
 AARHUS = (10.2039, 56.1535)  # municipality 751
 KBH_BOX = (12.50, 55.64, 12.64, 55.72)  # CRS84, around COPENHAGEN
+DK = ZoneInfo("Europe/Copenhagen")
 THEMES = themes.all_themes()
 AREA_THEMES = [t for t in THEMES if t.is_area]
 VALIDITY_THEMES = [t for t in THEMES if t.validity]
@@ -232,8 +234,12 @@ def test_collections_list_every_theme_with_extent_and_links(admin, app, seeded, 
             (lo, hi, open_ended), = query(
                 themes_db, f"SELECT min({f}), max({t}), bool_or({t} IS NULL) "
                            f"FROM ly.{theme.table} WHERE systid_til IS NULL")
-            assert start == lo.isoformat()
-            assert end == (None if open_ended else hi.isoformat())
+            # the first day's start and the last day's end, Danish time
+            assert datetime.fromisoformat(start) == datetime.combine(lo, time.min, DK)
+            if open_ended:
+                assert end is None
+            else:
+                assert datetime.fromisoformat(end) == datetime.combine(hi, time(23, 59, 59), DK)
         else:
             (first,), = query(themes_db, f"SELECT min(systid_fra) FROM ly.{theme.table}")
             assert datetime.fromisoformat(start) == first and end is None
