@@ -789,3 +789,18 @@ def test_gdal_reads_every_collection_as_the_caller_may_see_it(live, themes_db):
             assert not hidden & set(got["fields"]), (job, hidden & set(got["fields"]))
         else:
             assert {f.name for f in theme.fields if f.public} <= set(got["fields"])
+
+
+# --- CQL2 filter geometries: at most max_vertices positions ------------------------------------
+
+def test_a_filter_geometry_has_at_most_max_vertices_positions():
+    from datamodel.cql2sql import FilterError, Queryable, parse_filter, to_sql
+
+    queryables = {"geometri": Queryable("geometri", "geometri", "geometry")}
+    ring = ", ".join(f"{x} {y}" for x, y in _ring(40))  # 41 positions
+    expr = parse_filter(f"S_INTERSECTS(geometri, POLYGON(({ring})))", None)
+    to_sql(expr, queryables, max_vertices=41)
+    with pytest.raises(FilterError) as err:
+        to_sql(expr, queryables, max_vertices=40)
+    assert "more than 40 coordinates" in err.value.detail
+    assert "LY_MAX_VERTICES" in err.value.detail
