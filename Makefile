@@ -18,7 +18,7 @@ export LY_TEST_DATABASE_URL ?= $(patsubst %/ly,%/ly_test,$(DATABASE_URL))
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: setup venv db system-deps run serve migrate demo test bench bench-quick clean
+.PHONY: setup venv db system-deps run serve migrate demo test bench bench-quick bench-before-after clean
 
 setup: venv db
 
@@ -60,13 +60,21 @@ serve: venv
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Benchmarks against tipg and pygeoapi (bench/README.md): builds a 1,000,000-shelter data set
-# in database ly_bench, installs wrk/pgbench/ogr2ogr and the peers' venvs when missing.
+# Benchmarks against tipg and pygeoapi (bench/README.md): builds a data set of 1,000,000
+# shelters and 100,000 event areas in database ly_bench, installs wrk/pgbench/ogr2ogr and the
+# peers' venvs when missing.
 bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: setup
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+# Ly ÷ tipg for items by bbox and tiles on BEFORE (a git worktree, its own database
+# ly_bench_before) and on this checkout, RUNS times each, alternating; medians compared.
+BEFORE ?= ccb35fd
+RUNS ?= 3
+bench-before-after: setup
+	BENCH_ARGS='$(BENCH_ARGS)' sh bench/before_after.sh $(BEFORE) $(RUNS)
 
 clean:
 	rm -rf $(VENV) *.egg-info test-output

@@ -127,9 +127,10 @@ def _files(paths: list[Path]) -> list[Path]:
     return out
 
 
-def load_runs(paths: list[Path], since: datetime | None, peer: str
+def load_runs(paths: list[Path], since: datetime | None, peer: str, count: int | None = None
               ) -> tuple[list[list[Row]], list[dict]]:
-    """The runs in `paths` started at or after `since` that measured Ly and `peer`."""
+    """The runs in `paths` started at or after `since` that measured Ly and `peer` (on a set
+    of `count` shelters, if given)."""
     runs, used = [], []
     for path in _files(paths):
         try:
@@ -143,6 +144,8 @@ def load_runs(paths: list[Path], since: datetime | None, peer: str
             continue
         servers = set(result.get("config", {}).get("servers", []))
         if not {"ly", peer} <= servers:
+            continue
+        if count is not None and result.get("config", {}).get("count") != count:
             continue
         file_runs = runs_of(result)
         runs += file_runs
@@ -188,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--since", help="only runs started at or after this UTC time "
                    "(e.g. 2026-12-07T08:00)")
     p.add_argument("--peer", default="tipg")
+    p.add_argument("--count", type=int, help="only runs on a set of this many shelters")
     p.add_argument("--scenarios", default="items-bbox,mvt-tiles",
                    help="comma-separated (default items-bbox,mvt-tiles)")
     p.add_argument("--tolerance", type=float, default=10.0, help="percent (default 10)")
@@ -198,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         if since.tzinfo is None:
             since = since.replace(tzinfo=timezone.utc)
     scenarios = {s for s in a.scenarios.split(",") if s} or None
-    before, used_b = load_runs(a.before, since, a.peer)
-    after, used_a = load_runs(a.after, since, a.peer)
+    before, used_b = load_runs(a.before, since, a.peer, a.count)
+    after, used_a = load_runs(a.after, since, a.peer, a.count)
     for side, used in (("before", used_b), ("after", used_a)):
         print(f"{side}: {sum(u['runs'] for u in used)} run(s)")
         for u in used:

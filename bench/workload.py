@@ -36,6 +36,7 @@ class Town:
     matches: int  # current shelters in the box
     filter_matches: int  # ... that also pass CQL_FILTER
     area_matches: int = 0  # current areas of the area theme intersecting the box
+    area_box_matches: int = 0  # ... whose bounding box meets it (tipg's bbox: `&&` only)
 
 
 @dataclass
@@ -60,7 +61,7 @@ def lonlat_to_tile(lon: float, lat: float, z: int) -> tuple[int, int]:
 
 
 def build(cfg: Config) -> Workload:
-    shelters, areas = cfg.shelter_theme.table, cfg.area_theme.table
+    shelter_table, area_table = cfg.shelter_theme.table, cfg.area_theme.table
     with psycopg.connect(cfg.db_url) as conn:
         areas = conn.execute(
             "SELECT postnr, navn, ST_X(c), ST_Y(c) FROM "
@@ -82,13 +83,16 @@ def build(cfg: Config) -> Workload:
             box = "ST_Transform(ST_MakeEnvelope(%s, %s, %s, %s, 4326), 25832)"
             counts = conn.execute(
                 "SELECT count(*), count(*) FILTER (WHERE beskyt_rum_kode = 1 AND pladser >= 200) "
-                f"FROM ly.{shelters} WHERE systid_til IS NULL AND ST_Intersects(geometri, {box})",
+                f"FROM ly.{shelter_table} WHERE systid_til IS NULL "
+                f"AND ST_Intersects(geometri, {box})",
                 list(bbox)).fetchone()
-            (in_box,) = conn.execute(
-                f"SELECT count(*) FROM ly.{areas} WHERE systid_til IS NULL "
-                f"AND ST_Intersects(geometri, {box})", list(bbox)).fetchone()
-            towns.append(Town(postnr, name, lon, lat, bbox, counts[0], counts[1], in_box))
+            in_box, near_box = conn.execute(
+                "SELECT count(*) FILTER (WHERE ST_Intersects(geometri, e)), count(*) "
+                f"FROM ly.{area_table}, {box} e WHERE systid_til IS NULL AND geometri && e",
+                list(bbox)).fetchone()
+            towns.append(Town(postnr, name, lon, lat, bbox, counts[0], counts[1], in_box,
+                              near_box))
         ids = [str(r[0]) for r in conn.execute(
-            f"SELECT objekt_id FROM ly.{shelters} WHERE systid_til IS NULL "
+            f"SELECT objekt_id FROM ly.{shelter_table} WHERE systid_til IS NULL "
             "ORDER BY md5(objekt_id::text || %s) LIMIT %s", [str(cfg.seed), N_IDS])]
     return Workload(towns=towns, ids=ids)
