@@ -97,19 +97,3 @@ AENDRINGSAARSAG = Field("aendringsaarsag", "string", "Ændringsårsag",
 
 GEOMETRY_COLUMN = "geometri"
 STORAGE_SRID = 25832
-
-# Transitional names for modules not yet generic over datamodel.themes (removed when none is
-# left), resolved lazily so that datamodel.themes can import this module first.
-_TRANSITIONAL = {"SHELTER_FIELDS": "fields", "FIELDS_BY_NAME": "fields_by_name",
-                 "CODED_FIELDS": "coded_fields", "TWIN_NAMES": "twin_names",
-                 "WRITABLE_FIELDS": "writable_fields", "READ_ONLY_NAMES": "read_only_names",
-                 "PUBLIC_FIELDS": "public_fields", "TEMAKODE": "temakode",
-                 "TEMANAVN": "temanavn"}
-
-
-def __getattr__(name: str):
-    if name in _TRANSITIONAL:
-        from datamodel import themes
-
-        return getattr(themes.get("beskyttelsesrum"), _TRANSITIONAL[name])
-    raise AttributeError(name)

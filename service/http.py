@@ -10,6 +10,8 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
+from datamodel import themes
+
 GEOJSON = "application/geo+json"
 JSON = "application/json"
 HTML = "text/html"
@@ -17,6 +19,8 @@ OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
 SCHEMA_JSON = "application/schema+json"
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+#: Every page's navigation lists the registered themes.
+templates.env.globals["all_themes"] = themes.all_themes
 
 
 def base_url(request: Request) -> str:

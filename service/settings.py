@@ -8,6 +8,14 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _registry_description() -> str:
+    from datamodel import themes
+
+    listed = ", ".join(f"{t.title.lower()} (tema {t.temakode})" for t in themes.all_themes())
+    return (f"Danmarks register over beredskabets objekter: {listed}. GeoFA-kompatibelt, med "
+            "fuld historik, som OGC API – Features.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LY_", env_file=".env", extra="ignore")
 
@@ -15,11 +23,8 @@ class Settings(BaseSettings):
         "postgresql://ly:ly@127.0.0.1:5432/ly",
         validation_alias=AliasChoices("DATABASE_URL", "LY_DATABASE_URL"),
     )
-    title: str = "Ly – registret over beskyttelsesrum"
-    description: str = (
-        "Danmarks register over beskyttelsesrum: GeoFA-kompatibelt (tema 6101), med fuld "
-        "historik, som OGC API – Features."
-    )
+    title: str = "Ly – Danmarks register over beskyttelse og beredskab"
+    description: str = Field(default_factory=lambda: _registry_description())
     #: Public URL prefix when behind a proxy (links are otherwise built from the request).
     public_url: str | None = None
     pool_min_size: int = 2
