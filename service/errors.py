@@ -82,7 +82,7 @@ def from_database(exc: psycopg.Error) -> Problem | None:
         return Problem(422, f"{field}: {detail}", kind="invalid-feature",
                        errors=[{"field": field, "detail": detail}])
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
-        return Problem(403, "the register does not let you write this shelter there "
+        return Problem(403, "the register does not let you write this object there "
                        "(outside your municipality or role)", kind="forbidden",
                        errors=[{"field": "geometry", "detail": "outside your scope"}])
     if isinstance(exc, psycopg.errors.UniqueViolation):

@@ -208,7 +208,8 @@ def cql_filter(request: Request, theme: Theme, public: bool) -> tuple | None:
     try:
         expr = parse_filter(text, lang)
         return to_sql(expr, queryables(theme, public), filter_srid=filter_crs.srid,
-                      flip_axes=filter_crs.lat_first, alias="t")
+                      flip_axes=filter_crs.lat_first, alias="t",
+                      max_vertices=request.app.state.settings.max_vertices)
     except FilterError as exc:
         raise bad_request(exc.field, exc.detail, kind="invalid-filter") from None
 

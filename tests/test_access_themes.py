@@ -44,9 +44,11 @@ def sample_properties(theme, tag: str) -> dict:
 
     props = {}
     for f in theme.writable_fields:
-        if not (f.required and f.default is None) and not f.personal:
+        if not f.required and not f.personal:
             continue
-        if f.codelist:
+        if f.default is not None:
+            props[f.name] = f.default
+        elif f.codelist:
             props[f.name] = next(c.kode for c in load_codelists()[f.codelist].values if c.aktiv)
         elif f.type == "integer":
             props[f.name] = int(f.maximum if f.personal and f.maximum else (f.minimum or 1))
