@@ -71,7 +71,7 @@ GENERIC = frozenset(f.name for f in generic_fields())
 #: Generic attributes a popup shows last, for those who may read them.
 POPUP_GENERIC = (BELIGGENHEDSKOMMUNE.name, "off_kode", "cvr_kode")
 #: Bookkeeping no popup shows (besides the generic attributes and the system's).
-POPUP_SKIPPED = frozenset({AENDRINGSAARSAG.name, "link", "vejkode"})
+POPUP_SKIPPED = frozenset({AENDRINGSAARSAG.name, "link", "vejkode", "adr_id"})
 #: d_basis_funktionsstatus codes drawn as no longer in use (5 Lukket, 6 Fjernet).
 STATUS_CODELIST, INACTIVE_STATUS = "d_basis_funktionsstatus", (5, 6)
 

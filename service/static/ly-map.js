@@ -199,6 +199,7 @@
       if (!lyr.area) group.options.iconCreateFunction = clusterIcon(lyr);
       var items = data.features.filter(function (f) { return f.geometry; }).map(function (f) {
         var layer = lyr.area ? areaFor(f, lyr) : pointFor(f, lyr);
+        layer.lyId = f.id;
         layer.lyProps = f.properties;
         layer.lyTheme = lyr.id;
         layer.bindPopup(function () { return popup(f, lyr, o); }, {maxWidth: 320});
