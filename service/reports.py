@@ -3,14 +3,21 @@
 
 Each report has a section per registered theme, made from its descriptor (`Theme.title`,
 `figures`, `validity`, `label`): the objects the viewer sees, each figure summed, and for a
-theme with a validity period those valid today and the list of objects valid now or later. The
-inspection workflow's theme (`loaders.reports.workflow_theme`, the shelters) adds its coverage,
-type, classification and inspection figures after its section.
+theme with a validity period those valid today and the list of objects valid now or later.
 
-Reports are for authorities: they show classifications and verified places, which the public
-may not read, so a request without credentials gets 401. Every figure is computed in SQL
-(`loaders/reports.py`) in a transaction that acts for the requesting actor, so a municipal
-editor's report counts what that editor may see. The static map is drawn with matplotlib and
+A theme's own figures (`loaders.reports.ReportExtra`, its workflow's) follow its section. How
+they are shown is the theme's too: a `ReportPart` per report (municipality, national),
+registered by temakode (`register_part`) from the theme's module `service.reports_<collection
+id>`, which is imported when a report first asks for the theme's parts. A part may read more in
+the report's transaction (`load`, e.g. map geometries), draw in a worker thread (`draw`, e.g.
+a static map), give the context of its template (`html`, included after the theme's section
+as `part`) and its PDF flowables (`pdf`: after the theme's section, and at the report's end).
+Nothing here names a theme.
+
+Reports are for authorities: they may show attributes the public may not read, so a request
+without credentials gets 401. Every figure is computed in SQL (`loaders/reports.py` and the
+themes' own modules) in a transaction that acts for the requesting actor, so a municipal
+editor's report counts what that editor may see. Static maps are drawn with matplotlib and
 geopandas from the PostGIS geometries (no basemap); the PDF is laid out with reportlab, so no
 browser or system service is needed to make it.
 """
@@ -19,8 +26,11 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib
+import importlib.util
 import io
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -28,13 +38,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from datamodel import themes
+from datamodel.themes import Theme
 from loaders import reports as figures
 from service import params
 from service.auth import current_actor, unauthorized
 from service.db import acting
 from service.errors import bad_request, not_found
 from service.http import JSON, html_response, json_response, url
-from service.maps import _num, class_breaks, class_colour, code_colours, legend_classes
+from service.maps import _num
 
 router = APIRouter(tags=["Rapporter"])
 
@@ -42,60 +53,99 @@ PDF = "application/pdf"
 REPORT_PARAMS = {"f"}
 FORMATS = ("html", "pdf", "json")
 LOCAL_TZ = ZoneInfo("Europe/Copenhagen")
-
-#: Key figures in the order the reports show them: (attribute, label, decimals).
-KEY_FIGURES = (
-    ("antal", "Beskyttelsesrum i alt", 0),
-    ("pladser", "Registrerede pladser", 0),
-    ("pladser_daekning", "Pladser i dækningen (ikke planlagt, under anlæg, lukket eller fjernet)",
-     0),
-    ("folketal", "Folketal", 0),
-    ("pladser_pr_1000", "Pladser pr. 1.000 indbyggere", 1),
-    ("antal_offentlige", "Offentlige beskyttelsesrum og betondækningsgrave", 0),
-    ("pladser_offentlige", "Pladser i offentlige beskyttelsesrum og betondækningsgrave", 0),
-)
-INSPECTION_FIGURES = (
-    ("antal_vurderet", "Vurderede beskyttelsesrum (egnethed fastsat)", 0),
-    ("andel_vurderet", "Andel vurderet (%)", 1),
-    ("antal_verificeret", "Beskyttelsesrum med verificerede pladser", 0),
-    ("pladser_verificeret", "Verificerede pladser", 0),
-    ("pladser_registreret_verificerede", "Registrerede pladser i de samme beskyttelsesrum", 0),
-)
-NATIONAL_COLUMNS = (
-    ("Kode", None, 0), ("Kommune", None, 0), ("Folketal", "folketal", 0),
-    ("Rum", "antal", 0), ("Pladser", "pladser", 0), ("Dækning", "pladser_daekning", 0),
-    ("Pr. 1.000", "pladser_pr_1000", 1), ("Vurderet %", "andel_vurderet", 1),
-    ("Egnet", "egnet", 0), ("Efter udb.", "egnet_efter_udbedring", 0), ("Uegnet", "uegnet", 0),
-    ("Verif. pl.", "pladser_verificeret", 0),
-)
-DEFICIENCIES_NOTE = (
-    "Eftersyn efter status fra eftersynsregistret; åbne mangler (åben eller planlagt) efter "
-    "grad: S sikkerhed, 3 kritisk, 2 væsentlig, 1 let. Forfaldne: fristen er overskredet.")
-GRADE_TEXT = {"S": "S – sikkerhed", "3": "3 – kritisk", "2": "2 – væsentlig", "1": "1 – let"}
-
-
-def _inspection_tables(insp: figures.InspectionFigures):
-    """(status rows, deficiency rows) for the inspection section."""
-    status = [["Status", "Eftersyn"]] + [[st, fmt(n)] for st, n in insp.efter_status]
-    grades = [["Grad", "Åbne mangler", "Heraf forfaldne"]] + [
-        [GRADE_TEXT[g], fmt(n), fmt(late)] for g, n, late in insp.mangler]
-    grades.append(["I alt", fmt(insp.aabne_mangler), fmt(insp.forfaldne_mangler)])
-    return status, grades
-MAP_CAPTION = ("Beskyttelsesrum efter type. ETRS89 / UTM 32N. Kommunegrænser: DAGI 1:500.000.")
-NATIONAL_MAP_CAPTION = ("Pladser i dækningen pr. 1.000 indbyggere. ETRS89 / UTM 32N. "
-                        "Kommunegrænser: DAGI 1:500.000. Folketal: Danmarks Statistik, FOLK1A.")
-COVERAGE_NOTE = (
-    "Dækning: pladser i beskyttelsesrum, der ikke er planlagt, under anlæg, lukket eller "
-    "fjernet, delt med folketallet. Tallene omfatter de beskyttelsesrum, du har adgang til.")
+KOMMUNE, NATIONAL = "kommune", "national"
 
 
 def fmt(v, decimals: int = 0) -> str:
     return _num(v, decimals)
 
 
-def _colours(attribute: str) -> dict[int, str]:
-    """Map colours of the codes of one of the workflow theme's coded attributes."""
-    return code_colours(figures.workflow_theme().fields_by_name[attribute].codelist)
+# --- a theme's own part ------------------------------------------------------------------------
+
+class ReportPart:
+    """How a theme's own figures (`loaders.reports.ReportExtra`) are shown in one report.
+
+    `report` is the whole report (`figures.KommuneReport` or `figures.NationalReport`), `own`
+    the theme's own figures in it (`report.extras[theme.collection_id]`). The defaults show
+    nothing.
+    """
+
+    #: The template included after the theme's section in HTML, with `part` (`html`'s dict).
+    template: str | None = None
+
+    async def load(self, conn, theme: Theme, report, own) -> Any:
+        """Further reads for HTML and PDF (not JSON), in the report's transaction."""
+        return None
+
+    def draw(self, theme: Theme, report, own, loaded) -> Any:
+        """Blocking work for HTML and PDF (static maps), run in a worker thread."""
+        return loaded
+
+    def html(self, theme: Theme, report, own, drawn) -> dict:
+        """The included template's `part`."""
+        return {}
+
+    def pdf(self, theme: Theme, report, own, drawn, p, styles) -> tuple[list, list]:
+        """(flowables after the theme's section, flowables at the end of the report); `p(text,
+        style="BodyText")` makes a paragraph."""
+        return [], []
+
+
+_PARTS: dict[tuple[int, str], ReportPart] = {}
+_SEARCHED: set[str] = set()
+
+
+def register_part(temakode: int, *, kommune: ReportPart | None = None,
+                  national: ReportPart | None = None) -> None:
+    """Show a theme's own figures in the municipal and/or national report."""
+    for scope, part in ((KOMMUNE, kommune), (NATIONAL, national)):
+        if part is not None:
+            _PARTS[(temakode, scope)] = part
+
+
+def unregister_part(temakode: int) -> None:
+    for scope in (KOMMUNE, NATIONAL):
+        _PARTS.pop((temakode, scope), None)
+
+
+def part_for(theme: Theme, scope: str) -> ReportPart | None:
+    """The theme's part of a report (`KOMMUNE`, `NATIONAL`), importing the theme's module
+    `service.reports_<collection id>` first if there is one."""
+    name = f"{__package__}.reports_{theme.collection_id}"
+    if name not in _SEARCHED:
+        _SEARCHED.add(name)
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    return _PARTS.get((theme.temakode, scope))
+
+
+def _parts(report, scope: str) -> list[tuple[Theme, ReportPart, Any]]:
+    """(theme, part, its own figures) of the report's themes that have both, in order."""
+    out = []
+    for t in report.temaer:
+        if t.collection_id in report.extras:
+            theme = themes.get(t.collection_id)
+            part = part_for(theme, scope)
+            if part is not None:
+                out.append((theme, part, report.extras[t.collection_id]))
+    return out
+
+
+async def _load_parts(conn, report, scope: str) -> dict[str, Any]:
+    return {theme.collection_id: await part.load(conn, theme, report, own)
+            for theme, part, own in _parts(report, scope)}
+
+
+def _draw_parts(report, scope: str, loaded: dict[str, Any]) -> dict[str, Any]:
+    return {theme.collection_id: part.draw(theme, report, own, loaded[theme.collection_id])
+            for theme, part, own in _parts(report, scope)}
+
+
+def _html_parts(report, scope: str, drawn: dict[str, Any]) -> dict[str, dict]:
+    """collection id -> the context of the theme's included template (`part`)."""
+    return {theme.collection_id: {"template": part.template,
+                                  **part.html(theme, report, own, drawn[theme.collection_id])}
+            for theme, part, own in _parts(report, scope) if part.template}
 
 
 # --- every theme's section -------------------------------------------------------------------
@@ -200,7 +250,7 @@ def _local(t: datetime) -> str:
 # matplotlib, geopandas and reportlab are imported when a report is drawn, not when the app
 # starts (they take a second or two to import).
 
-def _plotting():
+def plotting():
     import matplotlib
 
     matplotlib.use("Agg")  # the server draws into buffers, never onto a screen
@@ -212,13 +262,13 @@ def _plotting():
     return geopandas, shapely, Figure, Patch
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0.1)
     return buf.getvalue()
 
 
-def _scale_bar(ax, xmin: float, xmax: float, ymin: float, ymax: float) -> None:
+def scale_bar(ax, xmin: float, xmax: float, ymin: float, ymax: float) -> None:
     span = (xmax - xmin) / 5
     length = next(v for v in (100_000, 50_000, 20_000, 10_000, 5_000, 2_000, 1_000, 500)
                   if v <= span) if span >= 500 else 500
@@ -226,63 +276,6 @@ def _scale_bar(ax, xmin: float, xmax: float, ymin: float, ymax: float) -> None:
     ax.plot([x0, x0 + length], [y0, y0], color="#222222", linewidth=3, solid_capstyle="butt")
     label = f"{length // 1000} km" if length >= 1000 else f"{length} m"
     ax.text(x0 + length / 2, y0 + (ymax - ymin) * 0.015, label, ha="center", fontsize=8)
-
-
-def kommune_map_png(data: figures.KommuneMapData, navn: str,
-                    type_names: dict[int, str]) -> bytes:
-    """The municipality, its neighbours for orientation, and its shelters by type."""
-    gpd, shapely, Figure, Patch = _plotting()
-    fig = Figure(figsize=(7.2, 6.0), dpi=120)
-    ax = fig.add_subplot()
-    boundary = gpd.GeoSeries([shapely.from_wkb(data.boundary)], crs=25832)
-    if data.neighbours:
-        gpd.GeoSeries(shapely.from_wkb(data.neighbours), crs=25832).plot(
-            ax=ax, facecolor="#eeeeee", edgecolor="#b0b0b0", linewidth=0.5)
-    boundary.plot(ax=ax, facecolor="#fffbea", edgecolor="#222222", linewidth=1.2)
-    handles = []
-    for kode, colour in _colours("beskyt_rum_kode").items():
-        pts = [(x, y) for x, y, t, _ in data.shelters if t == kode]
-        if not pts:
-            continue
-        xs, ys = zip(*pts)
-        ax.scatter(xs, ys, s=16, c=colour, edgecolors="white", linewidths=0.6, zorder=3)
-        handles.append(Patch(facecolor=colour, edgecolor="white",
-                             label=f"{type_names.get(kode, kode)} ({len(pts)})"))
-    xmin, ymin, xmax, ymax = boundary.total_bounds
-    mx, my = (xmax - xmin) * 0.06 + 200, (ymax - ymin) * 0.06 + 200
-    ax.set_xlim(xmin - mx, xmax + mx)
-    ax.set_ylim(ymin - my, ymax + my)
-    ax.set_aspect("equal")
-    ax.set_axis_off()
-    _scale_bar(ax, xmin - mx, xmax + mx, ymin - my, ymax + my)
-    if handles:
-        ax.legend(handles=handles, loc="upper right", fontsize=7.5, title="Type",
-                  title_fontsize=8, framealpha=0.9)
-    ax.set_title(f"{figures.workflow_theme().title} i {navn}", fontsize=11)
-    return _png(fig)
-
-
-def national_map_png(boundaries: list[tuple[int, bytes]],
-                     rows: list[figures.KommuneRow]) -> bytes:
-    """Municipalities coloured by places per 1 000 inhabitants (the map page's classes)."""
-    gpd, shapely, Figure, Patch = _plotting()
-    by_code = {r.kommunekode: r.figures.pladser_pr_1000 for r in rows}
-    breaks = class_breaks([v for v in by_code.values() if v is not None])
-    geoms = gpd.GeoSeries(shapely.from_wkb([b for _, b in boundaries]), crs=25832)
-    colours = [class_colour(by_code.get(k), breaks) for k, _ in boundaries]
-    fig = Figure(figsize=(7.2, 6.4), dpi=120)
-    ax = fig.add_subplot()
-    geoms.plot(ax=ax, color=colours, edgecolor="#555555", linewidth=0.3)
-    ax.set_aspect("equal")
-    ax.set_axis_off()
-    handles = [Patch(facecolor=c, edgecolor="#777777", label=t) for c, t in
-               legend_classes(breaks)]
-    ax.legend(handles=handles, loc="upper right", fontsize=7.5,
-              title="Pladser pr. 1.000 indb.", title_fontsize=8, framealpha=0.9)
-    xmin, ymin, xmax, ymax = geoms.total_bounds
-    _scale_bar(ax, xmin, xmax, ymin, ymax)
-    ax.set_title("Dækning pr. kommune", fontsize=11)
-    return _png(fig)
 
 
 # --- PDF -------------------------------------------------------------------------------------
@@ -312,8 +305,8 @@ def _pdf(title: str, build) -> bytes:
     return buf.getvalue()
 
 
-def _table(rows: list[list], widths=None, right: tuple[int, ...] = (), font_size: float = 8.5,
-           header: bool = True):
+def pdf_table(rows: list[list], widths=None, right: tuple[int, ...] = (),
+              font_size: float = 8.5, header: bool = True):
     """A table; columns in `right` (numbers) are right-aligned."""
     from reportlab.lib import colors
     from reportlab.platypus import LongTable, TableStyle
@@ -333,34 +326,11 @@ def _table(rows: list[list], widths=None, right: tuple[int, ...] = (), font_size
     return t
 
 
-def _section(heading, table):
+def pdf_section(heading, table):
     """A heading kept on the same page as its (short) table."""
     from reportlab.platypus import KeepTogether
 
     return KeepTogether([heading, table])
-
-
-def _code_table(counts: list[figures.CodeCount], verified: bool = False):
-    return _table(_code_rows(counts, verified), right=(2, 3, 4, 5) if verified else (2, 3))
-
-
-def _code_rows(counts: list[figures.CodeCount], verified: bool = False) -> list[list[str]]:
-    head = ["Kode", "Tekst", "Antal", "Pladser"] + (
-        ["Verificerede pladser", "Med verificerede pladser"] if verified else [])
-    rows = [head]
-    for c in counts:
-        row = [str(c.kode), c.tekst, fmt(c.antal), fmt(c.pladser)]
-        if verified:
-            row += [fmt(c.pladser_verificeret), fmt(c.antal_verificeret)]
-        rows.append(row)
-    return rows
-
-
-def _figure_rows(fig: figures.Figures, spec) -> list[list[str]]:
-    out = []
-    for attr, label, decimals in spec:
-        out.append([label, fmt(getattr(fig, attr), decimals)])
-    return out
 
 
 def _theme_story(p, styles, t: figures.ThemeSection, *, with_kommune: bool) -> list:
@@ -368,9 +338,9 @@ def _theme_story(p, styles, t: figures.ThemeSection, *, with_kommune: bool) -> l
     from reportlab.lib.units import cm
     from reportlab.platypus import Paragraph
 
-    s = [_section(p(t.titel, "Heading2"),
-                  _table([[label, value] for _, label, value in theme_figure_rows(t)],
-                         widths=[12 * cm, 4 * cm], right=(1,), header=False))]
+    s = [pdf_section(p(t.titel, "Heading2"),
+                     pdf_table([[label, value] for _, label, value in theme_figure_rows(t)],
+                               widths=[12 * cm, 4 * cm], right=(1,), header=False))]
     if not t.gyldighed:
         return s
     s.append(p("Gyldige nu og kommende", "Heading3"))
@@ -381,8 +351,8 @@ def _theme_story(p, styles, t: figures.ThemeSection, *, with_kommune: bool) -> l
     first = 5.0 * cm
     rest = (17.4 * cm - first) / len(header[1:])
     body = [[Paragraph(html.escape(r[0]), cell), *r[1:]] for r in rows]
-    s.append(_table([header, *body], widths=[first] + [rest] * (len(header) - 1),
-                    right=numeric, font_size=7.5))
+    s.append(pdf_table([header, *body], widths=[first] + [rest] * (len(header) - 1),
+                       right=numeric, font_size=7.5))
     note = listing_note(t)
     if note:
         s.append(p(note))
@@ -392,8 +362,8 @@ def _theme_story(p, styles, t: figures.ThemeSection, *, with_kommune: bool) -> l
 def _overview_table(temaer: list[figures.ThemeSection]):
     from reportlab.lib.units import cm
 
-    return _table(theme_overview(temaer), widths=[5.2 * cm, 1.8 * cm, 2.4 * cm, 8.0 * cm],
-                  right=(1, 2))
+    return pdf_table(theme_overview(temaer), widths=[5.2 * cm, 1.8 * cm, 2.4 * cm, 8.0 * cm],
+                     right=(1, 2))
 
 
 def kommune_title(report: figures.KommuneReport) -> str:
@@ -403,126 +373,39 @@ def kommune_title(report: figures.KommuneReport) -> str:
 NATIONAL_TITLE = "Landsoversigt"
 
 
-def kommune_pdf(report: figures.KommuneReport, map_png: bytes, viewer: str) -> bytes:
-    from reportlab.lib.units import cm
-    from reportlab.platypus import Image, Paragraph, Spacer
+def _story(report, scope: str, title: str, viewer: str, drawn: dict[str, Any]):
+    """`_pdf`'s story of a report: title, the themes' overview, each theme's section followed
+    by its own part, and the parts' appendices."""
+    from reportlab.platypus import Paragraph
 
+    parts = {theme.collection_id: (theme, part, own) for theme, part, own in _parts(report, scope)}
+
+    def story(styles):
+        p = lambda text, style="BodyText": Paragraph(html.escape(text), styles[style])  # noqa
+        s = [p(title, "Title"),
+             p(f"Rapport genereret {_local(report.genereret)} for {viewer}. Folketal: "
+               f"{report.befolkning_kilde} {report.befolkning_periode}."),
+             p("Temaer", "Heading2"), _overview_table(report.temaer)]
+        appendix = []
+        for t in report.temaer:
+            s += _theme_story(p, styles, t, with_kommune=scope == NATIONAL)
+            if t.collection_id in parts:
+                theme, part, own = parts[t.collection_id]
+                after, end = part.pdf(theme, report, own, drawn[t.collection_id], p, styles)
+                s += after
+                appendix += end
+        return s + appendix
+
+    return story
+
+
+def kommune_pdf(report: figures.KommuneReport, viewer: str, drawn: dict[str, Any]) -> bytes:
     title = kommune_title(report)
-    workflow = figures.workflow_theme()
-
-    def workflow_story(p, styles):
-        s = [p(f"{workflow.title}: registret", "Heading2"),
-             _table(_figure_rows(report.figures, KEY_FIGURES), widths=[12 * cm, 4 * cm],
-                    right=(1,), header=False),
-             Spacer(1, 0.3 * cm),
-             Image(io.BytesIO(map_png), width=15 * cm, height=12.5 * cm, kind="proportional"),
-             p(MAP_CAPTION, "Italic"),
-             _section(p("Efter type", "Heading3"), _code_table(report.efter_type)),
-             _section(p("Efter funktionsstatus", "Heading3"),
-                      _code_table(report.efter_funktionsstatus)),
-             _section(p("Efter synlighed (off_kode)", "Heading3"),
-                      _code_table(report.efter_synlighed)),
-             p("Kapacitet og dækning", "Heading2"),
-             p(f"{fmt(report.figures.pladser_daekning)} pladser i dækningen for "
-               f"{fmt(report.figures.folketal)} indbyggere: "
-               f"{fmt(report.figures.pladser_pr_1000, 1)} pladser pr. 1.000 indbyggere."),
-             p(COVERAGE_NOTE),
-             p("Eftersyn og klassifikation", "Heading2"),
-             _table(_figure_rows(report.figures, INSPECTION_FIGURES),
-                    widths=[12 * cm, 4 * cm], right=(1,), header=False),
-             _section(p("Klassifikation (egnethed)", "Heading3"),
-                      _code_table(report.efter_egnethed, verified=True)),
-             p("Beskyttelsesrum, der kræver handling (egnet efter udbedring eller uegnet)",
-               "Heading3")]
-        if report.handling:
-            rows = [["Navn", "Adresse", "Type", "Pladser", "Verif.", "Egnethed"]]
-            cell = styles["BodyText"].clone("cell", fontSize=7.5, leading=9)
-            for a in report.handling:
-                rows.append([Paragraph(html.escape(a.navn or "–"), cell),
-                             Paragraph(html.escape(a.adresse or "–"), cell),
-                             a.beskyt_rum, fmt(a.pladser), fmt(a.pladser_verificeret),
-                             a.egnethed])
-            s.append(_table(rows, widths=[4.2 * cm, 4.8 * cm, 2.8 * cm, 1.4 * cm, 1.2 * cm,
-                                          3.0 * cm], right=(3, 4), font_size=7.5))
-            if report.handling_i_alt > len(report.handling):
-                s.append(p(f"Viser {len(report.handling)} af {report.handling_i_alt}."))
-        else:
-            s.append(p("Ingen."))
-        status, grades = _inspection_tables(report.eftersyn)
-        s += [p("Eftersyn og mangler", "Heading3"), p(DEFICIENCIES_NOTE),
-              _table(status, widths=[6 * cm, 3 * cm], right=(1,)), Spacer(1, 0.2 * cm),
-              _table(grades, widths=[6 * cm, 3 * cm, 3 * cm], right=(1, 2))]
-        return s
-
-    def story(styles):
-        p = lambda text, style="BodyText": Paragraph(html.escape(text), styles[style])  # noqa
-        s = [p(title, "Title"),
-             p(f"Rapport genereret {_local(report.genereret)} for {viewer}. Folketal: "
-               f"{report.befolkning_kilde} {report.befolkning_periode}."),
-             p("Temaer", "Heading2"), _overview_table(report.temaer)]
-        for t in report.temaer:
-            s += _theme_story(p, styles, t, with_kommune=False)
-            if t.collection_id == workflow.collection_id:
-                s += workflow_story(p, styles)
-        return s
-
-    return _pdf(title, story)
+    return _pdf(title, _story(report, KOMMUNE, title, viewer, drawn))
 
 
-def national_pdf(report: figures.NationalReport, map_png: bytes, viewer: str) -> bytes:
-    from reportlab.lib.units import cm
-    from reportlab.platypus import Image, PageBreak, Paragraph, Spacer
-
-    title = NATIONAL_TITLE
-    workflow = figures.workflow_theme()
-
-    def workflow_story(p):
-        return [
-            p(f"{workflow.title}: hele landet", "Heading2"),
-            _table(_figure_rows(report.figures, KEY_FIGURES + INSPECTION_FIGURES),
-                   widths=[12 * cm, 4 * cm], right=(1,), header=False),
-            Spacer(1, 0.3 * cm),
-            Image(io.BytesIO(map_png), width=14 * cm, height=12.4 * cm, kind="proportional"),
-            p(NATIONAL_MAP_CAPTION, "Italic"),
-            _section(p("Efter type", "Heading3"), _code_table(report.efter_type)),
-            _section(p("Efter funktionsstatus", "Heading3"),
-                     _code_table(report.efter_funktionsstatus)),
-            _section(p("Efter synlighed (off_kode)", "Heading3"),
-                     _code_table(report.efter_synlighed)),
-            _section(p("Klassifikation (egnethed)", "Heading3"),
-                     _code_table(report.efter_egnethed, verified=True)),
-            p(COVERAGE_NOTE),
-            p("Eftersyn og mangler", "Heading3"), p(DEFICIENCIES_NOTE),
-            _table(_inspection_tables(report.eftersyn)[0], widths=[6 * cm, 3 * cm],
-                   right=(1,)),
-            _table(_inspection_tables(report.eftersyn)[1], widths=[6 * cm, 3 * cm, 3 * cm],
-                   right=(1, 2)),
-        ]
-
-    def story(styles):
-        p = lambda text, style="BodyText": Paragraph(html.escape(text), styles[style])  # noqa
-        rows = [[c[0] for c in NATIONAL_COLUMNS]]
-        for r in report.kommuner:
-            rows.append([str(r.kommunekode), r.navn] + [
-                fmt(getattr(r.figures, attr), d) for _, attr, d in NATIONAL_COLUMNS[2:]])
-        widths = [1.0 * cm, 2.9 * cm, 1.5 * cm, 1.0 * cm, 1.4 * cm, 1.4 * cm, 1.3 * cm,
-                  1.4 * cm, 1.1 * cm, 1.3 * cm, 1.1 * cm, 1.4 * cm]
-        s = [p(title, "Title"),
-             p(f"Rapport genereret {_local(report.genereret)} for {viewer}. Folketal: "
-               f"{report.befolkning_kilde} {report.befolkning_periode}."),
-             p("Temaer", "Heading2"), _overview_table(report.temaer)]
-        for t in report.temaer:
-            s += _theme_story(p, styles, t, with_kommune=True)
-            if t.collection_id == workflow.collection_id:
-                s += workflow_story(p)
-        return s + [
-            PageBreak(),
-            p(f"{workflow.title}: kommunerne", "Heading2"),
-            _table(rows, widths=widths, right=tuple(range(2, len(NATIONAL_COLUMNS))),
-                   font_size=7),
-        ]
-
-    return _pdf(title, story)
+def national_pdf(report: figures.NationalReport, viewer: str, drawn: dict[str, Any]) -> bytes:
+    return _pdf(NATIONAL_TITLE, _story(report, NATIONAL, NATIONAL_TITLE, viewer, drawn))
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -538,7 +421,6 @@ def _viewer(actor) -> str:
 def _theme_context(temaer: list[figures.ThemeSection], *, with_kommune: bool) -> dict:
     """What the templates need to draw every theme's section."""
     return {
-        "workflow": figures.workflow_theme(),
         "overview": theme_overview(temaer),
         "theme_rows": {t.collection_id: theme_figure_rows(t) for t in temaer},
         "listings": {t.collection_id: theme_listing(t, with_kommune=with_kommune)
@@ -548,7 +430,7 @@ def _theme_context(temaer: list[figures.ThemeSection], *, with_kommune: bool) ->
     }
 
 
-def _data_uri(png: bytes) -> str:
+def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -577,25 +459,21 @@ async def kommune_report(request: Request, kommunekode: str) -> Response:
         report = await figures.run_async(conn, figures.kommune_report_steps(kode))
         if report is None:
             raise not_found(f"Kommunen {kode}")
-        map_data = None if fmt_ == "json" else \
-            await figures.run_async(conn, figures.kommune_map_steps(kode))
+        loaded = None if fmt_ == "json" else await _load_parts(conn, report, KOMMUNE)
     path = f"/rapporter/kommune/{kode}"
     if fmt_ == "json":
         body = figures.as_json(report)
         body["links"] = _links(request, path)
         return json_response(body)
-    type_names = {c.kode: c.tekst for c in report.efter_type}
-    png = await run_in_threadpool(kommune_map_png, map_data, report.navn, type_names)
+    drawn = await run_in_threadpool(_draw_parts, report, KOMMUNE, loaded)
     if fmt_ == "pdf":
-        pdf = await run_in_threadpool(kommune_pdf, report, png, _viewer(actor))
+        pdf = await run_in_threadpool(kommune_pdf, report, _viewer(actor), drawn)
         return Response(pdf, media_type=PDF, headers={
             "Content-Disposition": f'inline; filename="ly-rapport-{kode}.pdf"'})
-    return html_response(request, "report_kommune.html", report=report, map_src=_data_uri(png),
-                         fmt=fmt, key_figures=KEY_FIGURES, inspection_figures=INSPECTION_FIGURES,
-                         coverage_note=COVERAGE_NOTE, deficiencies_note=DEFICIENCIES_NOTE,
+    return html_response(request, "report_kommune.html", report=report, fmt=fmt,
                          viewer=_viewer(actor), generated=_local(report.genereret),
-                         links=_links(request, path), egnethed_colours=_colours("egnethed_kode"),
-                         title=kommune_title(report),
+                         links=_links(request, path), title=kommune_title(report),
+                         parts=_html_parts(report, KOMMUNE, drawn),
                          **_theme_context(report.temaer, with_kommune=False))
 
 
@@ -609,22 +487,19 @@ async def national_report(request: Request) -> Response:
     fmt_ = _format(request)
     async with acting(request) as conn:
         report = await figures.run_async(conn, figures.national_report_steps())
-        boundaries = None if fmt_ == "json" else \
-            await figures.run_async(conn, figures.national_map_steps())
+        loaded = None if fmt_ == "json" else await _load_parts(conn, report, NATIONAL)
     path = "/rapporter/national"
     if fmt_ == "json":
         body = figures.as_json(report)
         body["links"] = _links(request, path)
         return json_response(body)
-    png = await run_in_threadpool(national_map_png, boundaries, report.kommuner)
+    drawn = await run_in_threadpool(_draw_parts, report, NATIONAL, loaded)
     if fmt_ == "pdf":
-        pdf = await run_in_threadpool(national_pdf, report, png, _viewer(actor))
+        pdf = await run_in_threadpool(national_pdf, report, _viewer(actor), drawn)
         return Response(pdf, media_type=PDF, headers={
             "Content-Disposition": 'inline; filename="ly-rapport-national.pdf"'})
-    return html_response(request, "report_national.html", report=report,
-                         map_src=_data_uri(png), fmt=fmt, key_figures=KEY_FIGURES,
-                         inspection_figures=INSPECTION_FIGURES, columns=NATIONAL_COLUMNS,
-                         coverage_note=COVERAGE_NOTE, deficiencies_note=DEFICIENCIES_NOTE,
+    return html_response(request, "report_national.html", report=report, fmt=fmt,
                          viewer=_viewer(actor), generated=_local(report.genereret),
                          links=_links(request, path), title=NATIONAL_TITLE,
+                         parts=_html_parts(report, NATIONAL, drawn),
                          **_theme_context(report.temaer, with_kommune=True))

@@ -34,6 +34,14 @@ ALLOWED = {
     "service/static/eftersyn": "the inspector's offline form",
     "service/templates/eftersyn_formular.html": "the inspector's offline form",
     "service/templates/report_kampagne.html": "the inspection campaign report",
+    "loaders/reports_beskyttelsesrum.py": "6101's own report: coverage, classification and "
+                                          "inspection figures",
+    "service/reports_beskyttelsesrum.py": "6101's own report: coverage, classification and "
+                                          "inspection figures",
+    "service/templates/_report_beskyttelsesrum_kommune.html":
+        "6101's own report: coverage, classification and inspection figures",
+    "service/templates/_report_beskyttelsesrum_national.html":
+        "6101's own report: coverage, classification and inspection figures",
     # 6101: imports from BBR and municipal shelter lists, and the GeoFA sync of 6101 (made
     # theme-ready, not yet offered for other themes)
     "loaders/bbr.py": "BBR sikringsrum import (6101)",
