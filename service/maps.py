@@ -2,11 +2,13 @@
 
 One layer per theme of the registry (`datamodel.themes`): points in marker clusters, areas as
 polygons, each listed in the layer control under the theme's Danish title and drawn in the
-theme's colour; beneath them a choropleth of the default theme's coverage per municipality
-(`loaders.reports`). Everything a layer shows comes from the theme's descriptor: the popup's
-heading is the theme's `label`, its rows the attributes the viewer may read, the filters one
-per coded attribute of the theme's own (GeoFA/FKG generic ones left out), the colours one per
-code of the attribute the viewer colours by ("Farv efter"; the theme's colour is one choice).
+theme's colour; beneath them a choropleth of the figures per municipality that a theme's own
+report module gives (`loaders.reports.ReportExtra.kommune_rows_steps`: the shelters'
+coverage; none without one). Everything a layer shows comes from the theme's descriptor: the
+popup's heading is the theme's `label`, its rows the attributes the viewer may read, the
+filters one per coded attribute of the theme's own (GeoFA/FKG generic ones left out), the
+colours one per code of the attribute the viewer colours by ("Farv efter"; the theme's colour
+is one choice).
 
 The page is built with folium (Leaflet) on the server and works without internet: Leaflet and
 Leaflet.markercluster are vendored under `/static/vendor/` (see its README) and folium is told
@@ -406,6 +408,21 @@ def _features_sql(theme: Theme, props: list[str], public: bool, kommune: int | N
     return stmt, args + [cap + 1]
 
 
+def coverage_theme() -> Theme | None:
+    """The theme whose figures per municipality the page shows as a choropleth: the first
+    whose own report figures have them (`loaders.reports`; the shelters' coverage)."""
+    return next((t for t, extra in figures.extras() if extra.kommune_rows_steps), None)
+
+
+@dataclasses.dataclass
+class Municipality:
+    """A municipality on a page without a choropleth: the list and the outline."""
+
+    kommunekode: int
+    navn: str
+    geometry: str
+
+
 @dataclasses.dataclass
 class MapLayer:
     """One theme on a page."""
@@ -445,8 +462,15 @@ async def map_page(request: Request) -> Response:
             selected = await figures.run_async(conn, figures.kommune_exists_steps(kommune))
             if selected is None:
                 raise not_found(f"Kommunen {kommune}")
-        rows = await figures.run_async(
-            conn, figures.kommune_rows_steps(public, geometry_tolerance=150.0))
+        coverage = coverage_theme()
+        if coverage is not None:
+            rows = await figures.run_async(conn, figures.kommune_rows_steps(
+                public, geometry_tolerance=150.0, theme=coverage))
+        else:
+            rows = [Municipality(*r) for r in await (await conn.execute(
+                "SELECT kommunekode, navn, ST_AsGeoJSON(ST_Transform("
+                "ST_SimplifyPreserveTopology(geometri, 150.0), 4326), 5) "
+                "FROM ly.kommune ORDER BY kommunekode")).fetchall()]
         for theme in themes.all_themes():
             props = map_properties(theme, public)
             stmt, args = _features_sql(theme, props, public, kommune, now, cap)
@@ -459,7 +483,8 @@ async def map_page(request: Request) -> Response:
             layers.append(MapLayer(theme, chosen[theme.collection_id], props,
                                    embed_features(features), len(features), total))
 
-    build = _MapBuild(request, public=public, rows=rows, kommune=kommune, layers=layers)
+    build = _MapBuild(request, public=public, rows=rows, kommune=kommune, layers=layers,
+                      coverage=coverage)
     parts = await run_in_threadpool(build.render)
     return html_response(
         request, "map.html", map_header=parts["header"], map_html=parts["html"],
@@ -512,7 +537,7 @@ class _MapBuild:
     """The folium map of a page: basemaps, choropleth, one layer per theme, layer control."""
 
     def __init__(self, request: Request, *, public: bool, rows, kommune: int | None,
-                 layers: list[MapLayer]):
+                 layers: list[MapLayer], coverage: Theme | None):
         self.request = request
         self.settings = request.app.state.settings
         self.public = public
@@ -520,8 +545,8 @@ class _MapBuild:
         self.kommune = kommune
         self.layers = layers
         self.assets = _local_assets(request)
-        self.coverage = themes.default()  # the theme whose figures loaders.reports computes
-        self.figure = self.coverage.figures[0].title if self.coverage.figures else "Antal"
+        self.coverage = coverage
+        self.figure = coverage.figures[0].title if coverage and coverage.figures else "Antal"
 
     def _basemaps(self, m: folium.Map) -> list[str]:
         layers = []
@@ -633,7 +658,7 @@ class _MapBuild:
         m.default_js = a["map_js"]
         m.default_css = a["map_css"]
         basemaps = self._basemaps(m)
-        choropleth, breaks = self._choropleth(m)
+        choropleth, breaks = self._choropleth(m) if self.coverage else (None, [])
         if self.kommune is not None:
             sel = next(r for r in self.rows if r.kommunekode == self.kommune)
             outline = folium.GeoJson(
@@ -663,8 +688,8 @@ class _MapBuild:
             "groups: {" + ", ".join(f"{_js(cid)}: {g.get_name()}"
                                      for cid, g in groups.items()) + "}, "
             f"basemaps: [{', '.join(basemaps)}], "
-            f"choropleth: {choropleth.get_name()}, "
-            f"legendHtml: {_js(self._legend_html(breaks))}}});")
+            f"choropleth: {choropleth.get_name() if choropleth else 'null'}, "
+            f"legendHtml: {_js(self._legend_html(breaks) if choropleth else None)}}});")
         _Script(code, a["ly_js"]).add_to(m)
         root = m.get_root()
         root.render()

@@ -277,6 +277,21 @@ def test_colour_by_the_theme_or_an_attribute(map_db, map_client, page_of, theme)
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == f"{cid}.farve"
 
 
+def test_without_figures_per_municipality_the_page_has_no_choropleth(map_db, map_client,
+                                                                      monkeypatch):
+    """The choropleth is a theme's own report figures (the shelters' coverage); with no theme
+    giving figures per municipality the page still lists and outlines the municipalities and
+    shows every theme."""
+    from service import maps
+
+    assert maps.coverage_theme() is not None
+    monkeypatch.setattr(maps, "coverage_theme", lambda: None)
+    page = _page(map_client)
+    assert "Dækning pr. kommune" not in page and "choropleth: null" in page
+    assert 'value="101" selected' in page and "Valgt kommune" in page
+    assert [lyr["id"] for lyr in _config(page)["layers"]] == [t.collection_id for t in THEMES]
+
+
 # --- in a browser -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -230,7 +230,7 @@
     if (kommuneSel) kommuneSel.addEventListener("change", function () { form.submit(); });
     syncUrl();
 
-    // The choropleth's legend follows the layer.
+    // The choropleth's legend (if the page has one) follows the layer.
     var legend = L.control({position: "bottomright"});
     legend.onAdd = function () {
       var d = L.DomUtil.create("div", "ly-legend ly-choropleth-legend");
@@ -238,7 +238,7 @@
       L.DomEvent.disableClickPropagation(d);
       return d;
     };
-    if (map.hasLayer(cfg.choropleth)) legend.addTo(map);
+    if (cfg.choropleth && map.hasLayer(cfg.choropleth)) legend.addTo(map);
     map.on("overlayadd", function (e) { if (e.layer === cfg.choropleth) legend.addTo(map); });
     map.on("overlayremove", function (e) { if (e.layer === cfg.choropleth) legend.remove(); });
 
