@@ -183,6 +183,11 @@ def test_municipality_report_html(ro_client, shared_db_url):
     assert len(maps) == 1 and "København" in maps[0]["alt"]
     assert len(page.tables["handling"]) - 1 == expected["egnet_efter_udbedring"] + \
         expected["uegnet"]
+    # The shelters' own sections follow their generic section, before the next theme's.
+    text = r.text
+    own = [text.index(f'<section id="{s}">') for s in ("registret", "daekning", "eftersyn")]
+    assert text.index('<section id="tema-beskyttelsesrum"') < min(own)
+    assert max(own) < text.index('<section id="tema-', text.index('id="tema-beskyttelsesrum"') + 1)
 
 
 def test_national_report_html_has_a_row_per_municipality(ro_client):

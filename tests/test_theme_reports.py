@@ -12,7 +12,9 @@ NULL`), with the audience's visibility written out independently of Ly's row-lev
 from __future__ import annotations
 
 import io
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -318,3 +320,124 @@ def test_pdf_has_a_section_per_theme_with_its_figures(app_client, db, path, outp
         assert _has_row(lines, [theme.title, *rows]), theme
         if theme.validity:
             assert _has_row(lines, ["Gyldige i dag", dk(expected["gyldige_i_dag"])]), theme
+
+
+# --- a theme's own figures (its workflow's) -------------------------------------------------
+
+def test_a_theme_has_its_own_figures_exactly_when_it_has_its_own_report_modules():
+    """The reports find a theme's own figures and their presentation by convention
+    (`loaders.reports_<collection id>`, `service.reports_<collection id>`), keyed by temakode."""
+    from service import reports as service_reports
+
+    root = Path(__file__).resolve().parent.parent
+    for theme in THEMES:
+        own = (root / "loaders" / f"reports_{theme.collection_id}.py").exists()
+        assert (figures.extra_for(theme) is not None) == own, theme
+        for scope in (service_reports.KOMMUNE, service_reports.NATIONAL):
+            shown = (root / "service" / f"reports_{theme.collection_id}.py").exists()
+            assert (service_reports.part_for(theme, scope) is not None) == shown, theme
+    assert figures.extra_for(themes.get("beskyttelsesrum")) is not None
+
+
+def test_figures_per_municipality_need_a_theme_with_them():
+    """The maps' choropleth asks the default theme's own figures; a theme without is refused
+    before any statement is run."""
+    without = next(t for t in THEMES if figures.extra_for(t) is None)
+    with pytest.raises(LookupError, match=without.collection_id):
+        figures.run(None, figures.kommune_rows_steps(False, theme=without))
+
+
+def test_own_figures_may_not_shadow_the_reports_fields():
+    @dataclass
+    class Clash:
+        temaer: int
+
+    report = figures.NationalReport(genereret=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                    befolkning_periode="2026K1", befolkning_kilde="DST",
+                                    temaer=[], extras={"x": Clash(1)})
+    with pytest.raises(ValueError, match="temaer"):
+        figures.as_json(report)
+
+
+@dataclass
+class _Own:
+    test_antal: int
+    test_kommune: int | None
+
+
+def _own_steps(theme, kommunekode, now):
+    """A test theme's own figure: its current objects in the area, counted here."""
+    view = sql.Identifier("ly", theme.current_view)
+    if kommunekode is None:
+        rows = yield sql.SQL("SELECT count(*) FROM {}").format(view), []
+    else:
+        rows = yield sql.SQL("SELECT count(*) FROM {} WHERE beliggenhedskommune = %s").format(
+            view), [kommunekode]
+    return _Own(rows[0][0], kommunekode)
+
+
+@pytest.fixture
+def own_theme():
+    """A theme without its own figures, given some for the test (and taken back after)."""
+    from service import reports as service_reports
+    from service.http import templates
+
+    theme = next(t for t in THEMES if figures.extra_for(t) is None)
+
+    class Part(service_reports.ReportPart):
+        template = templates.env.from_string(
+            '<section id="egen-{{ part.theme.collection_id }}">'
+            '<p data-egen="{{ part.own.test_antal }}">Eget tal: {{ part.drawn }}</p></section>')
+
+        async def load(self, conn, theme, report, own):
+            return (await (await conn.execute("SELECT 2")).fetchone())[0]
+
+        def draw(self, theme, report, own, loaded):
+            return loaded * own.test_antal
+
+        def html(self, theme, report, own, drawn):
+            return {"theme": theme, "own": own, "drawn": drawn}
+
+        def pdf(self, theme, report, own, drawn, p, styles):
+            return [p(f"Eget tal: {drawn}")], [p("Eget bilag")]
+
+    figures.register_extra(theme.temakode, figures.ReportExtra(
+        kommune_steps=_own_steps, national_steps=lambda t, now: _own_steps(t, None, now)))
+    service_reports.register_part(theme.temakode, kommune=Part(), national=Part())
+    try:
+        yield theme
+    finally:
+        figures.unregister_extra(theme.temakode)
+        service_reports.unregister_part(theme.temakode)
+    assert figures.extra_for(theme) is None
+
+
+@pytest.mark.parametrize("path", [f"/rapporter/kommune/{KOMMUNE}", "/rapporter/national"])
+def test_a_themes_own_figures_follow_its_section(app_client, db, own_theme, path):
+    """The generic reports run a registered theme's own steps and show its part right after
+    its section (HTML, PDF), its figures beside the report's own in JSON."""
+    kommune = KOMMUNE if "kommune" in path else None
+    expected = expected_section(db, own_theme, kommune, VISIBLE["admin"])["antal"]
+    body = app_client.get(path + "?f=json").json()
+    assert (body["test_antal"], body["test_kommune"]) == (expected, kommune)
+    assert "figures" in body  # the shelters' own figures are still there
+
+    text = app_client.get(path + "?f=html").text
+    ids = [t.collection_id for t in THEMES]
+    start = text.index(f'<section id="tema-{own_theme.collection_id}"')
+    following = ids.index(own_theme.collection_id) + 1
+    end = text.index(f'<section id="tema-{ids[following]}"') if following < len(ids) \
+        else len(text)
+    own = text.index(f'<section id="egen-{own_theme.collection_id}">')
+    assert start < own < end and text.count('id="egen-') == 1
+    assert f'<p data-egen="{expected}">Eget tal: {2 * expected}</p>' in text
+
+    lines = _lines(PdfReader(io.BytesIO(app_client.get(path + "?f=pdf").content)))
+    # A section's title is followed by its figures (the overview names the themes too).
+    heading = {t.collection_id: next(i for i in range(len(lines) - 1) if lines[i] == t.title
+                                     and lines[i + 1] == "Antal i alt") for t in THEMES}
+    titles = list(heading.values())
+    mine = heading[own_theme.collection_id]
+    later = [i for i in titles if i > mine]
+    assert mine < lines.index(f"Eget tal: {2 * expected}") < (min(later) if later else len(lines))
+    assert lines.index("Eget bilag") > max(titles)
