@@ -8,7 +8,7 @@ every transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PUBLIC = "public"
 INSPECTOR = "inspector"

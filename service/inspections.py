@@ -277,7 +277,7 @@ async def _photos(conn, eftersyn_id: UUID) -> list[dict]:
                        422: {"description": "Invalid answers; the problem names the item"}})
 async def upload(request: Request, eftersyn_id: str) -> Response:
     params.check_known(request, set())
-    actor = await _writer(request)
+    await _writer(request)
     eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
     body = await read_json(request, ("application/json",))
     try:

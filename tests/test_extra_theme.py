@@ -107,6 +107,7 @@ def test_an_extra_theme_is_served_without_editing_any_module(extra_db):
                                                        fra="2026-06-01", til=None),
                       headers={"If-Match": first_etag, "Content-Type": "application/geo+json"})
         assert r.status_code == 412
+        assert r.headers["ETag"] == second_etag  # the 412 says which version is current
         assert admin.get(f"{ITEMS}/{oid}").json()["properties"]["omraadenavn"] == \
             "Fælledparken nord"
 

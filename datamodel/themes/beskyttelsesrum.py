@@ -10,7 +10,7 @@ municipal list imports (`loaders`) belong to this theme.
 
 from __future__ import annotations
 
-from datamodel.fields import SERVER, SYSTEM, Field, generic_fields
+from datamodel.fields import SERVER, Field, generic_fields
 from datamodel.themes import POINT, Figure, Theme
 
 BETONDAEKNINGSGRAV = 3
