@@ -224,8 +224,7 @@ def _sql_type(full_type: str) -> tuple[str, int | None]:
 
 
 def geofa_attributes(meta_file: str, table_file: str, *, shipped_codelists: Iterable[str],
-                     overrides: dict[str, dict] | None = None,
-                     skip: Iterable[str] = ()) -> tuple[Field, ...]:
+                     overrides: dict[str, dict] | None = None) -> tuple[Field, ...]:
     """A theme's own attributes as GeoFA publishes them, in the view's order.
 
     Types and lengths come from the published view (`meta`), NOT NULL, CHECK ranges and
@@ -241,7 +240,6 @@ def geofa_attributes(meta_file: str, table_file: str, *, shipped_codelists: Iter
     columns = {c["name"]: c for c in table["columns"]}
     view = sorted(meta["fields"].items(), key=lambda kv: kv[1]["num"])
     out: list[Field] = []
-    skip = set(skip)
     twins_of_shipped = set()
     for i, (name, mf) in enumerate(view):
         col = columns.get(name)
@@ -254,7 +252,7 @@ def geofa_attributes(meta_file: str, table_file: str, *, shipped_codelists: Iter
             # A view column GeoFA derives from a register Ly does not ship (vejnavn from
             # vejkode, postnr_by from postnr): Ly stores it as written.
             col = {"name": name, "is_nullable": True}
-        if col is None or name in skip or name == "versions_id" or \
+        if col is None or name == "versions_id" or \
                 mf["full_type"].startswith("geometry"):
             continue
         ftype, max_length = _sql_type(mf["full_type"])
