@@ -6,8 +6,13 @@ This module knows nothing of HTTP (it never imports the service). It gives
   items request, no paging), for a server-side cursor;
 - a writer per format. A writer takes batches of rows of that statement:
   streamed formats (GeoJSON, CSV) return the bytes of each batch to send at once; file
-  formats (XLSX, GeoPackage, Shapefile) append each batch to a file in a temporary
-  directory and, at the end, name the finished file (the caller streams and deletes it).
+  formats (XLSX, GeoPackage, Shapefile) append each batch to a file in a directory the
+  caller gives (and owns: it removes it, and everything in it, however the export ends) and,
+  at the end, name the finished file. Everything a file writer writes is in that directory,
+  also openpyxl's stream of the sheet's rows (which openpyxl itself would put in the system
+  temporary directory); `close()` releases a writer's open files, finished or not;
+- `count_sql(q, limit)`: how many objects the export would hold, counting at most `limit`
+  (an XLSX export is refused before it is written when more than a sheet holds match).
 
 Everything follows the theme of the query (`q.theme`, a `datamodel.themes.Theme`): the
 columns are the audience's attributes of that theme (`Theme.property_columns`: the public
@@ -21,8 +26,9 @@ the collection id.
   in the legacy `crs` member so GDAL and QGIS pick it up from the file.
 - CSV and XLSX: a `WKT` column first (GDAL reads it as the geometry: POINT or MULTIPOLYGON),
   in the output CRS's axis order like GeoJSON; date-times as RFC 3339 text in UTC. An XLSX
-  cell holds at most 32 767 characters: an area whose WKT is longer refuses the export
-  (`TooManyRows`, a 400 problem naming `f`) rather than cutting the geometry.
+  sheet holds at most 1 048 575 objects (`TooManyRows`) and a cell at most 32 767
+  characters: an area whose WKT is longer refuses the export (`CellTooLong`) rather than
+  cutting the geometry.
 - GeoPackage: typed columns (integers, reals, text, dates, date-times in UTC), a layer named
   for the collection with the theme's geometry type, coordinates east/north (x = longitude
   for geographic CRSs, as GeoPackage stores them) with the CRS in the file.
@@ -40,8 +46,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -89,8 +93,21 @@ FORMATS: dict[str, Format] = {
 }
 
 
-class TooManyRows(ValueError):
-    """The result does not fit the format (XLSX: one sheet, 32 767 characters a cell)."""
+class DoesNotFit(ValueError):
+    """The result does not fit the format."""
+
+
+class TooManyRows(DoesNotFit):
+    """More objects than an XLSX sheet holds."""
+
+    @classmethod
+    def xlsx(cls) -> "TooManyRows":
+        return cls(f"an XLSX sheet holds at most {XLSX_MAX_ROWS} objects and more match: "
+                   "narrow the filter, or export CSV or GeoPackage (f=csv, f=gpkg)")
+
+
+class CellTooLong(DoesNotFit):
+    """A value longer than an XLSX cell holds."""
 
 
 def columns(theme: Theme, public: bool) -> list[tuple[str, str]]:
@@ -149,6 +166,15 @@ def export_sql(q: query.ItemsQuery, fmt: Format) -> tuple[sql.Composed, list]:
         select = sql.SQL(", ").join([*cols, geom])
     stmt = sql.SQL("SELECT {select} FROM {src} t WHERE {where} ORDER BY t.objekt_id").format(
         select=select, src=src, where=where)
+    return stmt, params
+
+
+def count_sql(q: query.ItemsQuery, limit: int) -> tuple[sql.Composed, list]:
+    """The number of objects `export_sql(q, ...)` reads, counted up to `limit` (a bounded
+    count: the database stops at `limit`)."""
+    where, params = query.where_clause(q)
+    stmt = sql.SQL("SELECT count(*) FROM (SELECT FROM {src} t WHERE {where} LIMIT {limit}) n"
+                   ).format(src=query.source(q), where=where, limit=sql.Literal(int(limit)))
     return stmt, params
 
 
@@ -229,60 +255,83 @@ class CSVWriter:
 # --- file formats ---
 
 class _FileWriter:
-    """Writes to a file in its own temporary directory; `path` when finished."""
+    """Writes to a file in `directory` (the caller's, which it removes); `path` when
+    finished."""
 
-    def __init__(self, fmt: Format, q: query.ItemsQuery):
+    def __init__(self, fmt: Format, q: query.ItemsQuery, directory: str):
         self.fmt = fmt
         self.q = q
-        self.dir = tempfile.mkdtemp(prefix="ly-export-")
+        self.dir = directory
         self.count = 0
 
     def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Release the writer's open files (its directory is the caller's to remove)."""
+
+
+def _sheet_stream(sheet, path: str):
+    """openpyxl's write-only sheet streams its rows to an XML file it makes in the system
+    temporary directory (`openpyxl.worksheet._writer.create_temporary_file`), outside the
+    export's directory, and removes it only when the workbook is saved or at interpreter
+    exit. This stream writes to `path`, so the export's directory holds everything."""
+    from openpyxl.worksheet._writer import WorksheetWriter
+
+    class SheetStream(WorksheetWriter):
+        def cleanup(self) -> None:  # openpyxl's also unregisters its own temporary file
+            if os.path.exists(self.out):
+                os.remove(self.out)
+
+    stream = SheetStream(sheet, out=path)
+    stream.write_top()
+    return stream
 
 
 class XLSXWriter(_FileWriter):
-    def __init__(self, fmt: Format, q: query.ItemsQuery):
-        super().__init__(fmt, q)
+    def __init__(self, fmt: Format, q: query.ItemsQuery, directory: str):
+        super().__init__(fmt, q, directory)
         from openpyxl import Workbook
 
-        self.book = Workbook(write_only=True)  # rows go to a temporary file as appended
+        self.book = Workbook(write_only=True)  # rows go to the sheet's stream as appended
         self.layer = layer_name(q.theme)
         self.sheet = self.book.create_sheet(self.layer[:XLSX_MAX_SHEET_NAME])
+        # Before the first append, which would make openpyxl's own stream.
+        self.sheet._writer = _sheet_stream(self.sheet, os.path.join(self.dir, "sheet.xml"))
         self.sheet.append(["WKT", *(n for n, _ in columns(q.theme, q.public))])
 
     def write(self, rows: list[tuple]) -> None:
         self.count += len(rows)
-        if self.count > XLSX_MAX_ROWS:
-            raise TooManyRows(f"XLSX holds at most {XLSX_MAX_ROWS} objects in a sheet; "
-                              "narrow the filter or export CSV")
+        if self.count > XLSX_MAX_ROWS:  # a backstop: the service counts before it writes
+            raise TooManyRows.xlsx()
         for r in rows:
             wkt = r[-1]
             if wkt is not None and len(wkt) > XLSX_MAX_CELL:
-                raise TooManyRows(
+                raise CellTooLong(
                     f"the geometry of {r[0]} is {len(wkt)} characters of WKT; an XLSX cell "
                     f"holds at most {XLSX_MAX_CELL}: export CSV, GeoPackage or GeoJSON")
             self.sheet.append([wkt, *(_cell(v) for v in r[:-1])])
 
     def finish(self) -> str:
+        from openpyxl.writer.excel import ExcelWriter
+
         path = os.path.join(self.dir, f"{self.layer}.xlsx")
-        self.book.save(path)
+        # `Workbook.save`, with the archive closed also when the save fails (a full disk):
+        # else its open file would keep the space of the half-written workbook until the
+        # garbage collector finds it.
+        self.book.properties.modified = datetime.now(timezone.utc).replace(tzinfo=None)
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            ExcelWriter(self.book, archive).write_data()  # ends the sheet's stream
         self.sheet = None
         return path
 
     def close(self) -> None:
         """Also an export abandoned half-way (too many rows, a cell too long, an error): the
-        sheet's XML stream is ended and its temporary file removed, rather than left to the
-        garbage collector (which would end it mid-element)."""
+        sheet's XML stream is ended, so its file is closed now rather than by the garbage
+        collector (an unlinked file still takes its space while it is open)."""
         sheet, self.sheet = self.sheet, None
         if sheet is not None:
             try:
                 sheet.close()
-                if sheet._writer is not None:
-                    sheet._writer.cleanup()
             except Exception:  # openpyxl's internals; the directory goes anyway
                 pass
-        super().close()
 
 
 class _OGRWriter(_FileWriter):
@@ -292,8 +341,8 @@ class _OGRWriter(_FileWriter):
     driver = ""
     suffix = ""
 
-    def __init__(self, fmt: Format, q: query.ItemsQuery):
-        super().__init__(fmt, q)
+    def __init__(self, fmt: Format, q: query.ItemsQuery, directory: str):
+        super().__init__(fmt, q, directory)
         self.columns = columns(q.theme, q.public)
         self.layer = layer_name(q.theme)
         self.geometry_type = q.theme.geometry_type
@@ -380,8 +429,8 @@ class ShapefileWriter(_OGRWriter):
     driver = "ESRI Shapefile"
     suffix = "shp"
 
-    def __init__(self, fmt: Format, q: query.ItemsQuery):
-        super().__init__(fmt, q)
+    def __init__(self, fmt: Format, q: query.ItemsQuery, directory: str):
+        super().__init__(fmt, q, directory)
         self.short = shapefile_names(q.theme, q.public)
 
     def _shp_arrays(self, rows):
@@ -424,5 +473,10 @@ WRITERS = {"geojson": GeoJSONWriter, "csv": CSVWriter, "xlsx": XLSXWriter,
            "gpkg": GPKGWriter, "shp": ShapefileWriter}
 
 
-def writer(fmt: Format, q: query.ItemsQuery):
-    return WRITERS[fmt.name](fmt, q)
+def writer(fmt: Format, q: query.ItemsQuery, directory: str | None = None):
+    """The writer of `fmt`; a file format's writes in `directory`."""
+    if fmt.streamed:
+        return WRITERS[fmt.name](fmt, q)
+    if directory is None:
+        raise TypeError(f"the {fmt.name} writer needs a directory to write in")
+    return WRITERS[fmt.name](fmt, q, directory)

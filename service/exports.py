@@ -13,21 +13,32 @@ layer and file name (`<collectionId>-<UTC time>.<ext>`) follow the theme's descr
 
 The read runs in the actor's transaction (`acting`), so row-level security and the
 public's column privileges decide what is exported, as for items: the public's views hold
-no personal attribute, and the authorities' views mask them for planners and inspectors. Rows come from a
-server-side cursor in batches (`loaders.exports.BATCH`), so memory stays constant:
+no personal attribute, and the authorities' views mask them for planners and inspectors.
+Rows come from a server-side cursor in batches (`loaders.exports.BATCH`), so memory stays
+constant:
 - GeoJSON and CSV are streamed while they are read; the first small batch is read before
   the response starts, so a bad filter the database refuses is still a problem response,
   and the first bytes go out after that batch.
-- XLSX, GeoPackage and Shapefile (zipped) are written batch by batch to a temporary file
-  (GDAL and openpyxl in a worker thread), the connection is returned to the pool, and the
-  file is streamed and deleted (it is unlinked before streaming starts, so nothing is left
-  behind if the client goes away).
+- XLSX, GeoPackage and Shapefile (zipped) are written batch by batch to a file in a
+  temporary directory of the export's own (GDAL and openpyxl in a worker thread; openpyxl's
+  stream of the sheet's rows is in it too), the connection is returned to the pool, and the
+  file is opened, its directory removed, and the open file streamed: nothing is on disk
+  once the download starts, whether or not the client stays to its end.
+
+The temporary directory has one owner, `_write_file`, which removes it however the writing
+ends: finished, refused (`loaders.exports.DoesNotFit`), a database error (a killed
+connection: a 503 problem), a failed write (a full disk), cancelled, or the client gone.
+Between batches the export stops when the client has gone away (nobody would receive the
+file, and it would hold a connection to the end). An XLSX export is counted first (a
+bounded count, up to one object more than a sheet holds) and refused (422, naming `f`)
+before anything is written when it would not fit.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from contextlib import AsyncExitStack
 
 import anyio
@@ -47,6 +58,9 @@ assert set(params.EXPORT_FORMATS) == set(writers.FORMATS)
 #: The first fetch is small, so the first bytes of a streamed export go out soon.
 FIRST_BATCH = 500
 CHUNK = 1 << 20  # bytes per read when streaming a finished file
+#: The status of an export whose client went away before its response began (nginx's
+#: "client closed request"; nobody receives it, the access log shows it).
+CLIENT_GONE = 499
 
 
 class _ExportResponse(StreamingResponse):
@@ -71,18 +85,41 @@ def _headers(fmt: writers.Format, q: ItemsQuery) -> dict[str, str]:
     }
 
 
-async def _open(request: Request, stmt, args):
-    """The actor's transaction with a server-side cursor on `stmt` and its first rows."""
+async def _shielded(fn, *args):
+    """`fn(*args)` run to its end even when the export is cancelled (the cancellation is
+    taken at the next checkpoint): a fetch, or the end of a transaction, is never cut
+    half-way (psycopg would close the connection). A worker thread's call needs no shield:
+    `run_in_threadpool` waits for the thread also when cancelled, so the directory is never
+    removed under a write still running."""
+    with anyio.CancelScope(shield=True):
+        return await fn(*args)
+
+
+async def _open(request: Request, q: ItemsQuery, stmt, args, fmt: writers.Format):
+    """The actor's transaction with a server-side cursor on `stmt` and its first rows; an
+    XLSX export is counted first, and refused when it would not fit a sheet."""
     stack = AsyncExitStack()
     try:
         conn = await stack.enter_async_context(acting(request))
+        if fmt.name == "xlsx":
+            count_stmt, count_args = writers.count_sql(q, writers.XLSX_MAX_ROWS + 1)
+            (n,) = await (await conn.execute(count_stmt, count_args)).fetchone()
+            if n > writers.XLSX_MAX_ROWS:
+                raise _does_not_fit(writers.TooManyRows.xlsx())
         cur = conn.cursor(name="ly_export")
         await cur.execute(stmt, args)
         first = await cur.fetchmany(FIRST_BATCH)
     except BaseException:
-        await stack.__aexit__(*sys.exc_info())
+        await _shielded(stack.__aexit__, *sys.exc_info())
         raise
     return stack, cur, first
+
+
+def _does_not_fit(exc: writers.DoesNotFit) -> Problem:
+    """More objects than an XLSX sheet holds: 422; a value longer than a cell: 400."""
+    status, kind = (422, "too-many-rows") if isinstance(exc, writers.TooManyRows) else \
+        (400, "cell-too-long")
+    return Problem(status, f"f: {exc}", kind=kind, errors=[{"field": "f", "detail": str(exc)}])
 
 
 async def export(request: Request, q: ItemsQuery, fmt_name: str) -> Response:
@@ -97,22 +134,14 @@ async def export(request: Request, q: ItemsQuery, fmt_name: str) -> Response:
     headers = _headers(fmt, q)
     if request.method == "HEAD":
         return _head(fmt, headers)
-    stack, cur, first = await _open(request, stmt, args)
     if fmt.streamed:
+        stack, cur, first = await _open(request, q, stmt, args, fmt)
         return _ExportResponse(_stream(stack, cur, first, writers.writer(fmt, q)),
                                media_type=fmt.media_type, headers=headers)
-    try:
-        path, w = await _write_file(cur, first, fmt, q)
-    except BaseException:
-        await stack.__aexit__(*sys.exc_info())
-        raise
-    await stack.aclose()  # the connection goes back to the pool before the download
-    try:
-        f = open(path, "rb")
-        size = os.fstat(f.fileno()).st_size
-    finally:
-        w.close()  # the directory and file are gone; the open file lives until streamed
-    headers["Content-Length"] = str(size)
+    f = await _write_file(request, q, fmt, stmt, args)
+    if f is None:
+        return Response(status_code=CLIENT_GONE)
+    headers["Content-Length"] = str(os.fstat(f.fileno()).st_size)
     return _ExportResponse(_file_chunks(f), media_type=fmt.media_type, headers=headers)
 
 
@@ -144,22 +173,40 @@ async def _stream(stack: AsyncExitStack, cur, first: list, w):
             await stack.aclose()
 
 
-async def _write_file(cur, first: list, fmt: writers.Format, q: ItemsQuery):
-    w = await run_in_threadpool(writers.writer, fmt, q)
+async def _write_file(request: Request, q: ItemsQuery, fmt: writers.Format, stmt, args):
+    """The finished file of a file format, open for reading and already removed from disk
+    (with the temporary directory it was written in); None when the client went away."""
+    with tempfile.TemporaryDirectory(prefix="ly-export-", ignore_cleanup_errors=True) as tmp:
+        path = await _write(request, q, fmt, stmt, args, tmp)
+        return None if path is None else open(path, "rb")
+
+
+async def _write(request: Request, q: ItemsQuery, fmt: writers.Format, stmt, args,
+                 directory: str) -> str | None:
+    """Write the export in `directory`: the finished file's path, or None when the client
+    went away (the export stops at the next batch)."""
+    stack, cur, rows = await _open(request, q, stmt, args, fmt)
+    w, path = None, None
     try:
-        rows = first
+        w = await run_in_threadpool(writers.writer, fmt, q, directory)
         while rows:
             await run_in_threadpool(w.write, rows)
-            rows = await cur.fetchmany(writers.BATCH)
-        path = await run_in_threadpool(w.finish)
-    except writers.TooManyRows as exc:
-        w.close()
-        raise Problem(400, f"f: {exc}", kind="too-many-rows",
-                      errors=[{"field": "f", "detail": str(exc)}]) from None
-    except BaseException:
-        w.close()
+            await anyio.lowlevel.checkpoint()  # where a cancellation stops the export
+            if await request.is_disconnected():
+                break
+            rows = await _shielded(cur.fetchmany, writers.BATCH)
+        else:
+            path = await run_in_threadpool(w.finish)
+    except BaseException as exc:
+        if w is not None:
+            w.close()
+        await _shielded(stack.__aexit__, type(exc), exc, exc.__traceback__)
+        if isinstance(exc, writers.DoesNotFit):
+            raise _does_not_fit(exc) from None
         raise
-    return path, w
+    w.close()
+    await _shielded(stack.aclose)  # the connection goes back to the pool before the download
+    return path
 
 
 async def _file_chunks(f):
