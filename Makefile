@@ -8,13 +8,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 LOCAL_DB_URL := postgresql://ly:ly@127.0.0.1:5432/ly
+# The tests: on a server named by DATABASE_URL, in its database ly_test (LY_TEST_DATABASE_URL
+# overrides); without one, on a throw-away cluster the suite starts itself (tests/pgcluster.py).
 ifeq ($(origin DATABASE_URL),undefined)
   export DATABASE_URL := $(LOCAL_DB_URL)
   PROVISION := env -u DATABASE_URL bash scripts/provision-db.sh
 else
   PROVISION := bash scripts/provision-db.sh
+  export LY_TEST_DATABASE_URL ?= $(patsubst %/ly,%/ly_test,$(DATABASE_URL))
 endif
-export LY_TEST_DATABASE_URL ?= $(patsubst %/ly,%/ly_test,$(DATABASE_URL))
 HOST ?= 0.0.0.0
 PORT ?= 8000
 

@@ -8,6 +8,7 @@ Read-only tests share one copy. Black-box tests talk to a real uvicorn server on
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import os
 import socket
@@ -29,7 +30,16 @@ from loaders.reference import load_municipalities, load_postal_codes
 from service.app import create_app
 from service.devtokens import ensure_key, issue
 from service.settings import Settings
+from tests import pgcluster
 
+# The server the suite creates its databases on: LY_TEST_DATABASE_URL when given, else a
+# throw-away cluster of the session's own (tests/pgcluster.py), else the local ly_test.
+if "LY_TEST_DATABASE_URL" not in os.environ:
+    _CLUSTER = pgcluster.start_if_possible()
+    if _CLUSTER is not None:
+        atexit.register(_CLUSTER.stop)
+        # Subprocesses (the CLI under test) and modules that read it find the same server.
+        os.environ["LY_TEST_DATABASE_URL"] = _CLUSTER.url
 BASE_URL = psycopg_url(os.environ.get("LY_TEST_DATABASE_URL",
                                       "postgresql://ly:ly@127.0.0.1:5432/ly_test"))
 DEMO_COUNT = 3000

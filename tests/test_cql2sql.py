@@ -19,7 +19,7 @@ from datamodel.cql2sql import (
     to_sql,
 )
 
-DB_URL = os.environ.get("LY_TEST_DATABASE_URL", "postgresql://ly:ly@127.0.0.1:5432/ly_test")
+from tests.conftest import BASE_URL as DB_URL  # noqa: E402  (the suite's server)
 
 QUERYABLES = {
     q.name: q
