@@ -36,6 +36,7 @@ before anything is written when it would not fit.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -57,6 +58,7 @@ from service.errors import Problem, bad_request
 assert set(params.EXPORT_FORMATS) == set(writers.FORMATS)
 #: The first fetch is small, so the first bytes of a streamed export go out soon.
 FIRST_BATCH = 500
+log = logging.getLogger(__name__)
 CHUNK = 1 << 20  # bytes per read when streaming a finished file
 #: The status of an export whose client went away before its response began (nginx's
 #: "client closed request"; nobody receives it, the access log shows it).
@@ -203,6 +205,10 @@ async def _write(request: Request, q: ItemsQuery, fmt: writers.Format, stmt, arg
         await _shielded(stack.__aexit__, type(exc), exc, exc.__traceback__)
         if isinstance(exc, writers.DoesNotFit):
             raise _does_not_fit(exc) from None
+        if isinstance(exc, OSError):  # the server's disk (full, failing): not the client's
+            log.error("export to %s failed: %s", directory, exc)
+            raise Problem(503, "Eksporten kunne ikke skrives på serveren; prøv igen senere.",
+                          kind="export-storage", headers={"Retry-After": "60"}) from None
         raise
     w.close()
     await _shielded(stack.aclose)  # the connection goes back to the pool before the download

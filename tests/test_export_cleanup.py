@@ -171,9 +171,9 @@ def test_a_killed_database_connection_is_a_problem_and_leaves_nothing(
 def test_a_write_failing_at_the_end_leaves_nothing(shared_db_url, private_tmp, monkeypatch,
                                                    fmt):
     """The disk is full when the rows are in and the file is being finished (openpyxl's
-    save of the workbook, the Shapefile's zip): a logged 500, and nothing left (openpyxl's
-    stream of the sheet's rows used to stay, with every row, in the system temporary
-    directory)."""
+    save of the workbook, the Shapefile's zip): a 503 problem (the server's fault, not the
+    client's; never a 500), and nothing left (openpyxl's stream of the sheet's rows used to
+    stay, with every row, in the system temporary directory)."""
     import zipfile
 
     def full(self, *args, **kwargs):
@@ -183,7 +183,8 @@ def test_a_write_failing_at_the_end_leaves_nothing(shared_db_url, private_tmp, m
     app = create_app(make_settings(shared_db_url))
     with TestClient(app, headers=ADMIN_HEADERS, raise_server_exceptions=False) as c:
         r = c.get(ITEMS, params={"f": fmt, **PARAMS})
-    assert r.status_code == 500, r.text
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "60"
     assert r.headers["content-type"] == "application/problem+json"
     assert "space" not in r.text
     assert _left(private_tmp) == []
