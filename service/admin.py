@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import psycopg
 from fastapi import APIRouter, Query, Request
 from psycopg import sql
 from starlette.responses import Response
@@ -70,8 +71,13 @@ async def set_activation(request: Request) -> Response:
                       kind="invalid-body",
                       errors=[{"field": "begrundelse", "detail": "3-500 characters"}])
     async with acting(request) as conn:
-        await conn.execute("INSERT INTO ly.aktivering (aktiv, begrundelse) VALUES (%s, %s)",
-                           [body["aktiv"], reason.strip()])
+        try:
+            cur = await conn.execute("INSERT INTO ly.aktivering (aktiv, begrundelse) "
+                                     "VALUES (%s, %s)", [body["aktiv"], reason.strip()])
+        except psycopg.errors.InsufficientPrivilege:
+            cur = None
+        if cur is None or cur.rowcount != 1:  # row-level security refused the switch
+            raise forbidden("the register does not let you switch activation", field="aktiv")
         out = await _activation(conn)
     request.app.state.extent_cache.clear()
     return json_response(out)
@@ -189,6 +195,13 @@ async def assign(request: Request) -> Response:
         _, cvr, may_edit = found
         if not may_edit:
             raise forbidden("the object is outside your register", field="objekt_id")
-        await conn.execute("INSERT INTO ly.tildeling (objekt_id, subjekt, cvr_kode) "
-                           "VALUES (%s, %s, %s)", [objekt_id, subject.strip(), cvr])
+        try:
+            cur = await conn.execute("INSERT INTO ly.tildeling (objekt_id, subjekt, cvr_kode) "
+                                     "VALUES (%s, %s, %s)", [objekt_id, subject.strip(), cvr])
+        except psycopg.errors.InsufficientPrivilege:
+            cur = None
+        if cur is None or cur.rowcount != 1:  # row-level security refused the assignment
+            raise forbidden("the object belongs to another authority's register (CVR "
+                            f"{cvr}); only its own or a national administrator assigns it",
+                            field="objekt_id")
     return json_response({"objekt_id": str(objekt_id), "subjekt": subject.strip()}, status=201)

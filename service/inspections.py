@@ -8,13 +8,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import threading
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID
 
 import orjson
+import psycopg
 from fastapi import APIRouter, Query, Request
 from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
 from psycopg import sql
@@ -268,17 +272,93 @@ async def _photos(conn, eftersyn_id: UUID) -> list[dict]:
             await cur.fetchall()]
 
 
+def _etag(e: dict) -> str:
+    return f'"{e["version"]}"'
+
+
+_ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
+
+
+def _if_match(request: Request) -> frozenset[int] | str | None:
+    """The versions an upload is conditional on (RFC 9110 13.1.1): None when it is not,
+    "*" for any current version, else the versions the strong ETags name (a weak or a foreign
+    tag names none, and so never matches)."""
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    if value.strip() == "*":
+        return "*"
+    tags = [t.strip() for t in value.split(",") if t.strip()]
+    if not tags:
+        raise bad_request("If-Match", 'must be "*" or ETags such as "3"')
+    versions = set()
+    for tag in tags:
+        m = _ENTITY_TAG.fullmatch(tag)
+        if m is None:
+            raise bad_request("If-Match", f"{tag!r} is not an ETag (a quoted version such as "
+                                          '"3")')
+        if m.group(1) is None and m.group(2).isdigit():
+            versions.add(int(m.group(2)))
+    return frozenset(versions)
+
+
+def _check_if_match(existing: dict | None, expected, eid: UUID) -> None:
+    if expected is None:
+        return
+    if existing is None:
+        raise Problem(412, f"If-Match: the inspection {eid} does not exist",
+                      kind="precondition-failed",
+                      errors=[{"field": "If-Match", "detail": "no current version"}])
+    if expected != "*" and existing["version"] not in expected:
+        raise Problem(412, f"If-Match: the inspection changed since that version was read; it "
+                      f"is now version {existing['version']} ({existing['status']})",
+                      kind="precondition-failed",
+                      errors=[{"field": "If-Match",
+                               "detail": f"the current ETag is {_etag(existing)}"}],
+                      headers={"ETag": _etag(existing)})
+
+
+async def _lock(conn, eftersyn_id: UUID) -> tuple[dict | None, bool]:
+    """The inspection and whether the actor may change it. A row the actor may change is
+    locked (FOR UPDATE) until the transaction ends: a concurrent change waits for it, then
+    sees what this one did. Row-level security leaves a visible row that the actor may not
+    change out of the lock; it is then read unlocked (False)."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM ly.eftersyn WHERE id = %s FOR UPDATE",
+                             [eftersyn_id])
+    row = await cur.fetchone()
+    if row is not None:
+        return dict(zip([d.name for d in cur.description], row)), True
+    return await _load(conn, eftersyn_id), False
+
+
+def _outside_scope(what: str, field: str) -> Problem:
+    return forbidden(f"{what}: the register does not let you change this inspection "
+                     "(outside your municipality or role)", field=field)
+
+
+async def _stored_response(conn, eid: UUID, status: int) -> Response:
+    stored = await _load(conn, eid)
+    return json_response(_public_form(stored, await _photos(conn, eid)), status=status,
+                         headers={"ETag": _etag(stored)})
+
+
 @router.put("/eftersyn/{eftersyn_id}", summary="Upload an inspection (idempotent)",
             response_class=Response,
-            responses={200: {"description": "Updated, or the same upload again"},
-                       201: {"description": "Created"}, 401: {"description": "Not signed in"},
-                       403: {"description": "Not allowed"}, 404: {"description": "No shelter"},
-                       409: {"description": "Submitted or approved: cannot change"},
+            responses={200: {"description": "Updated as sent, or the same upload again"},
+                       201: {"description": "Created"},
+                       400: {"description": "A malformed If-Match"},
+                       401: {"description": "Not signed in"},
+                       403: {"description": "Visible, but not yours to change"},
+                       404: {"description": "No shelter"},
+                       409: {"description": "Submitted or approved (perhaps meanwhile): "
+                                            "cannot change; the ETag is the current version"},
+                       412: {"description": "If-Match does not name the current version"},
                        422: {"description": "Invalid answers; the problem names the item"}})
 async def upload(request: Request, eftersyn_id: str) -> Response:
     params.check_known(request, set())
     await _writer(request)
     eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
+    expected = _if_match(request)
     body = await read_json(request, ("application/json",))
     try:
         up = _parse_upload(body)
@@ -286,20 +366,11 @@ async def upload(request: Request, eftersyn_id: str) -> Response:
         raise invalid(exc) from None
     digest = _content_hash(up)
     async with acting(request) as conn:
-        existing = await _load(conn, eid)
-        if existing is not None:
-            if existing["indhold_hash"] == digest:  # a replay: applied once already
-                return json_response(_public_form(existing, await _photos(conn, eid)))
-            _check_editable(existing, up)
-            await conn.execute(
-                "UPDATE ly.eftersyn SET status = %s, svar = %s, rum = %s, kampagne_id = %s, "
-                "position = ST_GeomFromEWKT(%s), position_tid = %s, indhold_hash = %s, "
-                "tjekliste_kode = %s, tjekliste_version = %s WHERE id = %s",
-                [up["status"], orjson.dumps(up["svar"]).decode(),
-                 orjson.dumps(up["rum"]).decode(), up["kampagne_id"], up["position"],
-                 up["position_tid"], digest, up["template"].kode, up["template"].version, eid])
-            status = 200
-        else:
+        for _ in range(2):
+            existing, writable = await _lock(conn, eid)
+            if existing is not None:
+                return await _update(conn, existing, writable, up, digest, expected)
+            _check_if_match(None, expected, eid)
             cur = await conn.execute(sql.SQL(
                 "SELECT cvr_kode, beliggenhedskommune FROM {} WHERE objekt_id = %s"
             ).format(_CURRENT), [up["objekt_id"]])
@@ -308,53 +379,113 @@ async def upload(request: Request, eftersyn_id: str) -> Response:
                 raise Problem(404, f"objekt_id: the shelter {up['objekt_id']} does not exist",
                               kind="not-found",
                               errors=[{"field": "objekt_id", "detail": "no such shelter"}])
-            await conn.execute(
-                "INSERT INTO ly.eftersyn (id, objekt_id, kampagne_id, tjekliste_kode, "
-                "tjekliste_version, status, svar, rum, indhold_hash, cvr_kode, "
-                "beliggenhedskommune, position, position_tid) VALUES (%s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s, ST_GeomFromEWKT(%s), %s)",
-                [eid, up["objekt_id"], up["kampagne_id"], up["template"].kode,
-                 up["template"].version, up["status"], orjson.dumps(up["svar"]).decode(),
-                 orjson.dumps(up["rum"]).decode(), digest, shelter[0], shelter[1],
-                 up["position"], up["position_tid"]])
-            status = 201
-        stored = await _load(conn, eid)
-        return json_response(_public_form(stored, await _photos(conn, eid)), status=status,
-                             headers={"ETag": f'"{stored["version"]}"'})
+            try:
+                cur = await conn.execute(
+                    "INSERT INTO ly.eftersyn (id, objekt_id, kampagne_id, tjekliste_kode, "
+                    "tjekliste_version, status, svar, rum, indhold_hash, cvr_kode, "
+                    "beliggenhedskommune, position, position_tid) VALUES (%s, %s, %s, %s, %s, "
+                    "%s, %s, %s, %s, %s, %s, ST_GeomFromEWKT(%s), %s) ON CONFLICT (id) DO NOTHING",
+                    [eid, up["objekt_id"], up["kampagne_id"], up["template"].kode,
+                     up["template"].version, up["status"], orjson.dumps(up["svar"]).decode(),
+                     orjson.dumps(up["rum"]).decode(), digest, shelter[0], shelter[1],
+                     up["position"], up["position_tid"]])
+            except psycopg.errors.InsufficientPrivilege:
+                raise forbidden("objekt_id: you may not record inspections of this shelter "
+                                "(not assigned to you, or outside your municipality)",
+                                field="objekt_id") from None
+            if cur.rowcount == 1:
+                return await _stored_response(conn, eid, 201)
+            # A concurrent upload stored it first; in READ COMMITTED the next statement sees
+            # it, so the second round treats this upload as a replay or a change of it.
+    raise Problem(409, f"eftersyn_id: {eid} is the id of an inspection you cannot see",
+                  kind="conflict", errors=[{"field": "eftersyn_id", "detail": "in use"}])
+
+
+async def _update(conn, existing: dict, writable: bool, up: dict, digest: str,
+                  expected) -> Response:
+    eid = existing["id"]
+    if existing["indhold_hash"] == digest:  # a replay: applied once already
+        return await _stored_response(conn, eid, 200)
+    _check_if_match(existing, expected, eid)
+    _check_editable(existing, up)
+    if not writable:
+        raise forbidden("the inspection is another inspector's; you may see it but not "
+                        "change it", field="eftersyn_id")
+    try:
+        cur = await conn.execute(
+            "UPDATE ly.eftersyn SET status = %s, svar = %s, rum = %s, kampagne_id = %s, "
+            "position = ST_GeomFromEWKT(%s), position_tid = %s, indhold_hash = %s, "
+            "tjekliste_kode = %s, tjekliste_version = %s WHERE id = %s",
+            [up["status"], orjson.dumps(up["svar"]).decode(), orjson.dumps(up["rum"]).decode(),
+             up["kampagne_id"], up["position"], up["position_tid"], digest, up["template"].kode,
+             up["template"].version, eid])
+    except psycopg.errors.InsufficientPrivilege:
+        raise _outside_scope("status", "status") from None
+    if cur.rowcount != 1:  # locked above, so only row-level security could skip it
+        raise _outside_scope("eftersyn_id", "eftersyn_id")
+    return await _stored_response(conn, eid, 200)
 
 
 def _check_editable(existing: dict, up: dict) -> None:
+    now = f"version {existing['version']}"
     if existing["status"] in ("godkendt", "indberettet"):
-        raise Problem(409, "an approved inspection cannot be edited", kind="conflict",
-                      errors=[{"field": "status", "detail": existing["status"]}])
+        raise Problem(409, f"the inspection has been approved ({now}, {existing['status']}) "
+                      "and can no longer be edited", kind="conflict",
+                      errors=[{"field": "status", "detail": f"{existing['status']} ({now})"}],
+                      headers={"ETag": _etag(existing)})
     if existing["status"] == "indsendt":
-        raise Problem(409, "the inspection is submitted and awaits approval; it cannot be "
-                      "changed until it is rejected", kind="conflict",
-                      errors=[{"field": "status", "detail": "indsendt"}])
+        raise Problem(409, f"the inspection has been submitted ({now}) and awaits approval; "
+                      "it cannot be changed until it is rejected", kind="conflict",
+                      errors=[{"field": "status", "detail": f"indsendt ({now})"}],
+                      headers={"ETag": _etag(existing)})
     if existing["objekt_id"] != up["objekt_id"]:
         raise Problem(409, "objekt_id: an inspection cannot move to another shelter",
-                      kind="conflict", errors=[{"field": "objekt_id", "detail": "differs"}])
+                      kind="conflict", errors=[{"field": "objekt_id", "detail": "differs"}],
+                      headers={"ETag": _etag(existing)})
 
 
 # --- photos ---
 
+#: The most pixels a photo may have: a 50-megapixel phone camera's photo is accepted, well
+#: under Pillow's decompression-bomb limit (~179 MP), since a small file can declare a huge
+#: image (a 21 KB PNG of 13000 × 13000 pixels decodes to half a gigabyte).
+MAX_PHOTO_PIXELS = 60_000_000
+#: Photos decoded at once (each decode takes up to a few hundred MB), in worker threads.
+_DECODES = threading.BoundedSemaphore(2)
+
+
+def _unreadable(content_type: str, why: str) -> Problem:
+    return Problem(415, f"body: not a readable {content_type} image ({why})",
+                   kind="unsupported-media-type",
+                   errors=[{"field": "body", "detail": "not a readable image"}])
+
+
 def _image_facts(data: bytes, content_type: str) -> tuple[int, int, bytes]:
-    """(width, height, thumbnail JPEG) of an image whose bytes match its content type."""
+    """(width, height, thumbnail JPEG) of an image whose bytes match its content type. Its
+    size is read from the header and checked before anything is decoded; a JPEG is decoded
+    at the smallest scale that still gives the thumbnail (libjpeg's DCT scaling). Blocking:
+    run it in a worker thread."""
+    fmt = PHOTO_TYPES[content_type]
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as probe:  # reads the header only
+            width, height = probe.size
+            if width * height > MAX_PHOTO_PIXELS:
+                raise Problem(413, f"body: a photo may have at most {MAX_PHOTO_PIXELS} pixels "
+                              f"(this one is {width} × {height})", kind="too-large",
+                              errors=[{"field": "body", "detail": f"at most {MAX_PHOTO_PIXELS}"
+                                                                  " pixels"}])
             probe.verify()
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format != PHOTO_TYPES[content_type]:
-                raise ValueError(f"the bytes are {img.format}, not {content_type}")
-            width, height = img.size
-            thumb = img.convert("RGB")
-            thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        with _DECODES, Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            if fmt == "JPEG":
+                img.draft("RGB", (THUMBNAIL_PX, THUMBNAIL_PX))
+            if img.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            img.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
             out = io.BytesIO()
-            thumb.save(out, "JPEG", quality=80)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise Problem(415, f"body: not a readable {content_type} image ({exc})",
-                      kind="unsupported-media-type",
-                      errors=[{"field": "body", "detail": "not a readable image"}]) from None
+            img.convert("RGB").save(out, "JPEG", quality=80)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as exc:
+        raise _unreadable(content_type, str(exc)) from None
     return width, height, out.getvalue()
 
 
@@ -386,9 +517,12 @@ def _photo_too_large() -> Problem:
 @router.put("/eftersyn/{eftersyn_id}/fotos/{foto_id}", summary="Upload a photo (idempotent)",
             response_class=Response,
             responses={200: {"description": "The same photo again"},
-                       201: {"description": "Stored"}, 404: {"description": "No inspection"},
-                       409: {"description": "Another photo under this id"},
-                       413: {"description": "Too large"},
+                       201: {"description": "Stored"},
+                       403: {"description": "Not yours to add photos to"},
+                       404: {"description": "No inspection"},
+                       409: {"description": "Another photo under this id, or the inspection "
+                                            "is approved"},
+                       413: {"description": "Too many bytes or pixels"},
                        415: {"description": "Not a JPEG or PNG image"},
                        422: {"description": "Unknown item or room"}})
 async def upload_photo(request: Request, eftersyn_id: str, foto_id: str,
@@ -400,27 +534,62 @@ async def upload_photo(request: Request, eftersyn_id: str, foto_id: str,
     fid = params.parse_uuid(foto_id, "foto_id")
     ctype, data = await _read_photo(request)
     digest = hashlib.sha256(data).hexdigest()
+    target = (eid, punkt, rum, digest)
     async with acting(request) as conn:
         e = await _load_or_404(conn, eid)
         template = checklist.load_templates()[(e["tjekliste_kode"], e["tjekliste_version"])]
         _check_photo_target(template, punkt, rum)
-        cur = await conn.execute("SELECT sha256 FROM ly.eftersyn_foto WHERE id = %s", [fid])
-        row = await cur.fetchone()
-        if row is not None:
-            if row[0] == digest:
-                return json_response({"id": str(fid), "sha256": digest})
-            raise Problem(409, "foto_id: another photo is stored under this id",
-                          kind="conflict", errors=[{"field": "foto_id", "detail": "in use"}])
-        if e["status"] in ("godkendt", "indberettet"):
-            raise Problem(409, "an approved inspection cannot get new photos", kind="conflict")
-        width, height, thumb = _image_facts(data, ctype)
-        await conn.execute(
-            "INSERT INTO ly.eftersyn_foto (id, eftersyn_id, punkt, rum, content_type, "
-            "stoerrelse, sha256, bredde, hoejde, data, miniature) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [fid, eid, punkt, rum, ctype, len(data), digest, width, height, data, thumb])
+        stored = await _stored_photo(conn, fid)
+        if stored is not None:
+            return _photo_again(stored, target)
+        _check_takes_photos(e)
+    # decoded outside the transaction (no connection is held meanwhile), off the event loop
+    width, height, thumb = await run_in_threadpool(_image_facts, data, ctype)
+    async with acting(request) as conn:
+        try:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "INSERT INTO ly.eftersyn_foto (id, eftersyn_id, punkt, rum, content_type, "
+                    "stoerrelse, sha256, bredde, hoejde, data, miniature) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                    [fid, eid, punkt, rum, ctype, len(data), digest, width, height, data, thumb])
+        except psycopg.errors.InsufficientPrivilege:  # the inspection changed meanwhile
+            _check_takes_photos(await _load_or_404(conn, eid))
+            raise forbidden("eftersyn_id: you may not add photos to this inspection",
+                            field="eftersyn_id") from None
+        if cur.rowcount == 0:  # a concurrent upload under this id came first
+            stored = await _stored_photo(conn, fid)
+            if stored is None:
+                raise _photo_id_taken()
+            return _photo_again(stored, target)
     return json_response({"id": str(fid), "sha256": digest, "bredde": width, "hoejde": height},
                          status=201)
+
+
+async def _stored_photo(conn, foto_id: UUID) -> dict | None:
+    cur = await conn.execute("SELECT id, eftersyn_id, punkt, rum, sha256, bredde, hoejde "
+                             "FROM ly.eftersyn_foto WHERE id = %s", [foto_id])
+    row = await cur.fetchone()
+    return dict(zip([d.name for d in cur.description], row)) if row else None
+
+
+def _photo_again(stored: dict, target: tuple) -> Response:
+    """200 for the photo stored as sent (a replay); 409 for another one under its id."""
+    if (stored["eftersyn_id"], stored["punkt"], stored["rum"], stored["sha256"]) != target:
+        raise _photo_id_taken()
+    return json_response({"id": str(stored["id"]), "sha256": stored["sha256"],
+                          "bredde": stored["bredde"], "hoejde": stored["hoejde"]})
+
+
+def _photo_id_taken() -> Problem:
+    return Problem(409, "foto_id: another photo is stored under this id", kind="conflict",
+                   errors=[{"field": "foto_id", "detail": "in use"}])
+
+
+def _check_takes_photos(e: dict) -> None:
+    if e["status"] in ("godkendt", "indberettet"):
+        raise Problem(409, "an approved inspection cannot get new photos", kind="conflict",
+                      errors=[{"field": "status", "detail": e["status"]}])
 
 
 def _check_photo_target(template: checklist.Template, punkt: str | None, rum: int | None):
@@ -499,6 +668,25 @@ async def inspections(request: Request, status: str | None = Query(None),
 
 # --- approval and rejection ---
 
+async def _lock_for(conn, eid: UUID, status: str, action: str) -> dict:
+    """The inspection, locked for an administrator's step from `status`: 404 when the actor
+    does not see it, 409 when it is not (or no longer) in `status`, 403 when the actor sees
+    it but may not change it. Concurrent steps wait for each other; the later one sees the
+    earlier one's outcome and answers 409."""
+    e, writable = await _lock(conn, eid)
+    if e is None:
+        raise not_found(f"Eftersynet {eid}")
+    if e["status"] != status:
+        what = {"indsendt": "a submitted", "godkendt": "an approved"}[status]
+        raise Problem(409, f"only {what} inspection can be {action} (this one is "
+                      f"{e['status']}, version {e['version']})", kind="conflict",
+                      errors=[{"field": "status", "detail": e["status"]}],
+                      headers={"ETag": _etag(e)})
+    if not writable:
+        raise _outside_scope("eftersyn_id", "eftersyn_id")
+    return e
+
+
 def _class_text(kode: int) -> str:
     from datamodel.codelists import load_codelists
 
@@ -511,17 +699,13 @@ def _class_text(kode: int) -> str:
                                              "shelter's new version"},
                         403: {"description": "Not an administrator of the shelter"},
                         404: {"description": "Not found"},
-                        409: {"description": "Not submitted"}})
+                        409: {"description": "Not (or no longer) submitted"}})
 async def approve(request: Request, eftersyn_id: str) -> Response:
     params.check_known(request, set())
     actor = await _approver(request)
     eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
     async with acting(request) as conn:
-        e = await _load_or_404(conn, eid)
-        if e["status"] != "indsendt":
-            raise Problem(409, f"only a submitted inspection can be approved (this one is "
-                          f"{e['status']})", kind="conflict",
-                          errors=[{"field": "status", "detail": e["status"]}])
+        e = await _lock_for(conn, eid, "indsendt", "approved")
         template = checklist.load_templates()[(e["tjekliste_kode"], e["tjekliste_version"])]
         result = checklist.assess(template, e["svar"], e["rum"])
         today = datetime.now(timezone.utc).date()
@@ -529,19 +713,25 @@ async def approve(request: Request, eftersyn_id: str) -> Response:
         shelter_version = await _update_shelter(conn, e, result, template, done, eid)
         if shelter_version is None:
             raise forbidden("the shelter is outside your register", field="objekt_id")
-        for f in result.findings:
-            await conn.execute(
-                "INSERT INTO ly.mangel (eftersyn_id, objekt_id, punkt, rum, grad, kritisk, "
-                "beskrivelse, ansvarlig, frist, cvr_kode, beliggenhedskommune) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [eid, e["objekt_id"], f.item, f.room, f.grade, f.critical, f.text[:500],
-                 f.responsible, today + timedelta(days=checklist.DEADLINE_DAYS[f.grade]),
-                 e["cvr_kode"], e["beliggenhedskommune"]])
-        await conn.execute(
-            "UPDATE ly.eftersyn SET status = 'godkendt', godkendt_af = %s, godkendt_tid = now(),"
-            " egnethed_kode = %s, pladser = %s, beskyttelsesrum_versions_id = %s WHERE id = %s",
-            [actor.name or actor.subject, result.egnethed_kode, result.places, shelter_version,
-             eid])
+        try:
+            for f in result.findings:
+                await conn.execute(
+                    "INSERT INTO ly.mangel (eftersyn_id, objekt_id, punkt, rum, grad, kritisk, "
+                    "beskrivelse, ansvarlig, frist, cvr_kode, beliggenhedskommune) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [eid, e["objekt_id"], f.item, f.room, f.grade, f.critical, f.text[:500],
+                     f.responsible, today + timedelta(days=checklist.DEADLINE_DAYS[f.grade]),
+                     e["cvr_kode"], e["beliggenhedskommune"]])
+            cur = await conn.execute(
+                "UPDATE ly.eftersyn SET status = 'godkendt', godkendt_af = %s, "
+                "godkendt_tid = now(), egnethed_kode = %s, pladser = %s, "
+                "beskyttelsesrum_versions_id = %s WHERE id = %s",
+                [actor.name or actor.subject, result.egnethed_kode, result.places,
+                 shelter_version, eid])
+        except psycopg.errors.InsufficientPrivilege:
+            raise _outside_scope("eftersyn_id", "eftersyn_id") from None
+        if cur.rowcount != 1:
+            raise _outside_scope("eftersyn_id", "eftersyn_id")
         await conn.execute("SELECT ly.audit('godkend', 'eftersyn', %s, NULL, %s)",
                            [e["objekt_id"], shelter_version])
     return json_response({
@@ -585,7 +775,9 @@ async def _update_shelter(conn, e: dict, result: checklist.Assessment,
 @router.post("/eftersyn/{eftersyn_id}/afvis", summary="Reject a submitted inspection",
              response_class=Response,
              responses={200: {"description": "Rejected; the inspector may correct it"},
-                        409: {"description": "Not submitted"},
+                        403: {"description": "Not an administrator of the shelter"},
+                        404: {"description": "Not found"},
+                        409: {"description": "Not (or no longer) submitted"},
                         422: {"description": "A reason is required"}})
 async def reject(request: Request, eftersyn_id: str) -> Response:
     params.check_known(request, set())
@@ -597,15 +789,12 @@ async def reject(request: Request, eftersyn_id: str) -> Response:
         raise invalid(Invalid([RuleProblem("begrundelse", "a reason of 3–1000 characters is "
                                                           "required")]))
     async with acting(request) as conn:
-        e = await _load_or_404(conn, eid)
-        if e["status"] != "indsendt":
-            raise Problem(409, f"only a submitted inspection can be rejected (this one is "
-                          f"{e['status']})", kind="conflict")
+        e = await _lock_for(conn, eid, "indsendt", "rejected")
         cur = await conn.execute(
             "UPDATE ly.eftersyn SET status = 'afvist', afvist_begrundelse = %s, "
             "indhold_hash = NULL WHERE id = %s", [reason.strip(), eid])
-        if cur.rowcount == 0:
-            raise forbidden("the inspection is outside your register")
+        if cur.rowcount != 1:
+            raise _outside_scope("eftersyn_id", "eftersyn_id")
         await conn.execute("SELECT ly.audit('afvis', 'eftersyn', %s, NULL, NULL, %s)",
                            [e["objekt_id"], json.dumps({"eftersyn": str(eid),
                                                         "begrundelse": reason.strip()})])
@@ -665,23 +854,29 @@ async def export_6122(request: Request, eftersyn_id: str) -> Response:
 
 @router.post("/eftersyn/{eftersyn_id}/indberet", summary="Mark as reported to GeoFA",
              response_class=Response,
-             responses={200: {"description": "Reported"}, 409: {"description": "Not approved"}})
+             responses={200: {"description": "Reported"},
+                        403: {"description": "Not an administrator of the shelter"},
+                        404: {"description": "Not found"},
+                        409: {"description": "Not (or no longer) approved"}})
 async def mark_reported(request: Request, eftersyn_id: str) -> Response:
     params.check_known(request, set())
     await _approver(request)
     eid = params.parse_uuid(eftersyn_id, "eftersyn_id")
     async with acting(request) as conn:
-        e = await _load_or_404(conn, eid)
-        if e["status"] != "godkendt":
-            raise Problem(409, "only an approved inspection can be reported", kind="conflict")
-        await conn.execute("UPDATE ly.eftersyn SET status = 'indberettet', "
-                           "indberettet_tid = now() WHERE id = %s", [eid])
+        await _lock_for(conn, eid, "godkendt", "reported")
+        cur = await conn.execute("UPDATE ly.eftersyn SET status = 'indberettet', "
+                                 "indberettet_tid = now() WHERE id = %s", [eid])
+        if cur.rowcount != 1:
+            raise _outside_scope("eftersyn_id", "eftersyn_id")
     return json_response({"id": str(eid), "status": "indberettet"})
 
 
 @router.post("/eftersyn/6122", summary="Import GeoFA 6122 features as submitted inspections",
              status_code=201, response_class=Response,
-             responses={201: {"description": "Imported"},
+             responses={201: {"description": "Imported (`oprettet` false: imported before)"},
+                        403: {"description": "A shelter you may not record inspections of"},
+                        404: {"description": "No such shelter"},
+                        409: {"description": "Another inspection under a feature's id"},
                         422: {"description": "A feature breaks GeoFA's rules or the checklist"}})
 async def import_6122(request: Request) -> Response:
     params.check_known(request, set())
@@ -711,20 +906,36 @@ async def import_6122(request: Request) -> Response:
         raise invalid(Invalid(problems))
     created = []
     async with acting(request) as conn:
-        for eid, shelter_id, svar, rum in parsed:
+        for n, (eid, shelter_id, svar, rum) in enumerate(parsed):
+            field = f"features[{n}].properties"
             cur = await conn.execute(sql.SQL(
                 "SELECT cvr_kode, beliggenhedskommune FROM {} WHERE objekt_id = %s"
             ).format(_CURRENT), [shelter_id])
             shelter = await cur.fetchone()
             if shelter is None:
-                raise Problem(404, f"noegle: the shelter {shelter_id} does not exist",
-                              kind="not-found")
-            cur = await conn.execute(
-                "INSERT INTO ly.eftersyn (id, objekt_id, tjekliste_kode, tjekliste_version, "
-                "status, svar, rum, cvr_kode, beliggenhedskommune) VALUES "
-                "(%s, %s, %s, %s, 'indsendt', %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-                [eid, shelter_id, template.kode, template.version, orjson.dumps(svar).decode(),
-                 orjson.dumps(rum).decode(), shelter[0], shelter[1]])
+                raise Problem(404, f"{field}.noegle: the shelter {shelter_id} does not exist",
+                              kind="not-found",
+                              errors=[{"field": f"{field}.noegle", "detail": "no such shelter"}])
+            try:
+                cur = await conn.execute(
+                    "INSERT INTO ly.eftersyn (id, objekt_id, tjekliste_kode, tjekliste_version, "
+                    "status, svar, rum, cvr_kode, beliggenhedskommune) VALUES "
+                    "(%s, %s, %s, %s, 'indsendt', %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                    [eid, shelter_id, template.kode, template.version,
+                     orjson.dumps(svar).decode(), orjson.dumps(rum).decode(), shelter[0],
+                     shelter[1]])
+            except psycopg.errors.InsufficientPrivilege:
+                raise forbidden(f"{field}.noegle: you may not record inspections of the shelter "
+                                f"{shelter_id} (not assigned to you, or outside your "
+                                "municipality)", field=f"{field}.noegle") from None
+            if cur.rowcount == 0:  # stored before: a replay of the same import, or a clash
+                e = await _load(conn, eid)
+                if e is None or (e["objekt_id"], e["tjekliste_kode"], e["tjekliste_version"],
+                                 e["svar"], e["rum"]) != (shelter_id, template.kode,
+                                                          template.version, svar, rum):
+                    raise Problem(409, f"{field}.objekt_id: another inspection is stored under "
+                                  f"the id {eid}", kind="conflict",
+                                  errors=[{"field": f"{field}.objekt_id", "detail": "in use"}])
             created.append({"id": str(eid), "objekt_id": str(shelter_id),
                             "oprettet": cur.rowcount == 1})
     return json_response({"eftersyn": created}, status=201)
@@ -759,7 +970,9 @@ async def deficiencies(request: Request, status: str | None = Query(None),
 
 @router.patch("/mangler/{mangel_id}", summary="Move a deficiency on (aaben → planlagt → "
               "udbedret → verificeret)", response_class=Response,
-              responses={200: {"description": "Updated"}, 404: {"description": "Not found"},
+              responses={200: {"description": "Updated"},
+                         403: {"description": "Visible, but not yours to change"},
+                         404: {"description": "Not found"},
                          409: {"description": "Not a next status"},
                          422: {"description": "Invalid body"}})
 async def update_deficiency(request: Request, mangel_id: str) -> Response:
@@ -778,11 +991,20 @@ async def update_deficiency(request: Request, mangel_id: str) -> Response:
     async with acting(request) as conn:
         cur = await conn.execute("SELECT status FROM ly.mangel WHERE id = %s FOR UPDATE", [mid])
         row = await cur.fetchone()
+        writable = row is not None
+        if row is None:  # row-level security locks only what the actor may change
+            cur = await conn.execute("SELECT status FROM ly.mangel WHERE id = %s", [mid])
+            row = await cur.fetchone()
         if row is None:
             raise not_found(f"Mangelen {mangel_id}")
         if new not in _TRANSITIONS[row[0]]:
             raise Problem(409, f"status: {row[0]} cannot become {new}", kind="conflict",
                           errors=[{"field": "status", "detail": f"from {row[0]}"}])
-        await conn.execute("UPDATE ly.mangel SET status = %s, opdateret = now(), "
-                           "opdateret_af = %s WHERE id = %s", [new, actor.subject, mid])
+        if writable:
+            cur = await conn.execute("UPDATE ly.mangel SET status = %s, opdateret = now(), "
+                                     "opdateret_af = %s WHERE id = %s",
+                                     [new, actor.subject, mid])
+        if not writable or cur.rowcount != 1:
+            raise forbidden("the deficiency is outside your register (you may see it but not "
+                            "change it)", field="mangel_id")
     return json_response({"id": str(mid), "status": new})
