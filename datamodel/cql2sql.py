@@ -17,7 +17,8 @@ Supported (conformance classes of CQL2):
 
 * basic-cql2: and, or, not, =, <>, <, <=, >, >=, isNull, boolean properties used as
   predicates, string/number/boolean/timestamp/date literals;
-* advanced-comparison-operators: like, between, in;
+* advanced-comparison-operators: like, between, in (the pattern of LIKE is a string literal,
+  or CASEI of one, in which a backslash escapes `%`, `_` or a backslash and nothing else);
 * case-insensitive-comparison: casei (as `lower()`);
 * basic-spatial-functions and spatial-functions: s_intersects, s_disjoint, s_contains,
   s_within, s_touches, s_crosses, s_overlaps, s_equals with any GeoJSON geometry or a bbox;
@@ -444,9 +445,16 @@ def _parse_timestamp(s: Any, field: str) -> datetime:
             sign = 1 if tz[0] == "+" else -1
             tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
         micro = int((frac or "0")[:6].ljust(6, "0"))
-        return datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro, tzinfo=tzinfo)
+        moment = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro,
+                          tzinfo=tzinfo)
     except ValueError:
         raise FilterError(f"invalid timestamp {s[:40]!r}", field) from None
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise FilterError(f"timestamp {s[:40]!r} lies outside the years 1-9999 (UTC)",
+                          field) from None
+    return moment
 
 
 def _parse_date(s: Any, field: str) -> date:
@@ -457,6 +465,31 @@ def _parse_date(s: Any, field: str) -> date:
     except ValueError:
         pass
     raise FilterError(f"invalid date {str(s)[:40]!r}; use e.g. 2024-01-31", field)
+
+
+def _check_pattern(node: Any) -> None:
+    """A LIKE pattern is a string literal, or CASEI of one (CQL2's patternExpression): `%` and
+    `_` are wildcards, and a backslash makes the next `%`, `_` or backslash literal. Anything
+    else after a backslash, or a backslash at the end, is refused (PostgreSQL would drop the
+    backslash, or fail on the last one)."""
+    while (isinstance(node, dict) and str(node.get("op", "")).lower() == "casei"
+           and isinstance(node.get("args"), list) and len(node["args"]) == 1):
+        node = node["args"][0]
+    if not isinstance(node, str):
+        raise FilterError("the pattern of LIKE must be a string literal (or CASEI of one), "
+                          "not a property")
+    i = 0
+    while i < len(node):
+        if node[i] == "\\":
+            if i + 1 == len(node):
+                raise FilterError("a LIKE pattern must not end in a backslash (write \\\\ for "
+                                  "a backslash)")
+            if node[i + 1] not in "%_\\":
+                raise FilterError(f"in a LIKE pattern a backslash escapes %, _ or a backslash, "
+                                  f"not {node[i + 1]!r} (write \\\\ for a backslash)")
+            i += 2
+        else:
+            i += 1
 
 
 def _op_name(node: dict) -> str:
@@ -715,6 +748,7 @@ class _Compiler:
             if x.kind not in ("string",):
                 who = f"property '{x.prop}'" if x.prop else _shown(x)
                 raise FilterError(f"LIKE needs strings; {who} is {_a(x.kind)}", x.prop or "filter")
+        _check_pattern(args[1])
         a, b = self._pair(a, b, "LIKE")
         return sql.SQL("({} LIKE {})").format(a.sql, b.sql)
 

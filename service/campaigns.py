@@ -53,6 +53,28 @@ def _date(body: dict, key: str, problems: list) -> date | None:
         return None
 
 
+#: Codes are stored as PostgreSQL integers.
+_INT4 = (-2**31, 2**31 - 1)
+
+
+def _is_code(value) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and _INT4[0] <= value <= _INT4[1])
+
+
+def _codes(selection: dict, key: str, problems: list) -> list[int] | None:
+    """`udvalg.<key>`: a code or a list of codes (integers), or absent."""
+    value = selection.get(key)
+    if value is None:
+        return None
+    value = [value] if not isinstance(value, list) else value
+    if not all(_is_code(v) for v in value):
+        problems.append(RuleProblem(f"udvalg.{key}", "must be a list of integer codes "
+                                                    f"({_INT4[0]} to {_INT4[1]})"))
+        return None
+    return value
+
+
 def _parse_campaign(body) -> dict:
     if not isinstance(body, dict):
         raise invalid(Invalid([RuleProblem("body", "must be a JSON object")]))
@@ -71,15 +93,13 @@ def _parse_campaign(body) -> dict:
     if start and end and start > end:
         problems.append(RuleProblem("periode_til", "is before periode_fra"))
     selection = body.get("udvalg") or {}
-    kinds = selection.get("beskyt_rum_kode") if isinstance(selection, dict) else None
-    kinds = [kinds] if isinstance(kinds, int) else kinds
-    municipalities = selection.get("kommuner") if isinstance(selection, dict) else None
-    if not isinstance(selection, dict) or (kinds is not None and not (
-            isinstance(kinds, list) and all(isinstance(k, int) for k in kinds))) or (
-            municipalities is not None and not (isinstance(municipalities, list) and all(
-                isinstance(k, int) for k in municipalities))):
+    kinds = municipalities = None
+    if not isinstance(selection, dict):
         problems.append(RuleProblem("udvalg", "is {\"beskyt_rum_kode\": [..], "
                                               "\"kommuner\": [..]} with integer codes"))
+    else:
+        kinds = _codes(selection, "beskyt_rum_kode", problems)
+        municipalities = _codes(selection, "kommuner", problems)
     if problems:
         raise invalid(Invalid(problems))
     return {"navn": name.strip(), "template": template, "start": start, "end": end,
@@ -176,7 +196,7 @@ async def assign(request: Request, kampagne_id: str) -> Response:
     except (TypeError, ValueError):
         problems.append(RuleProblem("objekt_ids", "must be a list of objekt_id UUIDs"))
     kommune = body.get("kommune") if isinstance(body, dict) else None
-    if kommune is not None and (isinstance(kommune, bool) or not isinstance(kommune, int)):
+    if kommune is not None and not _is_code(kommune):
         problems.append(RuleProblem("kommune", "must be a kommunekode"))
     if problems:
         raise invalid(Invalid(problems))

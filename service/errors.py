@@ -66,28 +66,74 @@ def invalid(exc: Invalid, status: int = 422) -> Problem:
                    errors=errors)
 
 
-def from_database(exc: psycopg.Error) -> Problem | None:
-    """A client's problem the database caught (a backstop behind datamodel.rules)."""
+#: Our words for what the database refused (its own texts never reach a client).
+_REFUSALS = (
+    (psycopg.errors.NotNullViolation, "is required"),
+    (psycopg.errors.CheckViolation, "is outside the values the register allows"),
+    (psycopg.errors.ForeignKeyViolation, "refers to something the register does not have"),
+    (psycopg.errors.StringDataRightTruncation, "is longer than the register allows"),
+    (psycopg.errors.NumericValueOutOfRange, "is outside the range the register stores"),
+    (psycopg.errors.DatetimeFieldOverflow, "is outside the range the register stores"),
+    (psycopg.errors.InvalidTextRepresentation, "is not a valid value"),
+    (psycopg.errors.InvalidDatetimeFormat, "is not a valid value"),
+    (psycopg.errors.UntranslatableCharacter, "holds a character the register cannot store"),
+    (psycopg.errors.CharacterNotInRepertoire, "holds a character the register cannot store"),
+)
+
+
+def _field(column: str | None, theme) -> str | None:
+    """The request field a column is, when it is one of the theme's attributes (or its
+    geometry) and the request writes that theme's objects; else None."""
+    if not column or theme is None:
+        return None
+    if column == "geometri":
+        return "geometry"
+    return f"properties.{column}" if column in theme.fields_by_name else None
+
+
+def from_database(exc: psycopg.Error, theme=None) -> Problem | None:
+    """A client's problem the database caught (a backstop behind the checks of each
+    resource): in our words, naming a field only when the database named the column and it
+    is an attribute of `theme` (the datamodel.themes.Theme the request writes), else the
+    request as a whole. Messages of the register's own triggers (SQLSTATE LY422) are ours."""
     diag = exc.diag
-    column = diag.column_name or (diag.constraint_name or "").removesuffix("_range")
+    column = diag.column_name
+    if column is None and isinstance(exc, psycopg.errors.CheckViolation):
+        column = (diag.constraint_name or "").removesuffix("_range") or None
     state = diag.sqlstate or ""
-    if state == "LY422" or isinstance(exc, (psycopg.errors.CheckViolation,
-                                             psycopg.errors.ForeignKeyViolation,
-                                             psycopg.errors.NotNullViolation,
-                                             psycopg.errors.StringDataRightTruncation,
-                                             psycopg.errors.NumericValueOutOfRange,
-                                             psycopg.errors.InvalidTextRepresentation)):
-        field = f"properties.{column}" if column and column != "geometri" else "geometry"
-        detail = diag.message_primary or str(exc)
+    if state == "LY422":
+        field = _field(column, theme) or "request"
+        detail = diag.message_primary or "the register refused the value"
         return Problem(422, f"{field}: {detail}", kind="invalid-feature",
                        errors=[{"field": field, "detail": detail}])
+    for kind, words in _REFUSALS:
+        if isinstance(exc, kind):
+            field = _field(column, theme)
+            if field is None:
+                field, words = "request", f"a value {words}"
+            return Problem(422, f"{field}: {words}", kind="invalid-feature",
+                           errors=[{"field": field, "detail": words}])
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        # row-level security: a theme's object is in scope by where it lies
+        field = "geometry" if theme is not None else "request"
         return Problem(403, "the register does not let you write this object there "
                        "(outside your municipality or role)", kind="forbidden",
-                       errors=[{"field": "geometry", "detail": "outside your scope"}])
+                       errors=[{"field": field, "detail": "outside your scope"}])
     if isinstance(exc, psycopg.errors.UniqueViolation):
-        return Problem(409, diag.message_primary or "findes allerede", kind="conflict")
+        field = _field(column, theme) or "request"
+        return Problem(409, f"{field}: findes allerede", kind="conflict",
+                       errors=[{"field": field, "detail": "findes allerede"}])
     return None
+
+
+def _theme_of(request: Request):
+    from datamodel import themes
+
+    cid = request.path_params.get("collection_id")
+    try:
+        return themes.get(cid) if isinstance(cid, str) else None
+    except KeyError:
+        return None
 
 
 def install(app: FastAPI) -> None:
@@ -112,12 +158,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return problem_response(Problem(exc.status_code, str(exc.detail), headers=exc.headers),
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            from service import allow  # every method of the path, not only one route's
+
+            headers["Allow"] = allow.header(request) or headers.get("Allow", "")
+        return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers),
                                 request.url.path)
 
     @app.exception_handler(psycopg.Error)
     async def _database(request: Request, exc: psycopg.Error):
-        p = from_database(exc)
+        p = from_database(exc, _theme_of(request))
         if p is None:
             log.exception("database error on %s", request.url.path, exc_info=exc)
             p = Problem(503, "Databasen svarede ikke som ventet; prøv igen.", kind="database")

@@ -50,10 +50,15 @@ def drop_blank_for_html(request: Request) -> None:
 
 
 def check_known(request: Request, allowed: set[str]) -> None:
-    unknown = sorted(set(request.query_params.keys()) - allowed)
+    names = set(request.query_params.keys())
+    with_nul = sorted(n for n in names if "\x00" in n)
+    if with_nul:  # shown escaped: the name is not a parameter, and NUL is not text
+        raise bad_request(with_nul[0].replace("\x00", "\\u0000"),
+                          "a parameter name must not contain NUL characters")
+    unknown = sorted(names - allowed)
     if unknown:
-        names = ", ".join(unknown)
-        raise Problem(400, f"unknown query parameter(s): {names}", kind="unknown-parameter",
+        listed = ", ".join(unknown)
+        raise Problem(400, f"unknown query parameter(s): {listed}", kind="unknown-parameter",
                       errors=[{"field": n, "detail": "is not a parameter of this resource"}
                               for n in unknown])
     for key in set(request.query_params.keys()):
@@ -108,6 +113,9 @@ def parse_bbox(value: str | None, name: str = "bbox") -> tuple[float, ...] | Non
 
 
 def parse_instant(value: str, name: str) -> datetime:
+    """An RFC 3339 date-time (a bare date is its midnight UTC), aware. Refused (400 naming
+    `name`) unless it is an instant of years 1-9999 in UTC, where Python's and PostgreSQL's
+    ranges meet (`0001-01-01T00:00:00+14:00` is year 0 in UTC)."""
     text = value.strip()
     try:
         if len(text) == 10:
@@ -118,6 +126,10 @@ def parse_instant(value: str, name: str) -> datetime:
         raise bad_request(name, f"{value!r} is not an RFC 3339 date-time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise bad_request(name, f"{value!r} lies outside the years 1-9999 (UTC)") from None
     return moment
 
 

@@ -12,6 +12,7 @@ client last saw; a stale one gets 412 and changes nothing.
 
 from __future__ import annotations
 
+import re
 from uuid import UUID
 
 import orjson
@@ -25,7 +26,7 @@ from datamodel.access import EDITING_ROLES, Actor
 from datamodel.rules import Candidate, Invalid, Problem as RuleProblem, complete, \
     validate_feature, validate_properties
 from datamodel.themes import Theme
-from service import collection, params
+from service import allow, collection, params
 from service.auth import current_actor, forbidden, unauthorized
 from service.db import acting
 from service.errors import Problem, not_found
@@ -34,8 +35,6 @@ from service.http import GEOJSON, url
 
 router = APIRouter(tags=["Redigering"])
 
-ITEMS_ALLOW = "GET, HEAD, POST, OPTIONS"
-ITEM_ALLOW = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"
 FEATURE_TYPES = ("application/geo+json", "application/json")
 PATCH_TYPES = ("application/merge-patch+json", "application/json", "application/geo+json")
 
@@ -50,7 +49,8 @@ _BODY_RESPONSES = {
 
 
 async def read_json(request: Request, allowed_types: tuple[str, ...]):
-    """The request body as JSON, refusing wrong media types, oversize bodies and bad JSON."""
+    """The request body as JSON, refusing wrong media types, oversize bodies, bad JSON and
+    (422, naming each) strings holding U+0000, which the database cannot store."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in allowed_types:
         raise Problem(415, f"Content-Type must be one of {', '.join(allowed_types)}",
@@ -66,10 +66,44 @@ async def read_json(request: Request, allowed_types: tuple[str, ...]):
         if len(body) > limit:
             raise _too_large(limit)
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, f"body: not valid JSON ({exc})", kind="invalid-json",
                       errors=[{"field": "body", "detail": f"not valid JSON: {exc}"}]) from None
+    if b"\\u0000" in body:  # a NUL can only be written escaped in JSON
+        _refuse_nul(data)
+    return data
+
+
+_NUL_DETAIL = "must not contain NUL characters (U+0000)"
+
+
+def _refuse_nul(data) -> None:
+    """422 naming every string (member name or value) of a JSON document holding U+0000:
+    PostgreSQL stores no NUL in text or jsonb. Paths are dotted members and 1-based list
+    positions (`svar.x`, `rum[2].y`); a NUL in a member name is shown as `\\u0000`."""
+    problems: list[dict] = []
+    stack: list[tuple[object, str]] = [(data, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                problems.append({"field": path or "body", "detail": _NUL_DETAIL})
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                shown = key.replace("\x00", "\\u0000")
+                child = f"{path}.{shown}" if path else shown
+                if "\x00" in key:
+                    problems.append({"field": child, "detail": "a member name " + _NUL_DETAIL})
+                stack.append((value, child))
+        elif isinstance(node, list):
+            stack.extend((value, f"{path or 'body'}[{n}]") for n, value in enumerate(node, 1))
+    if problems:
+        problems.sort(key=lambda e: e["field"])
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise Problem(422, f"{first['field']}: {first['detail']}{more}", kind="invalid-body",
+                      errors=problems)
 
 
 def _too_large(limit: int) -> Problem:
@@ -84,27 +118,50 @@ def content_crs(request: Request) -> crsmod.Crs:
     return params.parse_crs(value.strip().strip("<>"), "Content-Crs")
 
 
+#: RFC 9110 8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text
+_ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
+
+
+def _malformed_if_match(detail: str) -> Problem:
+    return Problem(400, f"If-Match: {detail}", kind="invalid-header",
+                   errors=[{"field": "If-Match", "detail": detail}])
+
+
 def if_match(request: Request) -> list[UUID] | None:
-    """The versions a write is conditional on (None: unconditional, [] with `*`)."""
-    value = request.headers.get("if-match")
-    if value is None:
+    """The versions a write is conditional on (None: unconditional, [] with `*`).
+
+    The field is `*` or a list of entity-tags (RFC 9110 13.1.1); anything else, an empty field
+    included, is a 400 naming If-Match. A well-formed tag that is weak or not one of this API's
+    never matches (strong comparison): the precondition fails, 412.
+    """
+    values = request.headers.getlist("if-match")
+    if not values:
         return None
-    tags = [t.strip() for t in value.split(",") if t.strip()]
+    value = ",".join(values)
+    elements = [e.strip(" \t") for e in value.split(",")]
+    tags = [e for e in elements if e]  # empty list elements are ignored (RFC 9110 5.6.1.2)
+    if not tags:
+        raise _malformed_if_match("empty; send the ETag the object was read with, or *")
     if tags == ["*"]:
         return []
     versions = []
+    never = None
     for t in tags:
-        if t.startswith("W/"):
-            # If-Match uses the strong comparison (RFC 9110 13.1.1): a weak tag never matches.
-            raise Problem(412, "If-Match: weak ETags never match", kind="precondition-failed",
-                          errors=[{"field": "If-Match", "detail": "weak ETag"}])
-        t = t.strip('"')
+        m = _ENTITY_TAG.fullmatch(t)
+        if m is None:
+            shown = t if len(t) <= 60 else t[:57] + "..."
+            raise _malformed_if_match(f"{shown!r} is not an entity-tag (a quoted ETag such as "
+                                      '"…" or *)')
+        if m.group(1):
+            never = never or "weak ETags never match"
+            continue
         try:
-            versions.append(UUID(t))
+            versions.append(UUID(m.group(2)))
         except ValueError:
-            raise Problem(412, f"If-Match: {t!r} is not an ETag of this API",
-                          kind="precondition-failed",
-                          errors=[{"field": "If-Match", "detail": "not a current ETag"}]) from None
+            never = never or f"{t} is not an ETag of this API"
+    if not versions:
+        raise Problem(412, f"If-Match: {never}", kind="precondition-failed",
+                      errors=[{"field": "If-Match", "detail": never}])
     return versions
 
 
@@ -182,17 +239,72 @@ async def create(request: Request, collection_id: str) -> Response:
                                        {"Location": location})
 
 
+async def _lock(conn, theme: Theme, objekt_id: UUID) -> None:
+    """Serialise this transaction's write of an object with every other write through this
+    API (held to commit): a write without If-Match then applies to the version the previous
+    one made, instead of losing to it."""
+    key = int.from_bytes(objekt_id.bytes[:4], "big", signed=True)
+    await conn.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", [theme.temakode, key])
+
+
 async def _current(conn, theme: Theme, objekt_id: UUID) -> dict | None:
     """The current version's stored values (JSON types) as the actor may see them, with
-    `_may_edit` telling whether the actor may change it; None when hidden or absent."""
+    `_may_edit` telling whether the actor may change it and `_later` whether it was written
+    after this transaction began (its versions are stamped with the transaction's start, so it
+    could not close that version); None when hidden or absent."""
     cur = await conn.execute(
-        sql.SQL("SELECT row_to_json(t), ly.may_edit(t.cvr_kode, t.beliggenhedskommune) "
-                "FROM {} t WHERE objekt_id = %s").format(query.current_view(theme)),
+        sql.SQL("SELECT row_to_json(t), ly.may_edit(t.cvr_kode, t.beliggenhedskommune), "
+                "t.systid_fra > now() FROM {} t WHERE objekt_id = %s").format(
+            query.current_view(theme)),
         [objekt_id])
     row = await cur.fetchone()
     if row is None:
         return None
-    return {**row[0], "_may_edit": row[1]}
+    return {**row[0], "_may_edit": row[1], "_later": row[2]}
+
+
+class _Closed(Exception):
+    """The version a write's statement was to close had been closed by another writer."""
+
+
+class _Later(Exception):
+    """The current version was made after this transaction began."""
+
+
+#: Transactions a write may take before giving up (each retry follows another writer's commit).
+_ATTEMPTS = 8
+
+
+async def _serialised(request: Request, theme: Theme, objekt_id: UUID, feature_id: str,
+                      expected: list[UUID] | None, write):
+    """Run `write(conn, current)` on the object's current version, in a transaction holding
+    the object's lock, after the preconditions (404, 403, 412).
+
+    Versions are stamped with their transaction's start, so a version made after this
+    transaction began (by a writer that held the lock first) cannot be closed by it: the
+    transaction is begun again. `write` raises `_Closed` when its statement found the version
+    closed by a writer that does not take the lock; without If-Match the write is then made
+    again on the new version, with If-Match that is a 412.
+    """
+    for _ in range(_ATTEMPTS):
+        try:
+            async with acting(request) as conn:
+                await _lock(conn, theme, objekt_id)
+                current = await _current(conn, theme, objekt_id)
+                _check_precondition(theme, current, expected, feature_id)
+                if current["_later"]:
+                    raise _Later
+                return await write(conn, current)
+        except _Later:
+            continue
+        except _Closed:
+            if expected is not None:
+                raise Problem(412, f"If-Match: {theme.singular} blev ændret mens denne "
+                              "skrivning blev udført", kind="precondition-failed",
+                              errors=[{"field": "If-Match", "detail": "concurrent change"}]
+                              ) from None
+    raise Problem(503, f"{theme.singular} ændres af mange samtidigt; prøv igen",
+                  kind="busy", headers={"Retry-After": "1"})
 
 
 def _check_precondition(theme: Theme, current: dict | None, expected: list[UUID] | None,
@@ -227,9 +339,8 @@ async def _write_version(request: Request, theme: Theme, feature_id: str, body, 
     objekt_id = params.parse_uuid(feature_id, "featureId")
     expected = if_match(request)
     in_crs = content_crs(request)
-    async with acting(request) as conn:
-        current = await _current(conn, theme, objekt_id)
-        _check_precondition(theme, current, expected, feature_id)
+
+    async def write(conn, current: dict) -> Response:
         cand = _validate(request, theme, body, in_crs, previous=current, partial=partial)
         record = _merge(theme, current, body.get("properties") or {}) if partial \
             else cand.record
@@ -243,11 +354,11 @@ async def _write_version(request: Request, theme: Theme, feature_id: str, body, 
         ).format(view=query.current_view(theme), sets=sets)
         row = await (await conn.execute(stmt, vals + [objekt_id, current["versions_id"]])
                      ).fetchone()
-        if row is None:  # closed by a concurrent writer between our read and our update
-            raise Problem(412, f"If-Match: {theme.singular} blev ændret mens denne skrivning "
-                          "blev udført", kind="precondition-failed",
-                          errors=[{"field": "If-Match", "detail": "concurrent change"}])
+        if row is None:  # closed meanwhile by a writer that does not take the lock
+            raise _Closed
         return await _feature_response(request, conn, theme, objekt_id, 200)
+
+    return await _serialised(request, theme, objekt_id, feature_id, expected, write)
 
 
 def _merge(theme: Theme, current: dict, patch_props: dict) -> dict:
@@ -295,27 +406,27 @@ async def delete(request: Request, collection_id: str, featureId: str) -> Respon
     await require_editor(request, theme)
     objekt_id = params.parse_uuid(featureId, "featureId")
     expected = if_match(request)
-    async with acting(request) as conn:
-        current = await _current(conn, theme, objekt_id)
-        _check_precondition(theme, current, expected, featureId)
+
+    async def write(conn, current: dict) -> None:
         cur = await conn.execute(
             sql.SQL("DELETE FROM {} WHERE objekt_id = %s AND versions_id = %s").format(
                 query.current_view(theme)), [objekt_id, current["versions_id"]])
         if cur.rowcount == 0:
-            raise Problem(412, f"If-Match: {theme.singular} blev ændret mens det blev afsluttet",
-                          kind="precondition-failed")
+            raise _Closed
+
+    await _serialised(request, theme, objekt_id, featureId, expected, write)
     return Response(status_code=204)
 
 
 @router.options("/collections/{collection_id}/items", include_in_schema=True,
                 summary="Tilladte metoder", responses={200: {"description": "Allow header"}})
-async def items_options(collection_id: str) -> Response:
+async def items_options(request: Request, collection_id: str) -> Response:
     params.theme_of(collection_id)
-    return Response(status_code=200, headers={"Allow": ITEMS_ALLOW})
+    return Response(status_code=200, headers={"Allow": allow.header(request)})
 
 
 @router.options("/collections/{collection_id}/items/{featureId}", include_in_schema=True,
                 summary="Tilladte metoder", responses={200: {"description": "Allow header"}})
-async def item_options(collection_id: str, featureId: str) -> Response:
+async def item_options(request: Request, collection_id: str, featureId: str) -> Response:
     params.theme_of(collection_id)
-    return Response(status_code=200, headers={"Allow": ITEM_ALLOW})
+    return Response(status_code=200, headers={"Allow": allow.header(request)})
