@@ -182,7 +182,9 @@ def shared_db_url(template_db):
 
 def make_settings(url: str, **overrides) -> Settings:
     overrides.setdefault("dev_key_file", str(ensure_key(KEY_FILE)))
-    return Settings(database_url=url, pool_min_size=1, pool_max_size=4, **overrides)
+    overrides.setdefault("pool_min_size", 1)
+    overrides.setdefault("pool_max_size", 4)
+    return Settings(database_url=url, **overrides)
 
 
 @pytest.fixture
@@ -209,11 +211,11 @@ def anon_client(shared_db_url):
 class LiveServer:
     """The app under uvicorn on a free loopback port, in a thread."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, **overrides):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        config = uvicorn.Config(create_app(make_settings(url)), host="127.0.0.1",
+        config = uvicorn.Config(create_app(make_settings(url, **overrides)), host="127.0.0.1",
                                 port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
