@@ -162,7 +162,9 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             from service import allow  # every method of the path, not only one route's
 
-            headers["Allow"] = allow.header(request) or headers.get("Allow", "")
+            methods = allow.header(request)
+            if methods:
+                headers["Allow"] = methods
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers),
                                 request.url.path)
 
