@@ -30,7 +30,7 @@ from datamodel.access import ADMIN_ROLES, EDITING_ROLES, INSPECTOR, Actor
 from datamodel.rules import Invalid, Problem as RuleProblem, point_from_geojson
 from service import params
 from service.auth import current_actor, forbidden, unauthorized
-from service.db import acting, equality_filters
+from service.db import acting, equality_filters, lock_object
 from service.errors import Problem, bad_request, invalid, not_found
 from service.http import html_response, json_response
 from service.transactions import read_json
@@ -753,6 +753,9 @@ async def _update_shelter(conn, e: dict, result: checklist.Assessment,
     except ValueError:  # 29 February
         next_date = done_date.replace(year=done_date.year + template.interval_years, day=28)
     assessed = result.egnethed_kode != checklist.IKKE_VURDERET
+    # The shelter's new version is a write like the API's: it waits for the writers of the
+    # shelter under way, and they for it (service.db.lock_object).
+    await lock_object(conn, THEME, e["objekt_id"])
     cur = await conn.execute(sql.SQL(
         "SELECT ly.may_edit(cvr_kode, beliggenhedskommune) FROM {} WHERE objekt_id = %s"
     ).format(_CURRENT), [e["objekt_id"]])

@@ -28,7 +28,7 @@ from datamodel.rules import Candidate, Invalid, Problem as RuleProblem, complete
 from datamodel.themes import Theme
 from service import allow, collection, params
 from service.auth import current_actor, forbidden, unauthorized
-from service.db import acting
+from service.db import acting, lock_object
 from service.errors import Problem, not_found
 from service.features import etag
 from service.http import GEOJSON, url
@@ -239,14 +239,6 @@ async def create(request: Request, collection_id: str) -> Response:
                                        {"Location": location})
 
 
-async def _lock(conn, theme: Theme, objekt_id: UUID) -> None:
-    """Serialise this transaction's write of an object with every other write through this
-    API (held to commit): a write without If-Match then applies to the version the previous
-    one made, instead of losing to it."""
-    key = int.from_bytes(objekt_id.bytes[:4], "big", signed=True)
-    await conn.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", [theme.temakode, key])
-
-
 async def _current(conn, theme: Theme, objekt_id: UUID) -> dict | None:
     """The current version's stored values (JSON types) as the actor may see them, with
     `_may_edit` telling whether the actor may change it and `_later` whether it was written
@@ -289,7 +281,7 @@ async def _serialised(request: Request, theme: Theme, objekt_id: UUID, feature_i
     for _ in range(_ATTEMPTS):
         try:
             async with acting(request) as conn:
-                await _lock(conn, theme, objekt_id)
+                await lock_object(conn, theme, objekt_id)
                 current = await _current(conn, theme, objekt_id)
                 _check_precondition(theme, current, expected, feature_id)
                 if current["_later"]:
