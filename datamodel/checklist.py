@@ -512,13 +512,14 @@ def validate_6122(feature: Any) -> list[Problem]:
     problems: list[Problem] = []
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         return [Problem("type", "must be a GeoJSON Feature")]
-    geom = feature.get("geometry") or {}
-    coords = geom.get("coordinates") or []
-    if geom.get("type") != "MultiPoint" or len(coords) != 1 or len(coords[0]) != 2 or not (
-            400_000 <= coords[0][0] <= 910_000 and 6_000_000 <= coords[0][1] <= 6_450_000):
+    if not _one_danish_point(feature.get("geometry")):
         problems.append(Problem("geometry", "must be a MultiPoint with one point in EPSG:25832 "
                                             "inside Denmark"))
-    props = feature.get("properties") or {}
+    props = feature.get("properties")
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        return [*problems, Problem("properties", "must be an object")]
     for name in props:
         if name not in fields:
             problems.append(Problem(f"properties.{name}", "is not a field of 6122"))
@@ -535,6 +536,21 @@ def validate_6122(feature: Any) -> list[Problem]:
             continue
         problems += _check_6122_value(name, f, value, table)
     return problems
+
+
+def _one_danish_point(geom: Any) -> bool:
+    """A GeoJSON MultiPoint of one point whose coordinates are numbers in EPSG:25832 inside
+    Denmark (whatever else a client sent is simply not one)."""
+    if not isinstance(geom, dict) or geom.get("type") != "MultiPoint":
+        return False
+    coords = geom.get("coordinates")
+    if not isinstance(coords, list) or len(coords) != 1 or not isinstance(coords[0], list) \
+            or len(coords[0]) != 2:
+        return False
+    x, y = coords[0]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y)):
+        return False
+    return 400_000 <= x <= 910_000 and 6_000_000 <= y <= 6_450_000
 
 
 def _check_6122_value(name: str, f: dict, value: Any, table: dict) -> list[Problem]:

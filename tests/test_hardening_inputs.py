@@ -232,6 +232,27 @@ def test_an_inspection_positioned_outside_the_range_is_refused_and_not_stored(cl
     assert counts(db_url) == before
 
 
+@pytest.mark.parametrize("feature, field", [
+    ({"type": "Feature", "geometry": "x", "properties": -17554}, "geometry"),
+    ({"type": "Feature", "geometry": "x", "properties": -17554}, "properties"),
+    ({"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": [["a", 1]]},
+      "properties": {}}, "geometry"),
+    ({"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": 7},
+      "properties": {}}, "geometry"),
+])
+def test_a_6122_feature_of_the_wrong_shapes_is_a_422_naming_the_member(client, db_url,
+                                                                        feature, field):
+    """Found by the fuzzer (tests/test_fuzz.py): a geometry or properties that are not
+    objects reached the validator's `.get` and answered 500."""
+    before = counts(db_url)
+    r = client.post("/eftersyn/6122", content=json.dumps(
+        {"type": "FeatureCollection", "features": [feature]}), headers=JS)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert any(e["field"].endswith(field) for e in r.json()["errors"]), r.json()
+    assert counts(db_url) == before
+
+
 # --- 4. integers beyond the columns' range ---------------------------------------------------
 
 def test_campaign_integers_out_of_range_name_their_field(client, db_url):
