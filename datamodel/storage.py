@@ -13,6 +13,11 @@ GeoFA-style storage in schema `ly`:
   trigger derives the municipality, stamps the editor and writes the audit trail;
 - the public's views `ly.offentlig_…`, with only the public attributes (the database refuses
   the others: the public role has column grants for them alone);
+- history visibility (revision 0010): the history views show a version only to a viewer who
+  may see the object's newest version as well (`past_rule`), so the past of an object hidden
+  now, handed to another authority or deleted after hiding stays hidden on every path that
+  reads the past (history, `asof` on items, single items, tiles and exports); the current
+  views are untouched;
 - row-level security with GeoFA's `off_kode` semantics and the role/municipality/CVR scope,
   and the grants of the service's two database roles.
 
@@ -206,6 +211,57 @@ def guard_sql(theme: Theme) -> list[str]:
         FOR EACH STATEMENT EXECUTE FUNCTION ly.{t}_append_only()"""]
 
 
+def newest_function(theme: Theme) -> str:
+    """The theme's function telling whether a version is its object's newest (below)."""
+    return f"ly.{theme.table}_er_seneste(uuid)"
+
+
+def history_function_sql(theme: Theme) -> list[str]:
+    """Whether version `v` is its object's newest: the current version, or for a deleted
+    object the version it was deleted in (no version of the object starts at or after its
+    end). SECURITY DEFINER, since the viewer's row-level security would hide a newer, hidden
+    version; it answers only for a versions_id the caller names, so it tells a viewer nothing
+    the history rule does not (a version the viewer saw is still the newest exactly when the
+    viewer still reads the object or its past). Static SQL per theme: the plan is cached."""
+    t, fn = theme.table, newest_function(theme)
+    return [f"""
+    CREATE OR REPLACE FUNCTION ly.{t}_er_seneste(v uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ly, pg_temp AS $$
+        SELECT coalesce((
+            SELECT x.systid_til IS NULL OR NOT EXISTS (
+                SELECT 1 FROM ly.{t} n
+                WHERE n.objekt_id = x.objekt_id AND n.systid_fra >= x.systid_til
+                  AND n.versions_id <> x.versions_id)
+            FROM ly.{t} x WHERE x.versions_id = v), false)
+    $$""",
+            f"REVOKE ALL ON FUNCTION {fn} FROM PUBLIC",
+            f"GRANT EXECUTE ON FUNCTION {fn} TO ly_anon, ly_user"]
+
+
+def past_rule(theme: Theme) -> str:
+    """History visibility, for a row `b` of a theme's history view: a viewer reads a past
+    version only when the viewer may see the object's newest version too. The version itself
+    has passed the table's row-level security; the newest version is asked of the same
+    policy (the subqueries run as the viewer: the views are security_invoker), so GeoFA's
+    off_kode, the role/municipality/CVR scope, activation and assignments decide both alike.
+
+    In order of cost: the row is the current version (the viewer sees it: nothing more to
+    ask); the object's current version is visible (a probe of the partial unique index; a
+    scalar subquery, not EXISTS, which PostgreSQL would turn into a hash of every visible
+    current object, built in full for a page of a hundred); else (hidden now, or
+    deleted) the newest version the viewer may see must be the object's newest
+    (`ly.<table>_er_seneste`): true only for a deleted object whose last version the viewer
+    may see. The owner's own connection (migrations, loaders, the sync) is not subject to
+    row-level security and reads every version, as before. The current views are untouched:
+    the plans of current items and tiles are unchanged."""
+    t = theme.table
+    return f"""WHERE b.systid_til IS NULL
+       OR (SELECT true FROM ly.{t} a WHERE a.objekt_id = b.objekt_id AND a.systid_til IS NULL)
+       OR ly.{t}_er_seneste(
+              (SELECT l.versions_id FROM ly.{t} l WHERE l.objekt_id = b.objekt_id
+               ORDER BY l.systid_fra DESC, l.systid_til DESC LIMIT 1))"""
+
+
 def _select_list(theme: Theme, fields: tuple[Field, ...], *, mask: bool) -> tuple[str, str]:
     names = {f.name for f in fields}
     columns = []
@@ -236,13 +292,47 @@ def _view(theme: Theme, name: str, fields: tuple[Field, ...], where: str, *,
     {where}"""
 
 
-def views_sql(theme: Theme) -> list[str]:
+def history_views_sql(theme: Theme, rule: bool | None = True) -> list[str]:
+    """The history views `ly.hist_…` and `ly.offentlig_hist_…`: every version, with the
+    history rule (`past_rule`, and the function it calls) when `rule`, without it when not.
+
+    `rule=None`: as the database has it, i.e. with the rule exactly when the theme's
+    `ly.<table>_er_seneste` exists. That is how `theme_storage(create_table=False)`
+    re-expresses an existing theme: revision 0009 re-made the shelter's storage as it was,
+    before revision 0010 put the rule in place, and a later re-expression keeps it."""
+    def pair(rule: bool) -> list[str]:
+        # Not a security_barrier view: PostgreSQL would not flatten it, and a page in
+        # objekt_id order would read and sort the whole register. The rule's conditions may
+        # so run after a query's own; those the API builds raise nothing about a row
+        # (CQL2 refuses arithmetic; values are bound and typed), and every version they see
+        # has passed row-level security, which is a barrier.
+        where = past_rule(theme) if rule else ""
+        return [_view(theme, theme.history_view, theme.fields, where, mask=True),
+                _view(theme, theme.public_history_view, theme.public_fields, where,
+                      mask=False)]
+
+    if rule is True:
+        return history_function_sql(theme) + pair(True)
+    if rule is False:
+        return pair(False)
+    return [f"""
+    DO $do$
+    BEGIN
+        IF to_regprocedure('{newest_function(theme)}') IS NOT NULL THEN
+            EXECUTE $view${with_rule}$view$;
+        ELSE
+            EXECUTE $view${without}$view$;
+        END IF;
+    END $do$""" for with_rule, without in zip(pair(True), pair(False))]
+
+
+def views_sql(theme: Theme, history_rule: bool | None = True) -> list[str]:
+    """The four views (and the history rule's function, `history_views_sql`)."""
     current = "WHERE b.systid_til IS NULL"
     return [
         _view(theme, theme.current_view, theme.fields, current, mask=True),
-        _view(theme, theme.history_view, theme.fields, "", mask=True),
         _view(theme, theme.public_current_view, theme.public_fields, current, mask=False),
-        _view(theme, theme.public_history_view, theme.public_fields, "", mask=False),
+        *history_views_sql(theme, history_rule),
     ]
 
 
@@ -380,11 +470,14 @@ def grants_sql(theme: Theme) -> list[str]:
 
 
 def theme_storage(theme: Theme, *, create_table: bool = True) -> list[str]:
-    """Every statement of a theme's storage, in order."""
+    """Every statement of a theme's storage, in order. A new theme (`create_table`) gets the
+    history rule; re-expressing an existing theme's storage keeps its history views as the
+    database has them (`history_views_sql(rule=None)`)."""
     out: list[str] = []
     if create_table:
         out += _codelist_tables(theme) + table_sql(theme)
-    out += guard_sql(theme) + views_sql(theme) + write_function_sql(theme)
+    out += guard_sql(theme) + views_sql(theme, True if create_table else None)
+    out += write_function_sql(theme)
     out += policies_sql(theme) + grants_sql(theme)
     return out
 
@@ -395,7 +488,7 @@ def drop_theme_storage(theme: Theme) -> list[str]:
     return [
         f"DROP VIEW IF EXISTS ly.{theme.public_history_view}, ly.{theme.public_current_view}, "
         f"ly.{theme.history_view}, ly.{v}",
-        f"DROP FUNCTION IF EXISTS ly.{v}_write()",
+        f"DROP FUNCTION IF EXISTS ly.{v}_write(), {newest_function(theme)}",
         f"DROP TABLE IF EXISTS ly.{theme.table}",
         f"DROP FUNCTION IF EXISTS ly.{theme.table}_append_only()",
     ]

@@ -4,7 +4,10 @@ tests/test_access.py holds the shelter's full matrix (assignments, activation, A
 database's own refusals); this module runs the same roles against every registered theme,
 with objects of each theme placed in København and Aarhus at every `off_kode`, and checks
 personal data (contact persons, phone numbers): readable by the authorities that may see the
-object, never by the public (absent) or by planners and inspectors (empty).
+object, never by the public (absent) or by planners and inspectors (empty). The past
+(history and `asof`) follows the history rule: a version is read by a role that may see it
+and the object's newest version (`HISTORY_SCENARIOS`: objects hidden, made public, handed to
+another authority, deleted).
 """
 
 from __future__ import annotations
@@ -68,20 +71,30 @@ def _ids(r) -> set[str]:
     return {f["id"] for f in r.json()["features"]}
 
 
-def expected_visible(theme, who: Who, rows, kbh_cvr: int) -> set[str]:
-    """The specification of visibility for a theme's objects (activation off, no
-    assignments): GeoFA's off_kode and Ly's role/municipality/CVR scope."""
-    out = set()
+def sees(who: Who, off: int, cvr: int, kommune: int, kbh_cvr: int) -> bool:
+    """The specification of visibility of one version (activation off, no assignments):
+    GeoFA's off_kode and Ly's role/municipality/CVR scope."""
     roles = set(who.roles)
     municipal = roles & {"municipal_editor", "municipal_admin"}
-    for oid, off, cvr, kommune in rows:
-        own_cvr = who.kommune is not None and cvr == kbh_cvr
-        if (off == 1 or roles & {"national_reader", "national_admin"}
+    own_cvr = who.kommune is not None and cvr == kbh_cvr
+    return bool(off == 1 or roles & {"national_reader", "national_admin"}
                 or (own_cvr and (municipal or "machine" in roles))
                 or (municipal and kommune == who.kommune and off != 2)
-                or (off == 3 and roles & {"municipal_editor", "municipal_admin", "planner"})):
-            out.add(oid)
-    return out
+                or (off == 3 and roles & {"municipal_editor", "municipal_admin", "planner"}))
+
+
+def expected_visible(theme, who: Who, rows, kbh_cvr: int) -> set[str]:
+    """The objects of a theme a role sees (`sees` of their current versions)."""
+    return {oid for oid, off, cvr, kommune in rows if sees(who, off, cvr, kommune, kbh_cvr)}
+
+
+def expected_history(who: Who, versions, kbh_cvr: int) -> list[str] | None:
+    """The history rule: the versions a role reads of an object (`versions` oldest first, as
+    `stored_versions` gives them), or None (404) when the role may not see the object's newest
+    version — its current one, or the one it was deleted in."""
+    if not sees(who, *versions[-1][2:], kbh_cvr):
+        return None
+    return [v[0] for v in versions if sees(who, *v[2:], kbh_cvr)]
 
 
 def _rows(url, theme):
@@ -106,6 +119,61 @@ def _insert(url, theme, kommune: int, off: int, tag: str) -> str:
             [props[c] for c in cols] + [json.dumps(geometry(theme, *PLACES[kommune]))]
         ).fetchone()
     return str(oid)
+
+
+def update_object(url, theme, oid: str, **values) -> None:
+    """A new version of an object through its view (the owner's connection), in its own
+    transaction (so it has its own system time). `kommune=` moves the object there."""
+    sets, args = [], []
+    if "kommune" in values:
+        geom = "ST_Transform(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326), 25832)"
+        sets.append(f"geometri = {'ST_Multi(' + geom + ')' if theme.is_area else geom}")
+        args.append(json.dumps(geometry(theme, *PLACES[values.pop("kommune")])))
+    for name, value in values.items():
+        sets.append(f"{name} = %s")
+        args.append(value)
+    query(url, f"UPDATE ly.{theme.current_view} SET {', '.join(sets)} WHERE objekt_id = %s",
+          [*args, oid])
+
+
+def delete_object(url, theme, oid: str) -> None:
+    query(url, f"DELETE FROM ly.{theme.current_view} WHERE objekt_id = %s", [oid])
+
+
+def stored_versions(url, theme, oid: str) -> list[tuple]:
+    """(versions_id, systid_fra, off_kode, cvr_kode, beliggenhedskommune) of every stored
+    version of an object, oldest first."""
+    return [(str(v), *rest) for v, *rest in query(
+        url, f"SELECT versions_id, systid_fra, off_kode, cvr_kode, beliggenhedskommune "
+             f"FROM ly.{theme.table} WHERE objekt_id = %s "
+             "ORDER BY systid_fra, systid_til NULLS LAST", [oid])]
+
+
+#: Objects with a past: their versions as (off_kode, municipality, the CVR of which
+#: municipality), and whether they are deleted at the end. Each starts as its first state.
+HISTORY_SCENARIOS = {
+    "hidden": ([(1, KBH, KBH), (2, KBH, KBH)], False),
+    "made_public": ([(3, KBH, KBH), (1, KBH, KBH)], False),
+    "public_then_secret_then_public": ([(1, KBH, KBH), (3, KBH, KBH), (1, KBH, KBH)], False),
+    "deleted_public": ([(1, KBH, KBH)], True),
+    "deleted_after_hiding": ([(1, KBH, KBH), (2, KBH, KBH)], True),
+    "deleted_restricted": ([(3, AAR, AAR)], True),
+    "handed_to_aarhus": ([(2, KBH, KBH), (2, AAR, AAR)], False),
+    "handed_to_copenhagen": ([(2, AAR, AAR), (2, KBH, KBH)], False),
+    "restricted": ([(3, KBH, KBH), (2, KBH, KBH)], False),
+}
+
+
+def make_history(url, theme, name: str) -> str:
+    """One object of a theme with the past of `HISTORY_SCENARIOS[name]`."""
+    states, deleted = HISTORY_SCENARIOS[name]
+    (off, kommune, _), *later = states
+    oid = _insert(url, theme, kommune, off, f"{theme.temakode}-{name}")
+    for off, kommune, owner in later:
+        update_object(url, theme, oid, off_kode=off, kommune=kommune, cvr_kode=_cvr(url, owner))
+    if deleted:
+        delete_object(url, theme, oid)
+    return oid
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +286,46 @@ def test_every_theme_write_path_is_allowed_or_refused_by_role_and_scope(db_url, 
                 assert _snapshot(db_url, theme) == before, case
             else:
                 assert _snapshot(db_url, theme) != before, case
+
+
+@pytest.fixture(scope="module")
+def history_objects(theme_db):
+    """{collection id: {scenario: objekt_id}} in the matrix' database."""
+    url, _ = theme_db
+    return {theme.collection_id: {name: make_history(url, theme, name)
+                                  for name in HISTORY_SCENARIOS} for theme in THEMES}
+
+
+@pytest.mark.parametrize("theme", THEMES, ids=lambda t: t.collection_id)
+@pytest.mark.parametrize("who", ACTORS, ids=lambda w: w.name)
+def test_every_theme_history_and_asof_follow_the_history_rule(theme_db, theme_client,
+                                                              history_objects, theme, who):
+    """Every role reads exactly the versions the history rule gives (`expected_history`):
+    in an object's history, and `asof` the start of each version, on the single item and in
+    the items (the path tiles and exports share)."""
+    url, keys = theme_db
+    h = headers_for(who, url, keys)
+    kbh_cvr = _cvr(url, KBH)
+    items = f"/collections/{theme.collection_id}/items"
+    c = theme_client
+    for name, oid in history_objects[theme.collection_id].items():
+        versions = stored_versions(url, theme, oid)
+        want = expected_history(who, versions, kbh_cvr)
+        r = c.get(f"{items}/{oid}/history", headers=h)
+        if want is None:
+            assert r.status_code == 404, (name, r.text)
+        else:
+            assert r.status_code == 200, (name, r.text)
+            got = [f["properties"]["versions_id"] for f in r.json()["features"]]
+            assert got == want, name
+        readable = set(want or ())
+        for versions_id, start, *_ in versions:
+            expected = versions_id if versions_id in readable else None
+            r = c.get(f"{items}/{oid}", params={"asof": start.isoformat()}, headers=h)
+            assert r.status_code == (200 if expected else 404), (name, versions_id, r.text)
+            if expected:
+                assert r.json()["properties"]["versions_id"] == expected
+            r = c.get(items, params={"asof": start.isoformat(), "limit": 10,
+                                     "filter": f"objekt_id = '{oid}'"}, headers=h)
+            assert {f["properties"]["versions_id"] for f in r.json()["features"]} == \
+                ({expected} if expected else set()), (name, versions_id)
