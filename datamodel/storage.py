@@ -292,41 +292,22 @@ def _view(theme: Theme, name: str, fields: tuple[Field, ...], where: str, *,
     {where}"""
 
 
-def history_views_sql(theme: Theme, rule: bool | None = True) -> list[str]:
+def history_views_sql(theme: Theme, rule: bool = True) -> list[str]:
     """The history views `ly.hist_…` and `ly.offentlig_hist_…`: every version, with the
-    history rule (`past_rule`, and the function it calls) when `rule`, without it when not.
-
-    `rule=None`: as the database has it, i.e. with the rule exactly when the theme's
-    `ly.<table>_er_seneste` exists. That is how `theme_storage(create_table=False)`
-    re-expresses an existing theme: revision 0009 re-made the shelter's storage as it was,
-    before revision 0010 put the rule in place, and a later re-expression keeps it."""
-    def pair(rule: bool) -> list[str]:
-        # Not a security_barrier view: PostgreSQL would not flatten it, and a page in
-        # objekt_id order would read and sort the whole register. The rule's conditions may
-        # so run after a query's own; those the API builds raise nothing about a row
-        # (CQL2 refuses arithmetic; values are bound and typed), and every version they see
-        # has passed row-level security, which is a barrier.
-        where = past_rule(theme) if rule else ""
-        return [_view(theme, theme.history_view, theme.fields, where, mask=True),
-                _view(theme, theme.public_history_view, theme.public_fields, where,
-                      mask=False)]
-
-    if rule is True:
-        return history_function_sql(theme) + pair(True)
-    if rule is False:
-        return pair(False)
-    return [f"""
-    DO $do$
-    BEGIN
-        IF to_regprocedure('{newest_function(theme)}') IS NOT NULL THEN
-            EXECUTE $view${with_rule}$view$;
-        ELSE
-            EXECUTE $view${without}$view$;
-        END IF;
-    END $do$""" for with_rule, without in zip(pair(True), pair(False))]
+    history rule (`past_rule`, and the function it calls) when `rule`, without it when not
+    (as revision 0009 made them, before revision 0010 put the rule in place)."""
+    # Not a security_barrier view: PostgreSQL would not flatten it, and a page in objekt_id
+    # order would read and sort the whole register. The rule's conditions may so run after a
+    # query's own; those the API builds raise nothing about a row (CQL2 refuses arithmetic;
+    # values are bound and typed), and every version they see has passed row-level security,
+    # which is a barrier.
+    where = past_rule(theme) if rule else ""
+    views = [_view(theme, theme.history_view, theme.fields, where, mask=True),
+             _view(theme, theme.public_history_view, theme.public_fields, where, mask=False)]
+    return history_function_sql(theme) + views if rule else views
 
 
-def views_sql(theme: Theme, history_rule: bool | None = True) -> list[str]:
+def views_sql(theme: Theme, history_rule: bool = True) -> list[str]:
     """The four views (and the history rule's function, `history_views_sql`)."""
     current = "WHERE b.systid_til IS NULL"
     return [
@@ -469,14 +450,16 @@ def grants_sql(theme: Theme) -> list[str]:
     ]
 
 
-def theme_storage(theme: Theme, *, create_table: bool = True) -> list[str]:
-    """Every statement of a theme's storage, in order. A new theme (`create_table`) gets the
-    history rule; re-expressing an existing theme's storage keeps its history views as the
-    database has them (`history_views_sql(rule=None)`)."""
+def theme_storage(theme: Theme, *, create_table: bool = True,
+                  history_rule: bool = True) -> list[str]:
+    """Every statement of a theme's storage, in order: its table (`create_table`; False
+    re-expresses an existing theme's storage on its table) and everything on it. The history
+    views apply the history rule unless `history_rule` is False (revision 0009, which came
+    before the rule)."""
     out: list[str] = []
     if create_table:
         out += _codelist_tables(theme) + table_sql(theme)
-    out += guard_sql(theme) + views_sql(theme, True if create_table else None)
+    out += guard_sql(theme) + views_sql(theme, history_rule)
     out += write_function_sql(theme)
     out += policies_sql(theme) + grants_sql(theme)
     return out

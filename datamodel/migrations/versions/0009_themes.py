@@ -33,10 +33,11 @@ NEW_THEMES = (6119, 6120, 6121)
 def upgrade() -> None:
     for stmt in storage.SHARED_FUNCTIONS:
         op.execute(stmt)
-    for stmt in storage.theme_storage(themes.by_temakode(6101), create_table=False):
+    for stmt in storage.theme_storage(themes.by_temakode(6101), create_table=False,
+                                      history_rule=False):
         op.execute(stmt)
     for temakode in NEW_THEMES:
-        for stmt in storage.theme_storage(themes.by_temakode(temakode)):
+        for stmt in storage.theme_storage(themes.by_temakode(temakode), history_rule=False):
             op.execute(stmt)
 
 
