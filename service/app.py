@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-
-from fastapi import Depends, FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.staticfiles import StaticFiles
 from pathlib import Path
 
-from service import (admin, campaigns, errors, features, inspections, maps, ogc, openapi,
+from fastapi import Depends, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+
+from service import (admin, campaigns, edge, errors, features, inspections, maps, ogc, openapi,
                      reports, runs, tiles, transactions)
 from service.auth import build_issuers, current_actor
 from service.db import make_pool
-from service.http import OPENAPI_JSON, json_response
+from service.http import OPENAPI_JSON, html_response, json_response
 from service.settings import Settings
+
+
+class _Ly(FastAPI):
+    """FastAPI with the edge (service/edge.py) around its whole middleware stack, error
+    handling included, so every response, a 500 too, passes through it."""
+
+    def build_middleware_stack(self):
+        return edge.wrap(super().build_middleware_stack(), self)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,9 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Every request is authenticated first: no credentials means the public; credentials that
     # do not verify are a 401 on any resource.
-    app = FastAPI(title=settings.title, description=settings.description, version="0.1.0",
-                  openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan,
-                  dependencies=[Depends(current_actor)])
+    app = _Ly(title=settings.title, description=settings.description, version="0.1.0",
+              openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan,
+              dependencies=[Depends(current_actor)])
     app.state.settings = settings
     app.state.pool = pool
     app.state.issuers = build_issuers(settings)
@@ -59,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return json_response(app.state.openapi_doc, media_type=OPENAPI_JSON)
 
     @app.get("/docs", include_in_schema=False)
-    async def docs():
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=settings.title)
+    async def docs(request: Request):
+        # Swagger UI from /static/vendor (no CDN), started by a script file (no inline script).
+        return html_response(request, "docs.html")
 
     return app

@@ -57,5 +57,7 @@ def html_response(request: Request, template: str, status: int = 200, headers=No
                   **context) -> Response:
     context.setdefault("settings", request.app.state.settings)
     context.setdefault("actor", getattr(request.state, "actor", None))
+    # The response's Content-Security-Policy nonce (service/edge.py), for inline scripts.
+    context.setdefault("csp_nonce", getattr(request.state, "csp_nonce", ""))
     return templates.TemplateResponse(request, template, context, status_code=status,
                                       headers=headers)

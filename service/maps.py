@@ -39,6 +39,7 @@ import html
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import folium
 import orjson
@@ -98,6 +99,16 @@ DATAFORSYNINGEN_ATTRIBUTION = ('Skærmkort &copy; <a href="https://dataforsyning
 VENDOR = Path(__file__).parent / "static" / "vendor"
 _MAP_CRS = dataclasses.replace(crsmod.DEFAULT, decimals=6)  # 0.1 m is plenty for a map
 _CSS_COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
+
+
+def basemap_origins(settings) -> tuple[str, ...]:
+    """Where the configured basemap's tiles come from: the only host outside Ly a map page
+    loads anything from (the Content-Security-Policy's img-src, service/edge.py)."""
+    source = {"osm": OSM_URL, "dataforsyningen": DATAFORSYNINGEN_WMS}.get(settings.basemap)
+    if source is None:
+        return ()
+    parts = urlsplit(source)
+    return (f"{parts.scheme}://{parts.netloc}",)
 
 
 # --- what a theme shows on a map ------------------------------------------------------------
@@ -234,6 +245,21 @@ def embed_features(features: list[str]) -> str:
     every `<` escaped, so no name or address can end the element."""
     text = '{"type":"FeatureCollection","features":[' + ",".join(features) + "]}"
     return text.replace("<", "\\u003c")
+
+
+_INLINE = re.compile(r"<(script|style)\b([^>]*)>", re.IGNORECASE)
+
+
+def with_nonce(markup: str, nonce: str) -> str:
+    """folium's inline <script> and <style> elements with the response's CSP nonce
+    (elements loading a file from Ly need none)."""
+    def add(m: re.Match) -> str:
+        attrs = m.group(2)
+        if "nonce=" in attrs or (m.group(1).lower() == "script" and "src=" in attrs):
+            return m.group(0)
+        return f'<{m.group(1)}{attrs} nonce="{nonce}">'
+
+    return _INLINE.sub(add, markup)
 
 
 def _check_local(figure, static_base: str) -> None:
@@ -486,6 +512,10 @@ async def map_page(request: Request) -> Response:
     build = _MapBuild(request, public=public, rows=rows, kommune=kommune, layers=layers,
                       coverage=coverage)
     parts = await run_in_threadpool(build.render)
+    nonce = getattr(request.state, "csp_nonce", "")
+    if nonce:
+        parts = {**parts, "header": with_nonce(parts["header"], nonce),
+                 "html": with_nonce(parts["html"], nonce)}
     return html_response(
         request, "map.html", map_header=parts["header"], map_html=parts["html"],
         map_script=parts["script"], public=public, layers=[_panel(x, public) for x in layers],

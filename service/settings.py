@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: A list setting from the environment: a JSON list or comma-separated words.
+Words = Annotated[list[str], NoDecode]
 
 
 def _registry_description() -> str:
@@ -58,6 +63,24 @@ class Settings(BaseSettings):
     dev_issuer: str = "ly-dev"
     dev_audience: str = "ly"
 
+    # --- the edge (service/edge.py) ---
+    #: Host names the service answers to (the Host header, or X-Forwarded-Host from a trusted
+    #: proxy); any other is refused with a 400 problem. LY_PUBLIC_URL's host is always one of
+    #: them. "*" admits any host, "*.example.dk" any subdomain.
+    allowed_hosts: Words = ["localhost", "127.0.0.1", "::1", "testserver"]
+    #: Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For, -Proto and -Host
+    #: are honoured; from any other peer those headers are ignored.
+    trusted_proxies: Words = []
+    #: Requests per minute: per client address without credentials, per credential when
+    #: signed in, and refused credentials (401) per client address, after which requests with
+    #: credentials from that address get 429 until the minute is over. 0: no limit.
+    rate_limit_anonymous: int = Field(1200, ge=0)
+    rate_limit_signed_in: int = Field(6000, ge=0)
+    rate_limit_bad_token: int = Field(30, ge=0)
+    #: Origins whose web pages may read the API cross-origin (CORS): anonymous GET/HEAD only,
+    #: never with credentials. "*" (the default): any origin, as suits open data; empty: none.
+    cors_origins: Words = ["*"]
+
     # --- maps (/kort) ---
     #: Basemap of the map pages: OpenStreetMap, Dataforsyningen's skærmkort (needs a token),
     #: or none. The pages work without any basemap reachable.
@@ -65,6 +88,39 @@ class Settings(BaseSettings):
     dataforsyningen_token: str | None = None
     #: Most shelters one map page embeds; above it the page says so (vector tiles later).
     map_max_features: int = 20_000
+
+    @field_validator("allowed_hosts", "trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _words(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [w.strip() for w in text.split(",") if w.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"LY_TRUSTED_PROXIES: {item!r} is not an address or a CIDR "
+                                 "network") from None
+        return value
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The allowed host names (lower case), LY_PUBLIC_URL's host included."""
+        out = {h.strip().lower() for h in self.allowed_hosts if h.strip()}
+        if self.public_url:
+            host = urlsplit(self.public_url).hostname
+            if host:
+                out.add(host.lower())
+        return frozenset(out)
 
     @model_validator(mode="after")
     def _production_refuses_dev_keys(self):

@@ -1,0 +1,498 @@
+"""The HTTP edge: what every request meets before a route and every response gets after it.
+
+Three ASGI layers wrap the whole application, FastAPI's error handling included, so that
+every response has them, errors, static files and tiles as much as pages (`wrap`):
+
+1. `Edge` (outermost): the request's size (a URL longer than `max_url_bytes` is a 414
+   problem, header fields over `MAX_HEADER_BYTES` a 431 one, instead of the HTTP server's
+   text/plain 400); the client, scheme and host behind a trusted proxy (X-Forwarded-For,
+   -Proto and -Host honoured only from `LY_TRUSTED_PROXIES`); the host checked against
+   `LY_ALLOWED_HOSTS` (400 problem), so that no Host header puts another name into links
+   or `Location`; a nonce per response for the Content-Security-Policy
+   (`request.state.csp_nonce`, `csp_nonce` in the templates). On every response:
+   `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy`, the policy, and on a
+   signed-in request's (credentials present) `Cache-Control: private` and `Vary` on the
+   credentials.
+2. Starlette's CORSMiddleware (`LY_CORS_ORIGINS`): anonymous GET and HEAD only.
+3. `RateLimit`: requests per client and minute, counted in PostgreSQL (`ly.rate_limit`, an
+   UNLOGGED table) so every worker shares the counters; a 429 problem with `Retry-After`
+   (the seconds left of the client's minute, which starts at its first request).
+   It runs before any authentication work; refused credentials (401) count per address.
+
+The policy lets pages run scripts from Ly itself and inline scripts with the response's
+nonce, nothing else (no 'unsafe-inline', no 'unsafe-eval'); style elements need the nonce
+too, style attributes are allowed ('unsafe-inline' for style-src-attr: the templates, the
+map's legend and Leaflet's layer control colour swatches with them). Images may come from
+Ly, data: and blob: URLs (report charts, inspection photos) and the configured basemap's
+host (`service.maps.basemap_origins`), nothing else from outside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+import psycopg
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.auth import API_KEY_HEADER, TOKEN_COOKIE
+from service.errors import Problem, problem_response
+from service.settings import Settings
+
+log = logging.getLogger("ly.edge")
+
+#: A URL has room for the rest of a request (path, other parameters) besides its filter...
+URL_BASE_BYTES = 16 * 1024
+#: ...and for a CQL2 filter geometry of LY_MAX_VERTICES vertices: a vertex in CQL2 text is
+#: two numbers of up to 19 characters and a space and a comma percent-encoded (3 each),
+#: in CQL2 JSON brackets and commas (3 each); 64 bytes hold either with room to spare.
+URL_BYTES_PER_VERTEX = 64
+#: Header fields of one request together (names, values, ": " and CRLF): a large token
+#: from an identity broker is a few KiB.
+MAX_HEADER_BYTES = 32 * 1024
+#: The rate limits count per minute (fixed windows).
+WINDOW_SECONDS = 60
+#: Not counted: static files (a page loads several; no database work) and the health check.
+UNCOUNTED_PREFIX = "/static/"
+UNCOUNTED_PATHS = frozenset({"/healthz"})
+#: What a signed-in response varies on: the credentials (service/auth.py).
+CREDENTIAL_HEADERS = ("Authorization", "X-API-Key", "Cookie")
+
+_API_KEY = API_KEY_HEADER.encode()
+_COOKIE_NAME = TOKEN_COOKIE.encode() + b"="
+
+
+def max_url_bytes(settings: Settings) -> int:
+    """The longest URL (path and query) Ly answers: a CQL2 filter polygon of
+    LY_MAX_VERTICES vertices fits (`filter=S_INTERSECTS(geometri,POLYGON((…)))`)."""
+    return URL_BASE_BYTES + URL_BYTES_PER_VERTEX * settings.max_vertices
+
+
+def uvicorn_options(settings: Settings) -> dict:
+    """How `ly serve` runs uvicorn. h11, whose limit on a request's head is a setting, set
+    above Ly's own limits so that Ly answers an over-long URL or header (414, 431 problems)
+    instead of the server's text/plain 400; httptools refuses URLs over 64 KiB, less than a
+    filter polygon of LY_MAX_VERTICES vertices takes. No uvicorn proxy headers: `Edge`
+    honours X-Forwarded-* from LY_TRUSTED_PROXIES only."""
+    return {
+        "http": "h11",
+        "h11_max_incomplete_event_size": max_url_bytes(settings) + MAX_HEADER_BYTES + 16 * 1024,
+        "proxy_headers": False,
+    }
+
+
+# --- the policy -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Policy:
+    """What the edge derives from the settings (cached per settings object)."""
+
+    csp_page: bytes  # with NONCE where the response's nonce goes
+    csp_other: bytes
+    max_url: int
+    hosts: frozenset[str]
+    any_host: bool
+    suffixes: tuple[str, ...]
+    proxies: tuple
+
+
+def content_security_policy(settings: Settings, nonce: str | None) -> str:
+    from service.maps import basemap_origins
+
+    src = f" 'nonce-{nonce}'" if nonce else ""
+    images = " ".join(("'self'", "data:", "blob:", *basemap_origins(settings)))
+    return "; ".join((
+        "default-src 'self'",
+        f"script-src 'self'{src}",
+        f"style-src 'self'{src}",
+        "style-src-attr 'unsafe-inline'",
+        f"img-src {images}",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "worker-src 'self'",
+        "manifest-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ))
+
+
+def _policy(settings: Settings) -> _Policy:
+    hosts = settings.hosts
+    return _Policy(
+        csp_page=content_security_policy(settings, NONCE.decode()).encode(),
+        csp_other=content_security_policy(settings, None).encode(),
+        max_url=max_url_bytes(settings),
+        hosts=frozenset(h for h in hosts if not h.startswith("*")),
+        any_host="*" in hosts,
+        suffixes=tuple(h[1:] for h in hosts if h.startswith("*.")),
+        proxies=tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies),
+    )
+
+
+NONCE = b"{nonce}"
+STATIC_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+_STATIC_NAMES = frozenset(k for k, _ in STATIC_HEADERS)
+
+
+def _tokens(value: bytes) -> list[str]:
+    return [t.strip() for t in value.decode("latin-1").split(",") if t.strip()]
+
+
+def _private(value: bytes | None) -> bytes:
+    """A Cache-Control value made private: `public` (and `s-maxage`) dropped."""
+    if value is None:
+        return b"private"
+    kept = [t for t in _tokens(value)
+            if t.lower() != "public" and not t.lower().startswith("s-maxage")]
+    if not any(t.lower() == "private" for t in kept):
+        kept.insert(0, "private")
+    return ", ".join(kept).encode("latin-1")
+
+
+def _vary(value: bytes | None) -> bytes:
+    tokens = _tokens(value) if value else []
+    have = {t.lower() for t in tokens}
+    if "*" in have:
+        return value
+    tokens += [h for h in CREDENTIAL_HEADERS if h.lower() not in have]
+    return ", ".join(tokens).encode("latin-1")
+
+
+def _host_name(host: bytes) -> str:
+    text = host.decode("latin-1").strip().lower()
+    if text.startswith("["):  # [::1]:8000
+        return text[1:].split("]", 1)[0]
+    if text.count(":") == 1:
+        return text.split(":", 1)[0]
+    return text
+
+
+def _problem(status: int, detail: str, kind: str, field: str,
+             headers: dict | None = None) -> Problem:
+    return Problem(status, detail, kind=kind, errors=[{"field": field, "detail": detail}],
+                   headers=headers)
+
+
+class Edge:
+    """Size limits, trusted proxies, the host check, the nonce and every response's headers."""
+
+    def __init__(self, app: ASGIApp, owner) -> None:
+        self.app = app
+        self.owner = owner  # the FastAPI application: its state holds the settings
+        self._cached: tuple[Settings, _Policy] | None = None
+        self._trusted: dict[str, bool] = {}
+        self._hosts: dict[bytes, bool] = {}
+
+    def policy(self) -> _Policy:
+        settings = self.owner.state.settings
+        cached = self._cached
+        if cached is None or cached[0] is not settings:
+            cached = self._cached = (settings, _policy(settings))
+            self._trusted, self._hosts = {}, {}
+        return cached[1]
+
+    def _is_proxy(self, policy: _Policy, address: str) -> bool:
+        known = self._trusted.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address)
+                known = any(ip in net for net in policy.proxies)
+            except ValueError:
+                known = False
+            if len(self._trusted) > 4096:
+                self._trusted.clear()
+            self._trusted[address] = known
+        return known
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = self.policy()
+        header_bytes = 0
+        host = None
+        signed_in = forwarded = False
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value) + 4
+            if name == b"host":
+                host = value
+            elif name == b"authorization" or name == _API_KEY:
+                signed_in = True
+            elif name == b"cookie":
+                if _COOKIE_NAME in value:
+                    signed_in = True
+            elif name.startswith(b"x-forwarded-"):
+                forwarded = True
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+        send = self._sender(send, policy, nonce, signed_in)
+
+        url_bytes = len(scope.get("raw_path") or scope["path"].encode()) \
+            + len(scope["query_string"]) + 1
+        problem = None
+        if url_bytes > policy.max_url:
+            problem = _problem(414, f"the URL has {url_bytes} bytes; at most {policy.max_url} "
+                               "are accepted (a filter geometry may have LY_MAX_VERTICES "
+                               "vertices)", "uri-too-long", "url")
+        elif header_bytes > MAX_HEADER_BYTES:
+            problem = _problem(431, f"the header fields have {header_bytes} bytes together; "
+                               f"at most {MAX_HEADER_BYTES} are accepted",
+                               "header-fields-too-large", "headers")
+        else:
+            if forwarded and policy.proxies and scope.get("client") \
+                    and self._is_proxy(policy, scope["client"][0]):
+                host = self._forwarded(scope, policy, host)
+            if host is not None and not self._host_allowed(policy, host):
+                shown = host.decode("latin-1")[:100]
+                problem = _problem(400, f"Host: {shown!r} is not a name of this service "
+                                   "(LY_ALLOWED_HOSTS)", "invalid-host", "Host")
+        if problem is not None:
+            await problem_response(problem, scope["path"])(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _host_allowed(self, policy: _Policy, host: bytes) -> bool:
+        known = self._hosts.get(host)
+        if known is None:
+            name = _host_name(host)
+            known = policy.any_host or name in policy.hosts or (
+                bool(policy.suffixes) and name.endswith(policy.suffixes))
+            if len(self._hosts) > 1024:  # the allowed few, and whatever else is sent
+                self._hosts.clear()
+            self._hosts[host] = known
+        return known
+
+    def _forwarded(self, scope: Scope, policy: _Policy, host: bytes | None) -> bytes | None:
+        """X-Forwarded-For/-Proto/-Host of a trusted proxy applied to the scope; the host."""
+        new_host = None
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                client = None
+                # From the right: the first address that is not one of our proxies.
+                for part in reversed(value.decode("latin-1").split(",")):
+                    part = part.strip()
+                    try:
+                        ipaddress.ip_address(part)
+                    except ValueError:
+                        break
+                    client = part
+                    if not self._is_proxy(policy, part):
+                        break
+                if client:
+                    scope["client"] = (client, 0)
+            elif name == b"x-forwarded-proto":
+                proto = value.decode("latin-1").split(",")[0].strip().lower()
+                if proto in ("http", "https"):
+                    scope["scheme"] = proto
+            elif name == b"x-forwarded-host":
+                new_host = value.split(b",")[0].strip()
+        if new_host:
+            scope["headers"] = [(k, new_host if k == b"host" else v)
+                                for k, v in scope["headers"]]
+            if host is None:
+                scope["headers"].append((b"host", new_host))
+            return new_host
+        return host
+
+    @staticmethod
+    def _sender(send: Send, policy: _Policy, nonce: str, signed_in: bool) -> Send:
+        async def sender(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                names = set()
+                html = False
+                cache = vary = None
+                for i, (name, value) in enumerate(headers):
+                    name = name.lower()
+                    names.add(name)
+                    if name == b"content-type":
+                        html = value.startswith(b"text/html")
+                    elif name == b"cache-control":
+                        cache = i
+                    elif name == b"vary":
+                        vary = i
+                if not names.isdisjoint(_STATIC_NAMES):
+                    headers += [h for h in STATIC_HEADERS if h[0] not in names]
+                else:
+                    headers += STATIC_HEADERS
+                if b"content-security-policy" not in names:
+                    csp = (policy.csp_page.replace(NONCE, nonce.encode()) if html
+                           else policy.csp_other)
+                    headers.append((b"content-security-policy", csp))
+                if signed_in:
+                    if cache is None:
+                        headers.append((b"cache-control", b"private"))
+                    else:
+                        headers[cache] = (b"cache-control", _private(headers[cache][1]))
+                    if vary is None:
+                        headers.append((b"vary", _vary(None)))
+                    else:
+                        headers[vary] = (b"vary", _vary(headers[vary][1]))
+                message["headers"] = headers
+            await send(message)
+
+        return sender
+
+
+# --- rate limits ----------------------------------------------------------------------------
+
+#: A key's window starts at its first request and lasts WINDOW_SECONDS (then the next
+#: request starts a new one): fixed windows, on the database's clock, the same for every worker.
+_CURRENT = f"r.started > now() - interval '{WINDOW_SECONDS} seconds'"
+
+
+def _left(alias: str) -> str:
+    return (f"greatest(1, ceil(extract(epoch FROM {alias}.started + "
+            f"interval '{WINDOW_SECONDS} seconds' - now())))::integer")
+
+
+#: One statement per request: the refused-credential count of the client's address, and
+#: (unless that is at its limit) the request counted under its key; seconds left of the window.
+HIT_SQL = f"""
+WITH bad AS (SELECT r.hits, r.started FROM ly.rate_limit r
+             WHERE r.key = %(bad)s::text AND {_CURRENT}),
+hit AS (
+  INSERT INTO ly.rate_limit AS r (key, started, hits)
+  SELECT %(key)s::text, now(), 1
+  WHERE %(key)s::text IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM bad WHERE bad.hits >= %(bad_limit)s::integer)
+  ON CONFLICT (key) DO UPDATE
+    SET hits = CASE WHEN {_CURRENT} THEN r.hits + 1 ELSE 1 END,
+        started = CASE WHEN {_CURRENT} THEN r.started ELSE now() END
+  RETURNING r.hits, r.started)
+SELECT h.hits, b.hits, {_left("h")}, {_left("b")}
+FROM (SELECT 1) one LEFT JOIN hit h ON true LEFT JOIN bad b ON true"""
+
+BAD_SQL = f"""
+INSERT INTO ly.rate_limit AS r (key, started, hits) VALUES (%s, now(), 1)
+ON CONFLICT (key) DO UPDATE
+  SET hits = CASE WHEN {_CURRENT} THEN r.hits + 1 ELSE 1 END,
+      started = CASE WHEN {_CURRENT} THEN r.started ELSE now() END"""
+
+CLEANUP_SQL = f"DELETE FROM ly.rate_limit r WHERE NOT ({_CURRENT})"
+
+
+def _credential(headers) -> bytes | None:
+    """The credentials of a request (bearer token, API key or token cookie), if any."""
+    found = None
+    for name, value in headers:
+        if name == b"authorization" or name == _API_KEY:
+            return value
+        if name == b"cookie" and _COOKIE_NAME in value:
+            found = value.split(_COOKIE_NAME, 1)[1].split(b";", 1)[0]
+    return found
+
+
+class RateLimit:
+    """Requests per minute per client: by address without credentials, by credential (a hash
+    of it) when signed in; 401s per address, past whose limit requests with credentials
+    from that address get 429. The counters are rows of `ly.rate_limit`, one upsert per
+    request on the application's pool, outside any actor's transaction. Should the
+    database not answer, requests go through (the route will say what is wrong)."""
+
+    def __init__(self, app: ASGIApp, owner) -> None:
+        self.app = app
+        self.owner = owner
+        self._next_cleanup = 0.0
+        self._warned = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        settings: Settings = self.owner.state.settings
+        if path.startswith(UNCOUNTED_PREFIX) or path in UNCOUNTED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = client[0] if client else "-"
+        credential = _credential(scope["headers"])
+        if credential is None:
+            limit, bad_limit = settings.rate_limit_anonymous, 0
+            key = f"a:{address}" if limit else None
+        else:
+            limit, bad_limit = settings.rate_limit_signed_in, settings.rate_limit_bad_token
+            key = "s:" + hashlib.sha256(credential).hexdigest()[:32] if limit else None
+        if key is None and not bad_limit:
+            await self.app(scope, receive, send)
+            return
+        bad_key = f"b:{address}" if bad_limit else None
+        row = await self._run(HIT_SQL, {"key": key, "bad": bad_key,
+                                        "bad_limit": bad_limit or None}, fetch=True)
+        if row is not None:
+            hits, bad, hit_left, bad_left = row
+            refused = None
+            if bad_limit and bad is not None and bad >= bad_limit:
+                retry = bad_left
+                refused = ("Authorization", f"too many refused credentials from this address "
+                           f"(at most {bad_limit} a minute); try again in {retry} s")
+            elif limit and hits is not None and hits > limit:
+                retry = hit_left
+                refused = ("Authorization" if credential else "request",
+                           f"too many requests (at most {limit} a minute"
+                           f"{' per credential' if credential else ' per address'}); "
+                           f"try again in {retry} s")
+            if refused:
+                p = _problem(429, refused[1], "too-many-requests", refused[0],
+                             headers={"Retry-After": str(retry)})
+                await problem_response(p, path)(scope, receive, send)
+                return
+        if bad_key:
+            send = self._counting_401s(send, bad_key)
+        await self.app(scope, receive, send)
+
+    def _counting_401s(self, send: Send, bad_key: str) -> Send:
+        async def sender(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                await self._run(BAD_SQL, [bad_key])
+            await send(message)
+
+        return sender
+
+    async def _run(self, sql: str, params, fetch: bool = False):
+        pool = self.owner.state.pool
+        try:
+            async with pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    cur = await conn.execute(sql, params)
+                    row = await cur.fetchone() if fetch else None
+                    now = time.monotonic()
+                    if now >= self._next_cleanup:
+                        self._next_cleanup = now + WINDOW_SECONDS
+                        await conn.execute(CLEANUP_SQL)
+                    return row
+                finally:
+                    await conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            now = time.monotonic()
+            if now >= self._warned:  # at most once a minute
+                self._warned = now + 60
+                log.warning("rate limits not applied: %s", type(exc).__name__)
+            return None
+
+
+def wrap(app: ASGIApp, owner) -> ASGIApp:
+    """The edge around an application's middleware stack (see the module's docstring)."""
+    settings: Settings = owner.state.settings
+    inner: ASGIApp = RateLimit(app, owner)
+    if settings.cors_origins:
+        inner = CORSMiddleware(
+            inner, allow_origins=settings.cors_origins, allow_methods=["GET", "HEAD"],
+            allow_headers=["Accept", "Accept-Language", "If-None-Match"],
+            allow_credentials=False,
+            expose_headers=["Content-Crs", "ETag", "Content-Disposition", "Retry-After"],
+            max_age=3600)
+    return Edge(inner, owner)

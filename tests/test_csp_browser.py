@@ -1,0 +1,201 @@
+"""Every HTML page under the Content-Security-Policy (service/edge.py) in a real browser:
+Debian's Chromium, driven by Playwright, against the live server. No page may trigger a
+`securitypolicyviolation` (a blocked script, style or image, an inline script without the
+response's nonce, an event handler attribute), and each still works: the maps draw and
+filter, the inspector form's script runs, Swagger UI renders the API.
+
+Playwright drives the system Chromium (`executable_path`); `playwright install` is never run.
+`wait_for_function` is given functions, never expression strings: Playwright evaluates
+a string with eval() while it polls, which the policy (no 'unsafe-eval') refuses. Requests
+to any host but the live server are aborted (the basemap's tiles are the only ones the
+policy allows, and the test needs no internet).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from datamodel import themes
+from tests.conftest import ITEMS, SAMS_CVR, query, token
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None and os.access("/usr/bin/chromium", os.X_OK):
+    CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 20_000
+
+#: Reports every violation to the console, where the test collects them (a listener set up
+#: before any of the page's own scripts runs).
+LISTENER = """
+document.addEventListener('securitypolicyviolation', (e) => {
+  console.error('CSP-VIOLATION ' + JSON.stringify({
+    directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample,
+    source: e.sourceFile, line: e.lineNumber}));
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Visit:
+    """A browser context on the live server that records violations and script errors."""
+
+    def __init__(self, browser, base: str, cookie: str | None = None):
+        self.base = base
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                           service_workers="allow")
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.context.add_init_script(LISTENER)
+        self.context.route(lambda url: not url.startswith(base), lambda route: route.abort())
+        if cookie:
+            self.context.add_cookies([{"name": "ly_token", "value": cookie, "url": base}])
+        self.page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
+
+    def _console(self, msg) -> None:
+        text = msg.text
+        if "CSP-VIOLATION" in text or "Content Security Policy" in text:
+            self.problems.append(text)
+
+    def open(self, path: str):
+        self.problems.clear()
+        response = self.page.goto(self.base + path, wait_until="load")
+        assert response is not None and response.status == 200, (path, response and
+                                                                  response.status)
+        assert "nonce-" in response.headers["content-security-policy"] or \
+            "script-src 'self'" in response.headers["content-security-policy"]
+        return response
+
+    def settle(self, path: str) -> None:
+        """Let late scripts run, then require that nothing was blocked."""
+        self.page.wait_for_timeout(150)
+        assert self.problems == [], (path, self.problems)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _ids(db: str) -> tuple[str, str]:
+    """A public shelter, and a public object of the first area theme with one ("" if none)."""
+    shelter = query(db, "SELECT objekt_id FROM ly.t_6101_beskyt_rum WHERE off_kode = 1 "
+                        "ORDER BY objekt_id LIMIT 1")[0][0]
+    for t in themes.all_themes():
+        if t.is_area:
+            rows = query(db, f"SELECT objekt_id FROM ly.{t.current_view} WHERE off_kode = 1 "
+                             "ORDER BY objekt_id LIMIT 1")
+            if rows:
+                return str(shelter), f"/collections/{t.collection_id}/items/{rows[0][0]}?f=html"
+    return str(shelter), ""
+
+
+def _map_works(v: Visit) -> None:
+    v.page.wait_for_function(
+        "() => window.lyMap && document.querySelector('.leaflet-marker-pane')")
+    assert v.page.evaluate("document.querySelectorAll('.folium-map.leaflet-container')"
+                           ".length") == 1
+    shown = v.page.evaluate("Number(document.querySelector('output[id^=ly-shown-]')"
+                            ".textContent)")
+    assert shown > 0
+    # The panel's filters (ly-map.js, from /static) change what the map shows.
+    code = v.page.evaluate("""() => {
+        const s = document.querySelector('select[data-attr]');
+        s.value = [...s.options].map(o => o.value).filter(Boolean)[0];
+        s.dispatchEvent(new Event('change'));
+        return s.name + '=' + s.value; }""")
+    assert code in v.page.evaluate("location.search")
+
+
+def test_every_page_runs_under_the_policy(browser, live_ro, shared_db_url):
+    shelter, area = _ids(shared_db_url)
+    public = [
+        "/?f=html", "/conformance?f=html", "/collections?f=html",
+        "/collections/beskyttelsesrum?f=html", f"{ITEMS}?f=html&limit=10",
+        f"{ITEMS}/{shelter}?f=html", "/collections/beskyttelsesrum/queryables?f=html",
+        "/collections/beskyttelsesrum/schema?f=html", "/begreber?f=html",
+        "/kodelister?f=html",
+    ]
+    if area:
+        public.append(area)
+    v = Visit(browser, live_ro.url)
+    try:
+        for path in public:
+            v.open(path)
+            assert v.page.query_selector("main h1"), path
+            v.settle(path)
+
+        v.open("/kort")
+        _map_works(v)
+        v.settle("/kort")
+
+        # The inspector form: app.js ran (it sets the network status) under the policy.
+        v.open("/eftersyn/formular")
+        v.page.wait_for_function(
+            "() => document.getElementById('net').dataset.online !== 'ukendt'")
+        assert v.page.evaluate("document.getElementById('net').textContent") in (
+            "Online", "Offline")
+        v.settle("/eftersyn/formular")
+
+        # Swagger UI, from /static/vendor, renders the OpenAPI document.
+        v.open("/docs")
+        v.page.wait_for_selector(".swagger-ui .info .title")
+        assert v.page.query_selector_all(".opblock")  # the operations are listed
+        v.settle("/docs")
+    finally:
+        v.close()
+
+    # Signed in (the pages' token cookie): the authorities' pages and reports.
+    admin = token(["national_admin"], subject="sams-admin", cvr=SAMS_CVR)
+    v = Visit(browser, live_ro.url, cookie=admin)
+    try:
+        for path in ("/rapporter/national", "/rapporter/kommune/101", "/revision?f=html",
+                     f"{ITEMS}/{shelter}/history?f=html", f"{ITEMS}/{shelter}?f=html"):
+            v.open(path)
+            assert v.page.query_selector("main"), path
+            v.settle(path)
+        # The reports' charts are data: images; they load under img-src.
+        v.open("/rapporter/kommune/101")
+        assert v.page.evaluate("[...document.images].every(i => i.complete && "
+                               "i.naturalWidth > 0)")
+        v.settle("/rapporter/kommune/101")
+        v.open("/kort?kommune=101&farve=egnethed")
+        _map_works(v)
+        v.settle("/kort?kommune=101")
+    finally:
+        v.close()
+
+
+def test_the_listener_sees_a_violation(browser, live_ro):
+    """The check can fail: an inline script without the nonce is blocked and reported."""
+    v = Visit(browser, live_ro.url)
+    try:
+        v.open("/?f=html")
+        v.page.evaluate("""() => { const s = document.createElement('script');
+                                   s.textContent = 'window.__ran = 1';
+                                   document.body.appendChild(s); }""")
+        v.page.evaluate("""() => { const b = document.createElement('button');
+                                   b.setAttribute('onclick', 'window.__clicked = 1');
+                                   document.body.appendChild(b); b.click(); }""")
+        v.page.wait_for_timeout(150)
+        assert v.page.evaluate("window.__ran") is None
+        assert v.page.evaluate("window.__clicked") is None
+        assert any("script-src" in p for p in v.problems), v.problems
+    finally:
+        v.close()
