@@ -225,14 +225,25 @@ class Ly(Server):
         return ROOT
 
     def command(self) -> list[str]:
+        # As `ly serve` runs it (service.edge.uvicorn_options: h11 and its head limit, no
+        # uvicorn proxy headers).
+        from service.edge import uvicorn_options
+        from service.settings import Settings
+
+        opts = uvicorn_options(Settings())
         return [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1",
                 "--port", str(self.port), "--workers", str(self.cfg.workers),
-                "--no-access-log", "--log-level", "warning"]
+                "--no-access-log", "--log-level", "warning", "--http", opts["http"],
+                "--h11-max-incomplete-event-size", str(opts["h11_max_incomplete_event_size"]),
+                "--no-proxy-headers"]
 
     def env(self) -> dict[str, str]:
         env = super().env()
+        # wrk is one client address: limits far above any run, so the counters' cost is in
+        # the measurement and no request is ever refused.
         env.update(DATABASE_URL=self.cfg.db_url, LY_DEV_KEY_FILE=str(self.key_file),
-                   LY_ENVIRONMENT="development")
+                   LY_ENVIRONMENT="development", LY_RATE_LIMIT_ANONYMOUS="1000000000",
+                   LY_RATE_LIMIT_SIGNED_IN="1000000000")
         return env
 
     def versions(self) -> dict[str, str]:

@@ -83,8 +83,12 @@ def cmd_load_demo(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from service.edge import uvicorn_options
+    from service.settings import Settings
+
+    # h11 with a request-head limit above Ly's own, no uvicorn proxy headers (service.edge).
     uvicorn.run("service.main:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, proxy_headers=True)
+                log_level=args.log_level, **uvicorn_options(Settings()))
     return 0
 
 

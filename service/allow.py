@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, FastAPI, Request
-from starlette.routing import Mount, compile_path
+from fastapi.routing import APIRoute
+from starlette.routing import Match, Mount, compile_path
 from starlette.responses import Response
 
 from service.errors import not_found
@@ -22,7 +23,21 @@ except ImportError:  # pragma: no cover - older FastAPI: app.routes is flat
     def _route_contexts(routes):
         return iter(routes)
 
-router = APIRouter()
+
+
+class _OptionsOnly(APIRoute):
+    """A route that exists for OPTIONS only: to any other method it does not match at all
+    (a plain route would match its path "partially" and answer 405), so the router's own
+    handling of the other methods stays as it is (the 405s of the real routes, the
+    trailing-slash redirect)."""
+
+    def matches(self, scope):
+        if scope.get("method") != "OPTIONS":
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+router = APIRouter(route_class=_OptionsOnly)
 
 #: Methods in the order Allow lists them.
 _ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
-from service import (admin, campaigns, edge, errors, features, inspections, maps, ogc, openapi,
+from service import (admin, allow, campaigns, edge, errors, features, inspections, maps, ogc, openapi,
                      reports, runs, tiles, transactions)
 from service.auth import build_issuers, current_actor
 from service.db import make_pool
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(inspections.router)
     app.include_router(campaigns.router)
+    # OPTIONS on every path (and Allow on a 405): after every router, before /static.
+    app.include_router(allow.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static")
 

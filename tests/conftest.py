@@ -184,6 +184,10 @@ def make_settings(url: str, **overrides) -> Settings:
     overrides.setdefault("dev_key_file", str(ensure_key(KEY_FILE)))
     overrides.setdefault("pool_min_size", 1)
     overrides.setdefault("pool_max_size", 4)
+    # The suite is one client making thousands of requests: no rate limits unless a test
+    # sets them (tests/test_edge.py).
+    for limit in ("rate_limit_anonymous", "rate_limit_signed_in", "rate_limit_bad_token"):
+        overrides.setdefault(limit, 0)
     return Settings(database_url=url, **overrides)
 
 

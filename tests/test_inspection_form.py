@@ -124,7 +124,7 @@ def test_offline_inspection_arrives_once_even_when_replayed(live_rw, db_url, ass
     page.wait_for_selector("body[data-klar='1']")
     assert "token" not in page.url, "the token must be removed from the address"
     assert page.evaluate("localStorage.getItem('ly_token')") == jwt
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     task = page.locator(f"#opgave-liste li.opgave[data-objekt-id='{oid}']")
     task.wait_for()
     assert task.locator(".sync").inner_text() == "Ikke påbegyndt"
@@ -277,7 +277,7 @@ def test_offline_inspection_arrives_once_even_when_replayed(live_rw, db_url, ass
     context.unroute_all()
     before = len(seen)
     page.click("#synk-formular")
-    page.wait_for_function("document.body.dataset.synkroniserer === undefined")
+    page.wait_for_function("() => document.body.dataset.synkroniserer === undefined")
     assert page.get_attribute("#synk-tilstand", "data-sync") == "sendt"
     assert len(seen) == before   # nothing was waiting, nothing was sent
     assert {s["url"].split("?")[0].rsplit("/", 2)[-2] for s in sent} >= {"eftersyn", "fotos"}
