@@ -8,8 +8,8 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
-from service import (admin, allow, campaigns, edge, errors, features, inspections, maps, ogc, openapi,
-                     reports, runs, tiles, transactions)
+from service import (admin, allow, campaigns, edge, errors, features, inspections, maps, ogc,
+                     openapi, reports, runs, tiles, transactions)
 from service.auth import build_issuers, current_actor
 from service.db import make_pool
 from service.http import OPENAPI_JSON, html_response, json_response
@@ -27,13 +27,18 @@ class _Ly(FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     pool = make_pool(settings.database_url, settings.pool_min_size, settings.pool_max_size)
+    counters = edge.make_counter_pool(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await pool.open(wait=True, timeout=30)
+        if counters is not None:
+            await counters.open(wait=False)
         try:
             yield
         finally:
+            if counters is not None:
+                await counters.close()
             await pool.close()
 
     # Every request is authenticated first: no credentials means the public; credentials that
@@ -43,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               dependencies=[Depends(current_actor)])
     app.state.settings = settings
     app.state.pool = pool
+    app.state.counter_pool = counters
     app.state.issuers = build_issuers(settings)
     app.state.extent_cache = {}
     errors.install(app)

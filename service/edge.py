@@ -37,9 +37,11 @@ import time
 from dataclasses import dataclass
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from datamodel.db import psycopg_url
 from service.auth import API_KEY_HEADER, TOKEN_COOKIE
 from service.errors import Problem, problem_response
 from service.settings import Settings
@@ -398,7 +400,7 @@ class RateLimit:
     """Requests per minute per client: by address without credentials, by credential (a hash
     of it) when signed in; 401s per address, past whose limit requests with credentials
     from that address get 429. The counters are rows of `ly.rate_limit`, one upsert per
-    request on the application's pool, outside any actor's transaction. Should the
+    request on the counters' own pool (`make_counter_pool`), outside any actor's transaction. Should the
     database not answer, requests go through (the route will say what is wrong)."""
 
     def __init__(self, app: ASGIApp, owner) -> None:
@@ -462,26 +464,41 @@ class RateLimit:
         return sender
 
     async def _run(self, sql: str, params, fetch: bool = False):
-        pool = self.owner.state.pool
+        pool = self.owner.state.counter_pool
+        if pool is None:
+            return None
         try:
-            async with pool.connection() as conn:
-                await conn.set_autocommit(True)
-                try:
-                    cur = await conn.execute(sql, params)
-                    row = await cur.fetchone() if fetch else None
-                    now = time.monotonic()
-                    if now >= self._next_cleanup:
-                        self._next_cleanup = now + WINDOW_SECONDS
-                        await conn.execute(CLEANUP_SQL)
-                    return row
-                finally:
-                    await conn.set_autocommit(False)
-        except psycopg.Error as exc:
+            async with pool.connection(timeout=COUNTER_WAIT_SECONDS) as conn:
+                cur = await conn.execute(sql, params)
+                row = await cur.fetchone() if fetch else None
+                now = time.monotonic()
+                if now >= self._next_cleanup:
+                    self._next_cleanup = now + WINDOW_SECONDS
+                    await conn.execute(CLEANUP_SQL)
+                return row
+        except (psycopg.Error, PoolTimeout) as exc:
             now = time.monotonic()
             if now >= self._warned:  # at most once a minute
                 self._warned = now + 60
                 log.warning("rate limits not applied: %s", type(exc).__name__)
             return None
+
+
+#: How long a request waits for a counter connection before it goes through uncounted.
+COUNTER_WAIT_SECONDS = 2.0
+
+
+def make_counter_pool(settings: Settings) -> AsyncConnectionPool | None:
+    """The counters' own small pool (None when every limit is off): autocommit connections,
+    so an upsert is one round trip, and no check on checkout (a broken connection fails
+    that one count, which lets its request through, and the pool replaces it)."""
+    if not (settings.rate_limit_anonymous or settings.rate_limit_signed_in
+            or settings.rate_limit_bad_token):
+        return None
+    return AsyncConnectionPool(psycopg_url(settings.database_url), min_size=1, max_size=4,
+                               open=False, kwargs={"autocommit": True,
+                                                   "prepare_threshold": 1},
+                               name="ly-rate-limit")
 
 
 def wrap(app: ASGIApp, owner) -> ASGIApp:
