@@ -31,6 +31,7 @@ ALLOWED = {
     "datamodel/checklists": "6122 inspection checklists",
     "service/inspections.py": "6101/6122 inspections",
     "service/campaigns.py": "6101 inspection campaigns",
+    "service/openapi_eftersyn.py": "the OpenAPI schemas of the 6101/6122 inspection workflow",
     "service/static/eftersyn": "the inspector's offline form",
     "service/templates/eftersyn_formular.html": "the inspector's offline form",
     "service/templates/report_kampagne.html": "the inspection campaign report",

@@ -25,7 +25,10 @@ change a shelter (as an administrator) may assign an inspector to it.
   administrator of the object's CVR or municipality, and the object is one the actor sees
   (the subquery runs under the actor's row-level security on ly.beskyttelsesrum, whose
   `laes` policy is `afslut`'s second half). Assigning stays an administrator's task
-  (municipal editors may change a shelter but not assign it), as before.
+  (municipal editors may change a shelter but not assign it), as before. Its read and
+  update policies (`laes`, `ret`) follow: a municipal administrator reads and changes the
+  assignments of the objects in its CVR or municipalities too, so an administrator sees the
+  assignments it may make.
 
 Revision ID: 0012
 Revises: 0011
@@ -60,7 +63,28 @@ SKRIV = f"""ly.actor_may_write() AND tildelt_af = ly.actor_subject()
         AND ly.actor_has('national_admin', 'municipal_admin')
         AND ({_MAY_ASSIGN})"""
 
-#: 0002's `skriv`, restored by the downgrade.
+# Whose assignments an administrator reads and changes: those of the objects in the
+# administrator's CVR or municipalities (the scope `_EDITS` writes in), besides those made
+# under the administrator's own CVR, so an administrator who assigns an object sees and
+# may end the assignment. Reading needs no write assurance.
+_IN_SCOPE = " OR ".join(
+    f"""EXISTS (SELECT 1 FROM ly.{table} o
+            WHERE o.objekt_id = tildeling.objekt_id AND o.systid_til IS NULL
+              AND (o.cvr_kode = (SELECT ly.actor_cvr())
+                   OR o.beliggenhedskommune = ANY ((SELECT ly.actor_kommuner())::int[])))"""
+    for table in ASSIGNABLE_TABLES)
+_ADMIN_SCOPE = f"""(ly.actor_has('municipal_admin') AND (cvr_kode = ly.actor_cvr()
+                                                   OR {_IN_SCOPE}))"""
+LAES = f"""subjekt = ly.actor_subject() OR ly.actor_has('national_admin')
+        OR {_ADMIN_SCOPE}"""
+RET = f"""ly.actor_may_write() AND (ly.actor_has('national_admin') OR {_ADMIN_SCOPE})"""
+
+#: 0002's policies, restored by the downgrade.
+LAES_0002 = """subjekt = ly.actor_subject() OR ly.actor_has('national_admin')
+        OR (ly.actor_has('municipal_admin') AND cvr_kode = ly.actor_cvr())"""
+RET_0002 = """ly.actor_may_write() AND (ly.actor_has('national_admin')
+             OR (ly.actor_has('municipal_admin') AND cvr_kode = ly.actor_cvr()))"""
+
 SKRIV_0002 = """ly.actor_may_write() AND tildelt_af = ly.actor_subject()
         AND (ly.actor_has('national_admin')
              OR (ly.actor_has('municipal_admin') AND cvr_kode = ly.actor_cvr()))"""
@@ -97,9 +121,13 @@ def upgrade() -> None:
         FOR EACH ROW EXECUTE FUNCTION ly.eftersyn_foto_guard()""")
 
     op.execute(f"ALTER POLICY skriv ON ly.tildeling WITH CHECK ({SKRIV})")
+    op.execute(f"ALTER POLICY laes ON ly.tildeling USING ({LAES})")
+    op.execute(f"ALTER POLICY ret ON ly.tildeling USING ({RET})")
 
 
 def downgrade() -> None:
+    op.execute(f"ALTER POLICY ret ON ly.tildeling USING ({RET_0002})")
+    op.execute(f"ALTER POLICY laes ON ly.tildeling USING ({LAES_0002})")
     op.execute(f"ALTER POLICY skriv ON ly.tildeling WITH CHECK ({SKRIV_0002})")
     op.execute("DROP TRIGGER guard ON ly.eftersyn_foto")
     op.execute("DROP FUNCTION ly.eftersyn_foto_guard()")
