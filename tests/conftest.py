@@ -215,12 +215,16 @@ def anon_client(shared_db_url):
 class LiveServer:
     """The app under uvicorn on a free loopback port, in a thread."""
 
-    def __init__(self, url: str, **overrides):
+    def __init__(self, url: str | None = None, *, app=None, uvicorn_options: dict | None = None,
+                 **overrides):
+        """The app on database `url` with the settings `overrides`, or `app` as given; uvicorn
+        with its defaults, or `uvicorn_options` (e.g. `service.edge.uvicorn_options`)."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        config = uvicorn.Config(create_app(make_settings(url, **overrides)), host="127.0.0.1",
-                                port=self.port, log_level="warning", lifespan="on")
+        app = app if app is not None else create_app(make_settings(url, **overrides))
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on", **(uvicorn_options or {}))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import os
-import shutil
 import signal
 import subprocess
 from html.parser import HTMLParser
@@ -16,17 +15,11 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.browser import CHROMIUM, FLAGS, requires_chromium
 from tests.conftest import ITEMS, query
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and os.access("/usr/bin/chromium", os.X_OK):
-    CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(CHROMIUM is None,
-                                reason="no chromium or chromium-browser binary on PATH")
+pytestmark = requires_chromium
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-extensions", "--mute-audio"]
 TIMEOUT = 60
 
 

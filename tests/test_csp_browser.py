@@ -13,23 +13,17 @@ policy allows, and the test needs no internet).
 
 from __future__ import annotations
 
-import os
-import shutil
 
 import pytest
 
 from datamodel import themes
+from tests.browser import CHROMIUM, FLAGS, requires_chromium
 from tests.conftest import ITEMS, SAMS_CVR, query, token
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and os.access("/usr/bin/chromium", os.X_OK):
-    CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
+pytestmark = requires_chromium
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 20_000
 
 #: Reports every violation to the console, where the test collects them (a listener set up

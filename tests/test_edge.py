@@ -13,21 +13,17 @@ import http.client
 import json
 import math
 import re
-import socket
-import threading
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from service import edge
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import ADMIN_HEADERS, ITEMS, bearer, make_settings, query, token
+from tests.conftest import ADMIN_HEADERS, ITEMS, LiveServer, bearer, make_settings, query, token
 
 PROBLEM = "application/problem+json"
 TEMPLATES = Path(__file__).resolve().parent.parent / "service" / "templates"
@@ -60,35 +56,9 @@ def _problem(r, status: int) -> dict:
     return body
 
 
-class Server:
-    """An app under a real uvicorn on a free loopback port, in a thread (as conftest's
-    LiveServer, with the app and uvicorn's options given)."""
-
-    def __init__(self, app, **options):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-            **options))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+def Server(app, **options) -> LiveServer:
+    """An app under a real uvicorn with uvicorn's `options` (as `ly serve` runs it)."""
+    return LiveServer(app=app, uvicorn_options=options)
 
 
 @contextmanager

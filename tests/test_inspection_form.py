@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import shutil
 import time
 from datetime import date
 
@@ -25,17 +23,13 @@ import pytest
 from PIL import Image
 
 from datamodel import checklist
+from tests.browser import CHROMIUM, FLAGS, requires_chromium
 from tests.conftest import query, token
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and os.access("/usr/bin/chromium", os.X_OK):
-    CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
+pytestmark = requires_chromium
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 KBH = 101
 INSPECTOR = "inspektoer-1"
 COPENHAGEN = {"latitude": 55.6761, "longitude": 12.5683}

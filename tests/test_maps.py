@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,15 +20,12 @@ from pathlib import Path
 import pytest
 
 from datamodel import themes
+from tests.browser import CHROMIUM
+from tests.browser import FLAGS as BROWSER_FLAGS
 from tests.conftest import SAMS_CVR, query, token
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and os.access("/usr/bin/chromium", os.X_OK):
-    CHROMIUM = "/usr/bin/chromium"
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-extensions", "--mute-audio", "--window-size=1400,900",
+FLAGS = [*BROWSER_FLAGS, "--window-size=1400,900",
          "--remote-debugging-port=0", "--remote-allow-origins=*"]
 KBH = 101
 
