@@ -201,7 +201,7 @@ async def assign(request: Request) -> Response:
         except psycopg.errors.InsufficientPrivilege:
             cur = None
         if cur is None or cur.rowcount != 1:  # row-level security refused the assignment
-            raise forbidden("the object belongs to another authority's register (CVR "
-                            f"{cvr}); only its own or a national administrator assigns it",
+            raise forbidden("the object is outside your register (or changed meanwhile); "
+                            "only an administrator who may change it assigns it",
                             field="objekt_id")
     return json_response({"objekt_id": str(objekt_id), "subjekt": subject.strip()}, status=201)

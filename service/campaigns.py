@@ -202,14 +202,18 @@ async def assign(request: Request, kampagne_id: str) -> Response:
         raise invalid(Invalid(problems))
     async with acting(request) as conn:
         c = await _campaign(conn, kampagne_id)
-        cur = await conn.execute(
+        # Decided on each shelter's current version (the selection is what it was when the
+        # campaign was made): a shelter since ended, or moved out of the actor's scope, is
+        # left out, and an assignment carries the shelter's CVR of now.
+        cur = await conn.execute(sql.SQL(
             "INSERT INTO ly.tildeling (objekt_id, subjekt, cvr_kode, kampagne_id) "
-            "SELECT u.objekt_id, %s, u.cvr_kode, u.kampagne_id FROM ly.kampagne_udvalg u "
-            "WHERE u.kampagne_id = %s AND ly.may_edit(u.cvr_kode, u.beliggenhedskommune) "
+            "SELECT u.objekt_id, %s, b.cvr_kode, u.kampagne_id FROM ly.kampagne_udvalg u "
+            "JOIN {} b ON b.objekt_id = u.objekt_id "
+            "WHERE u.kampagne_id = %s AND ly.may_edit(b.cvr_kode, b.beliggenhedskommune) "
             "AND (%s::uuid[] IS NULL OR u.objekt_id = ANY (%s::uuid[])) "
-            "AND (%s::int IS NULL OR u.beliggenhedskommune = %s) "
+            "AND (%s::int IS NULL OR b.beliggenhedskommune = %s) "
             "AND NOT EXISTS (SELECT 1 FROM ly.tildeling t WHERE t.objekt_id = u.objekt_id "
-            "AND t.subjekt = %s AND t.kampagne_id = u.kampagne_id AND t.aktiv)",
+            "AND t.subjekt = %s AND t.kampagne_id = u.kampagne_id AND t.aktiv)").format(_CURRENT),
             [subject.strip(), c["id"], ids, ids, kommune, kommune, subject.strip()])
     return json_response({"kampagne_id": c["id"], "subjekt": subject.strip(),
                           "tildelt": cur.rowcount}, status=201)

@@ -95,12 +95,16 @@ def from_database(exc: psycopg.Error, theme=None) -> Problem | None:
     """A client's problem the database caught (a backstop behind the checks of each
     resource): in our words, naming a field only when the database named the column and it
     is an attribute of `theme` (the datamodel.themes.Theme the request writes), else the
-    request as a whole. Messages of the register's own triggers (SQLSTATE LY422) are ours."""
+    request as a whole. Messages of the register's own triggers (SQLSTATE LY422, LY409) are ours."""
     diag = exc.diag
     column = diag.column_name
     if column is None and isinstance(exc, psycopg.errors.CheckViolation):
         column = (diag.constraint_name or "").removesuffix("_range") or None
     state = diag.sqlstate or ""
+    if state == "LY409":  # the register's own triggers: a change its state does not allow
+        detail = diag.message_primary or "the object's state does not allow this change"
+        return Problem(409, detail, kind="conflict",
+                       errors=[{"field": column or "status", "detail": detail}])
     if state == "LY422":
         field = _field(column, theme) or "request"
         detail = diag.message_primary or "the register refused the value"

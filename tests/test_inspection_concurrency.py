@@ -207,16 +207,19 @@ def test_writes_refused_by_row_level_security_never_answer_200(s, db_url):
         r = put("editor", foreign, f"/eftersyn/{uuid.uuid4()}")
         assert r.status_code == 403 and _problem(r)["errors"][0]["field"] == "objekt_id", r.text
         assert query(db_url, "SELECT count(*) FROM ly.eftersyn") == [(1,)]
-        # an inter-municipal authority's administrator edits København's shelters, but
-        # assigning them is for their own CVR's administrators (ly.tildeling's policy)
+        # an inter-municipal authority's administrator edits København's shelters, and so
+        # assigns them (ly.tildeling's policy, revision 0012), under the shelter's own CVR
         joint = bearer(["municipal_admin"], subject="beredskab-admin", cvr=_cvr(db_url, AAR),
                        kommuner=[KBH, AAR])
         r = c.post("/tildelinger", content=json.dumps({"objekt_id": s["shelter"],
                                                        "subjekt": "inspektoer-3"}),
                    headers={**JSON, **joint})
-        assert r.status_code == 403 and _problem(r)["errors"][0]["field"] == "objekt_id", r.text
-        assert query(db_url, "SELECT count(*) FROM ly.tildeling WHERE subjekt = 'inspektoer-3'"
-                     ) == [(0,)]
+        assert r.status_code == 201, r.text
+        assert query(db_url, "SELECT cvr_kode FROM ly.tildeling WHERE subjekt = 'inspektoer-3'"
+                     ) == [(_cvr(db_url),)]
+        # ... and sees the assignment it made (ly.tildeling's read policy, revision 0012)
+        listed = c.get("/tildelinger", headers=joint).json()
+        assert any(t["subjekt"] == "inspektoer-3" for t in listed["tildelinger"]), listed
 
 
 def test_a_6122_import_refuses_what_it_cannot_store(s, db_url):
