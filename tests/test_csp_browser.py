@@ -13,12 +13,17 @@ policy allows, and the test needs no internet).
 
 from __future__ import annotations
 
+import json
 
+import httpx
 import pytest
 
 from datamodel import themes
+from datamodel.codelists import load_codelists
+from service import openapi
+from service.app import create_app
 from tests.browser import CHROMIUM, FLAGS, requires_chromium
-from tests.conftest import ITEMS, SAMS_CVR, query, token
+from tests.conftest import ADMIN_HEADERS, ITEMS, SAMS_CVR, make_settings, query, token
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -117,15 +122,36 @@ def _map_works(v: Visit) -> None:
     assert code in v.page.evaluate("location.search")
 
 
+#: The path templates of the HTML pages the tests below open: every GET the OpenAPI document
+#: says answers text/html (test_every_html_page_of_the_document_is_opened holds them to it).
+OPENED = {
+    "/", "/conformance", "/collections", "/collections/{collection_id}",
+    "/collections/{collection_id}/queryables", "/collections/{collection_id}/schema",
+    "/begreber", "/kodelister", "/kodelister/{name}", "/collections/{collection_id}/items",
+    "/collections/{collection_id}/items/{featureId}",
+    "/collections/{collection_id}/items/{featureId}/history", "/revision", "/kort",
+    "/rapporter/kommune/{kommunekode}", "/rapporter/national",
+    "/rapporter/kampagner/{kampagne_id}",
+}
+
+
+def test_every_html_page_of_the_document_is_opened():
+    spec = openapi.build(create_app(make_settings("postgresql://ly@127.0.0.1:1/unused")))
+    html = {path for path, ops in spec["paths"].items()
+            if "text/html" in ops.get("get", {}).get("responses", {}).get("200", {})
+            .get("content", {})}
+    assert html and html <= OPENED, sorted(html - OPENED)
+
+
 def test_every_page_runs_under_the_policy(browser, live_ro, shared_db_url):
     shelter, area = _ids(shared_db_url)
-    public = [
-        "/?f=html", "/conformance?f=html", "/collections?f=html",
-        "/collections/beskyttelsesrum?f=html", f"{ITEMS}?f=html&limit=10",
-        f"{ITEMS}/{shelter}?f=html", "/collections/beskyttelsesrum/queryables?f=html",
-        "/collections/beskyttelsesrum/schema?f=html", "/begreber?f=html",
-        "/kodelister?f=html",
-    ]
+    public = ["/?f=html", "/conformance?f=html", "/collections?f=html", "/begreber?f=html",
+              "/kodelister?f=html", f"/kodelister/{sorted(load_codelists())[0]}?f=html",
+              f"{ITEMS}/{shelter}?f=html"]
+    for t in themes.all_themes():
+        col = f"/collections/{t.collection_id}"
+        public += [f"{col}?f=html", f"{col}/items?f=html&limit=10",
+                   f"{col}/queryables?f=html", f"{col}/schema?f=html"]
     if area:
         public.append(area)
     v = Visit(browser, live_ro.url)
@@ -191,5 +217,24 @@ def test_the_listener_sees_a_violation(browser, live_ro):
         assert v.page.evaluate("window.__ran") is None
         assert v.page.evaluate("window.__clicked") is None
         assert any("script-src" in p for p in v.problems), v.problems
+    finally:
+        v.close()
+
+
+def test_the_campaign_report_runs_under_the_policy(browser, live_rw, db_url):
+    """The one page that needs an object the shared database lacks: a campaign."""
+    body = {"navn": "BDG 2026", "tjekliste_kode": "bdg-6122", "periode_fra": "2026-02-01",
+            "periode_til": "2026-03-15", "frist": "2026-03-15",
+            "udvalg": {"beskyt_rum_kode": [3], "kommuner": [101]}}
+    r = httpx.post(live_rw.url + "/kampagner", content=json.dumps(body),
+                   headers={**ADMIN_HEADERS, "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    admin = token(["national_admin"], subject="sams-admin", cvr=SAMS_CVR)
+    v = Visit(browser, live_rw.url, cookie=admin)
+    try:
+        path = f"/rapporter/kampagner/{r.json()['id']}?f=html"
+        v.open(path)
+        assert v.page.query_selector("main"), path
+        v.settle(path)
     finally:
         v.close()
