@@ -45,6 +45,7 @@ from service import openapi
 from service.app import create_app
 from service.http import GEOJSON
 from tests.conftest import ADMIN_HEADERS, BASE_URL, fresh_database, make_settings, query
+from tests.test_inspections import complete_answers, room
 
 #: The document as the app serves it (building it needs no database).
 SPEC = openapi.build(create_app(make_settings(BASE_URL)))
@@ -85,24 +86,6 @@ def _png() -> bytes:
     return out.getvalue()
 
 
-def _answers(**over) -> dict:
-    svar = {"beskyt_rum_nr": "BDG-1", "matrikelejer": "Københavns Kommune",
-            "udfoert_af": "Fuzz", "udfoert_dato": "2026-02-20", "dokumentation": True,
-            "inspektioner": False, "bbr": False, "lokaliseret": True, "adgang_kode": 1,
-            "antal_pladser": 50, "antal_opholdsrum": 1, "betondaeksel_kode": 1,
-            "beskyt_rum_anvendelse_kode": 1}
-    svar.update(over)
-    return svar
-
-
-def _room(**over) -> dict:
-    base = {"konstruktion_intakt_kode": 1, "konstruktion_blotlagt_armering_kode": 2,
-            "konstruktion_revner_gulv_kode": 2, "indtraengende_fugt_vand_kode": 2,
-            "vand_daekker_gulv_kode": 2, "ventilation_haanddreven_kode": 1}
-    base.update(over)
-    return base
-
-
 def _ok(r, *statuses):
     assert r.status_code in statuses, (r.status_code, r.text[:500])
     return r
@@ -124,8 +107,8 @@ def _seed(c: TestClient, url: str) -> dict:
                 "position": {"type": "Point", "coordinates": [KBH_LON, KBH_LAT]}}
         _ok(c.put(f"/eftersyn/{eid}", content=json.dumps(body), headers=h), 201)
 
-    upload(approved, shelters[0], "indsendt", _answers(),
-           [_room(konstruktion_blotlagt_armering_kode=1)])
+    upload(approved, shelters[0], "indsendt", complete_answers(udfoert_af="Fuzz"),
+           [room(konstruktion_blotlagt_armering_kode=1)])
     _ok(c.post(f"/eftersyn/{approved}/godkend", headers=ADMIN_HEADERS), 200)
     upload(draft, shelters[1], "kladde", {"beskyt_rum_nr": "BDG-2"}, [])
     _ok(c.put(f"/eftersyn/{draft}/fotos/{photo}", content=_png(),
