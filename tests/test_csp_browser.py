@@ -22,10 +22,10 @@ from datamodel import themes
 from datamodel.codelists import load_codelists
 from service import openapi
 from service.app import create_app
-from tests.browser import CHROMIUM, FLAGS, requires_chromium
+from tests.browser import launched, requires_chromium
 from tests.conftest import ADMIN_HEADERS, ITEMS, SAMS_CVR, make_settings, query, token
 
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 pytestmark = requires_chromium
 
@@ -44,12 +44,8 @@ document.addEventListener('securitypolicyviolation', (e) => {
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched() as b:
+        yield b
 
 
 class Visit:

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from tests.conftest import LiveServer, bearer, make_settings, query
-from tests.test_inspections import complete_answers, png, room, upload_body
+from tests.test_inspections import _cvr, complete_answers, png, room, upload_body
 
 KBH, AAR = 101, 751
 INSPECTOR = "inspektoer-1"
@@ -24,9 +24,6 @@ N = 20
 JSON = {"Content-Type": "application/json"}
 DB_TEXT = ("duplicate key", "eftersyn_pkey", "eftersyn_foto_pkey", "violates", "row-level")
 
-
-def _cvr(url, kommune=KBH):
-    return query(url, "SELECT cvr_kode FROM ly.kommune WHERE kommunekode = %s", [kommune])[0][0]
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ import pytest
 from PIL import Image
 
 from datamodel import checklist
-from tests.browser import CHROMIUM, FLAGS, requires_chromium
+from tests.browser import launched, requires_chromium
 from tests.conftest import query, token
 
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 pytestmark = requires_chromium
 
@@ -59,12 +59,8 @@ def _wait(page, predicate, what: str, timeout: float = 30.0):
 
 @pytest.fixture
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched() as b:
+        yield b
 
 
 @pytest.fixture

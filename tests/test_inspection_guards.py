@@ -23,7 +23,7 @@ from datamodel.db import with_database
 from service.app import create_app
 from tests.conftest import (BASE_URL, ITEMS, LiveServer, _admin, _drop_later, bearer,
                             make_settings, query)
-from tests.test_inspections import complete_answers, png, room, upload_body
+from tests.test_inspections import _cvr, complete_answers, png, room, upload_body
 
 KBH, FRB, AAR = 101, 147, 751  # København, Frederiksberg, Aarhus
 INSPECTOR = "inspektoer-1"
@@ -33,9 +33,6 @@ ROUNDS = 10
 #: Keys of the advisory locks the test-only triggers wait for.
 HOLD_APPROVAL, HOLD_PHOTO = 120_001, 120_002
 
-
-def _cvr(url, kommune=KBH):
-    return query(url, "SELECT cvr_kode FROM ly.kommune WHERE kommunekode = %s", [kommune])[0][0]
 
 
 @pytest.fixture
