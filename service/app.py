@@ -8,11 +8,11 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
-from service import (admin, allow, campaigns, edge, errors, features, inspections, maps, ogc,
-                     openapi, reports, runs, tiles, transactions)
+from service import (admin, allow, campaigns, docs, edge, errors, features, inspections, maps,
+                     ogc, openapi, reports, runs, tiles, transactions)
 from service.auth import build_issuers, current_actor
 from service.db import make_pool
-from service.http import OPENAPI_JSON, html_response, json_response
+from service.http import OPENAPI_JSON, json_response
 from service.settings import Settings
 
 
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(inspections.router)
     app.include_router(campaigns.router)
+    app.include_router(docs.router)
     # OPTIONS on every path (and Allow on a 405): after every router, before /static.
     app.include_router(allow.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
@@ -72,10 +73,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not hasattr(app.state, "openapi_doc"):
             app.state.openapi_doc = openapi.build(app)
         return json_response(app.state.openapi_doc, media_type=OPENAPI_JSON)
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs(request: Request):
-        # Swagger UI from /static/vendor (no CDN), started by a script file (no inline script).
-        return html_response(request, "docs.html")
 
     return app

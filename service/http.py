@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 from fastapi import Request
@@ -48,9 +48,48 @@ def self_links(request: Request, path: str, json_type: str = JSON, **params) -> 
     ]
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def link_header(links: list[dict] | None) -> str | None:
+    """The `Link` header (RFC 8288) mirroring a resource's links: `<href>; rel=…; type=…;
+    title=…`, with a non-ASCII title as `title*` (RFC 8187), since a header is Latin-1."""
+    if not links:
+        return None
+    parts = []
+    for lk in links:
+        part = f"<{lk['href']}>; rel={_quoted(lk['rel'])}"
+        if lk.get("type"):
+            part += f"; type={_quoted(lk['type'])}"
+        title = lk.get("title")
+        if title:
+            if title.isascii():
+                part += f"; title={_quoted(title)}"
+            else:
+                part += f"; title*=UTF-8''{quote(title, safe='')}"
+        parts.append(part)
+    return ", ".join(parts)
+
+
+def with_links(headers: dict | None, links: list[dict] | None) -> dict | None:
+    """`headers` with the Link header of `links` added (a copy; None stays None without links)."""
+    value = link_header(links)
+    if value is None:
+        return headers
+    return {**(headers or {}), "Link": value}
+
+
+def _links_of(data) -> list[dict] | None:
+    if isinstance(data, dict) and isinstance(data.get("links"), list):
+        return data["links"]
+    return None
+
+
 def json_response(data, status: int = 200, media_type: str = JSON, headers=None) -> Response:
+    """JSON; a document with `links` also gets them as a Link header."""
     return Response(orjson.dumps(data), status_code=status, media_type=media_type,
-                    headers=headers)
+                    headers=with_links(headers, _links_of(data)))
 
 
 def html_response(request: Request, template: str, status: int = 200, headers=None,
@@ -59,5 +98,8 @@ def html_response(request: Request, template: str, status: int = 200, headers=No
     context.setdefault("actor", getattr(request.state, "actor", None))
     # The response's Content-Security-Policy nonce (service/edge.py), for inline scripts.
     context.setdefault("csp_nonce", getattr(request.state, "csp_nonce", ""))
+    # The page's links (its own, or the document's it shows) as a Link header too.
+    links = context.get("links") if isinstance(context.get("links"), list) \
+        else _links_of(context.get("data"))
     return templates.TemplateResponse(request, template, context, status_code=status,
-                                      headers=headers)
+                                      headers=with_links(headers, links))
