@@ -24,11 +24,24 @@ the collection id.
 - GeoJSON: features built by PostGIS exactly as the items resource builds them (axis order
   of the output CRS, as OGC API - Features Part 2 says); a CRS other than CRS84 is also named
   in the legacy `crs` member so GDAL and QGIS pick it up from the file.
-- CSV and XLSX: a `WKT` column first (GDAL reads it as the geometry: POINT or MULTIPOLYGON),
-  in the output CRS's axis order like GeoJSON; date-times as RFC 3339 text in UTC. An XLSX
-  sheet holds at most 1 048 575 objects (`TooManyRows`) and a cell at most 32 767
-  characters: an area whose WKT is longer refuses the export (`CellTooLong`) rather than
-  cutting the geometry.
+- CSV: a `WKT` column first (GDAL reads it as the geometry: POINT or MULTIPOLYGON), in the
+  output CRS's axis order like GeoJSON, then the attribute columns, in one of two dialects
+  (`CSV_DIALECTS`): `da` (the default), what a Danish desktop's spreadsheet opens as it is —
+  UTF-8 with a byte order mark, `;` between fields, every value in double quotes (so the
+  commas of decimal numbers, WKT and text never split a field, also where LibreOffice's text
+  import splits at commas too), decimal comma, dates `YYYY-MM-DD`, date-times
+  `YYYY-MM-DD HH:MM:SS` in Danish time, and text that a spreadsheet would run as a formula
+  (`=`, `+`, `-`, `@` first) kept as text with a leading `'`; and `rfc4180`, for
+  programs: `,`, no BOM, quotes only where needed, decimal point, RFC 3339 date-times in UTC
+  and the values as stored.
+- XLSX: typed cells (numbers as numbers, dates and date-times as Excel dates with a number
+  format, date-times in Danish time; text that looks like a formula stays text), the
+  columns people read first (`desktop_columns`: the theme's label, its address, its own coded
+  attributes as text, its report figures, its validity period, the municipality; then the
+  rest in the theme's order, the `WKT` last), column widths from the header and the first
+  rows, the header row frozen and an autofilter over the table. A sheet holds at most
+  1 048 575 objects (`TooManyRows`) and a cell at most 32 767 characters: an area whose WKT
+  is longer refuses the export (`CellTooLong`) rather than cutting the geometry.
 - GeoPackage: typed columns (integers, reals, text, dates, date-times in UTC), a layer named
   for the collection with the theme's geometry type, coordinates east/north (x = longitude
   for geographic CRSs, as GeoPackage stores them) with the CRS in the file.
@@ -46,17 +59,21 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from psycopg import sql
 
 from datamodel import crs as crsmod
 from datamodel import query
-from datamodel.fields import GEOMETRY_COLUMN
+from datamodel.fields import AENDRINGSAARSAG, BELIGGENHEDSKOMMUNE, GEOMETRY_COLUMN, generic_fields
 from datamodel.themes import Theme
 
 #: Rows per fetch from the server-side cursor (and per append to a file).
@@ -68,6 +85,46 @@ XLSX_MAX_CELL = 32_767
 #: Excel's sheet names have at most 31 characters.
 XLSX_MAX_SHEET_NAME = 31
 DBF_TEXT_BYTES = 254
+#: Desktop files (the `da` CSV, XLSX) give date-times in Danish time, as people read them.
+LOCAL_TIME_ZONE = ZoneInfo(query.VALIDITY_TIME_ZONE)
+#: FKG's standard address attributes, in reading order (where a theme has them).
+ADDRESS_FIELDS = ("vejnavn", "husnr", "postnr", "postnr_by")
+#: Attributes every theme shares (the FKG generic ones and Ly's): not a theme's own.
+_SHARED = frozenset({f.name for f in generic_fields()}
+                    | {BELIGGENHEDSKOMMUNE.name, AENDRINGSAARSAG.name})
+#: Excel's column width is in characters; wider columns are cut to this (the text wraps).
+XLSX_MAX_WIDTH = 50
+XLSX_DATE = "yyyy-mm-dd"
+XLSX_DATETIME = "yyyy-mm-dd hh:mm:ss"
+
+
+@dataclass(frozen=True)
+class CSVDialect:
+    """How a CSV export is written (`csv-dialect`)."""
+
+    name: str
+    delimiter: str
+    bom: bool  # UTF-8 with a byte order mark (Excel then reads UTF-8, not the ANSI code page)
+    quoting: int  # csv.QUOTE_ALL or csv.QUOTE_MINIMAL
+    desktop: bool  # decimal comma, Danish time, formula-looking text guarded
+    description: str
+
+
+CSV_DIALECTS: dict[str, CSVDialect] = {
+    "da": CSVDialect(
+        "da", ";", True, csv.QUOTE_ALL, True,
+        "Danish desktops (Excel, LibreOffice in da-DK): UTF-8 with BOM, semicolons, every "
+        "value quoted, decimal comma, dates YYYY-MM-DD, date-times YYYY-MM-DD HH:MM:SS in "
+        "Danish time"),
+    "rfc4180": CSVDialect(
+        "rfc4180", ",", False, csv.QUOTE_MINIMAL, False,
+        "RFC 4180 for programs: UTF-8 without BOM, commas, decimal point, RFC 3339 date-times "
+        "in UTC"),
+}
+#: Danish users are the audience: the default is what Danish Excel opens as it is.
+DEFAULT_CSV_DIALECT = "da"
+#: What a spreadsheet takes for a formula when a cell starts with it (OWASP's CSV injection).
+_FORMULA_START = ("=", "+", "-", "@")
 
 
 @dataclass(frozen=True)
@@ -183,9 +240,73 @@ def layer_name(theme: Theme) -> str:
     return theme.collection_id
 
 
-def file_name(fmt: Format, theme: Theme, moment: datetime | None = None) -> str:
-    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return f"{layer_name(theme)}-{moment.strftime('%Y%m%dT%H%M%SZ')}.{fmt.suffix}"
+def file_name(fmt: Format, theme: Theme, moment: datetime | None = None,
+              kommunekode: int | None = None) -> str:
+    """What the file holds: `<collection>[-<municipality>-<code>]-<date>.<ext>`, e.g.
+    `beskyttelsesrum-aarhus-751-2026-12-08.xlsx`; the date (Danish) is the day of `moment`
+    (the register's instant: now, or `asof`); the municipality when the export holds one
+    municipality's objects only (`filter_municipality`)."""
+    moment = (moment or datetime.now(timezone.utc)).astimezone(LOCAL_TIME_ZONE)
+    parts = [layer_name(theme)]
+    name = municipality_names().get(kommunekode) if kommunekode is not None else None
+    if name is not None:
+        parts += [slug(name), str(kommunekode)]
+    return f"{'-'.join(parts)}-{moment.date().isoformat()}.{fmt.suffix}"
+
+
+_DANISH_LETTERS = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa"})
+
+
+def slug(text: str) -> str:
+    """ASCII for a file name, as Danish writes without æøå: "Høje-Taastrup" ->
+    "hoeje-taastrup", "Lyngby-Taarbæk" -> "lyngby-taarbaek"."""
+    text = unicodedata.normalize("NFKD", text.casefold().translate(_DANISH_LETTERS))
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+
+
+@lru_cache(maxsize=1)
+def municipality_names() -> dict[int, str]:
+    """Municipality code -> name, from the shipped list (`loaders/data/kommuner.csv`)."""
+    from loaders.reference import KOMMUNER_CSV
+
+    with KOMMUNER_CSV.open(encoding="utf-8", newline="") as fh:
+        return {int(r["kommunekode"]): r["navn"] for r in csv.DictReader(fh)}
+
+
+def filter_municipality(equals: dict, cql: dict | None) -> int | None:
+    """The one municipality an export is limited to by its filters, or None: the
+    `beliggenhedskommune=` query parameter, or a CQL2 filter (the normalised CQL2 JSON of
+    `datamodel.cql2sql.parse_filter`) that is, or is an AND of terms one of which is,
+    `beliggenhedskommune = <code>` (or IN a list of one code). Two different municipalities
+    (nothing matches) name none."""
+    name = BELIGGENHEDSKOMMUNE.name
+    found: set[int] = set()
+    if equals.get(name) is not None:
+        found.add(int(equals[name]))
+
+    def term(node) -> None:
+        if not isinstance(node, dict):
+            return
+        op, args = str(node.get("op", "")).lower(), node.get("args") or []
+        if op == "and":
+            for a in args:
+                term(a)
+        elif op in ("=", "in") and len(args) == 2:
+            a, b = args
+            if not (isinstance(a, dict) and a.get("property") == name):
+                a, b = b, a
+            if not (isinstance(a, dict) and a.get("property") == name):
+                return
+            if op == "in":
+                b = b[0] if isinstance(b, list) and len(b) == 1 else None
+            if isinstance(b, int) and not isinstance(b, bool):
+                found.add(b)
+            elif isinstance(b, float) and b.is_integer():
+                found.add(int(b))
+
+    term(cql)
+    return found.pop() if len(found) == 1 else None
 
 
 def _text(value) -> str | None:
@@ -197,12 +318,50 @@ def _text(value) -> str | None:
     return str(value)
 
 
-def _cell(value):
-    if isinstance(value, (int, float, str)) or value is None:
-        return value
-    if isinstance(value, Decimal):
-        return float(value)
-    return _text(value)
+def desktop_columns(theme: Theme, public: bool) -> list[str]:
+    """The columns of `columns(theme, public)` in the order people read them: the theme's
+    label, its address (`ADDRESS_FIELDS`), its own coded attributes as text (their twins),
+    its report figures (`Theme.figures`), its validity period and the municipality; then
+    every other column in the theme's order (codes, identities, system times, ...)."""
+    names = [n for n, _ in columns(theme, public)]
+    present = set(names)
+    own_coded = [f.twin for f in theme.coded_fields if f.name not in _SHARED and f.twin]
+    first = [theme.label, *ADDRESS_FIELDS, *own_coded,
+             *(fig.field for fig in theme.figures), *(theme.validity or ()),
+             BELIGGENHEDSKOMMUNE.name]
+    order = list(dict.fromkeys(n for n in first if n in present))
+    return order + [n for n in names if n not in set(order)]
+
+
+def _decimal_comma(value) -> str:
+    """A number as Danish writes it: decimal comma, no thousands separator, no exponent."""
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace(".", ",")
+
+
+def _local(value: datetime) -> datetime:
+    """A date-time as a Danish wall-clock time (naive, as spreadsheets keep them)."""
+    return value.astimezone(LOCAL_TIME_ZONE).replace(tzinfo=None, microsecond=0)
+
+
+def _desktop_text(value) -> str:
+    """A value as the `da` CSV dialect writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (float, Decimal)):
+        return _decimal_comma(value)
+    if isinstance(value, datetime):
+        return _local(value).isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 # --- streamed formats ---
@@ -232,20 +391,26 @@ class GeoJSONWriter:
 
 
 class CSVWriter:
-    def __init__(self, fmt: Format, q: query.ItemsQuery):
+    """The `WKT` column, then the attribute columns, in a dialect of `CSV_DIALECTS`."""
+
+    def __init__(self, fmt: Format, q: query.ItemsQuery, dialect: str = DEFAULT_CSV_DIALECT):
         self.names = [n for n, _ in columns(q.theme, q.public)]
+        self.dialect = CSV_DIALECTS[dialect]
+        self.value = _desktop_text if self.dialect.desktop else _text
 
     def _rows(self, rows) -> bytes:
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\r\n")
+        w = csv.writer(buf, delimiter=self.dialect.delimiter, quoting=self.dialect.quoting,
+                       lineterminator="\r\n")
         w.writerows(rows)
         return buf.getvalue().encode()
 
     def start(self) -> bytes:
-        return self._rows([["WKT", *self.names]])
+        return (b"\xef\xbb\xbf" if self.dialect.bom else b"") + self._rows([["WKT", *self.names]])
 
     def write(self, rows: list[tuple]) -> bytes:
-        return self._rows([[r[-1], *("" if v is None else _text(v) for v in r[:-1])]
+        value = self.value
+        return self._rows([[r[-1], *("" if v is None else value(v) for v in r[:-1])]
                            for r in rows])
 
     def finish(self) -> bytes:
@@ -285,7 +450,45 @@ def _sheet_stream(sheet, path: str):
     return stream
 
 
+def _xlsx_value(value):
+    """A register value as an XLSX cell takes it: numbers as numbers, dates as dates,
+    date-times as Danish wall-clock times, the rest as text (without the control characters
+    XML does not allow)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return _local(value)
+    if isinstance(value, date):
+        return value
+    text = str(value)
+    return _ILLEGAL_XML.sub("\ufffd", text) if _ILLEGAL_XML.search(text) else text
+
+
+def _width(value) -> int:
+    """How many characters a cell shows."""
+    if value is None:
+        return 0
+    if isinstance(value, datetime):
+        return len("2026-12-08 10:00:00")
+    if isinstance(value, date):
+        return len("2026-12-08")
+    return len(str(value))
+
+
+try:
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE as _ILLEGAL_XML
+except ImportError:  # openpyxl not installed: XLSX is not written
+    _ILLEGAL_XML = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
+
+
 class XLSXWriter(_FileWriter):
+    """One sheet: the header row (frozen, with an autofilter over the table), then a row per
+    object in the order of `desktop_columns` with the `WKT` last, typed cells. Column widths
+    are fixed before the first row is streamed, so they come from the header and the first
+    batch."""
+
     def __init__(self, fmt: Format, q: query.ItemsQuery, directory: str):
         super().__init__(fmt, q, directory)
         from openpyxl import Workbook
@@ -293,25 +496,81 @@ class XLSXWriter(_FileWriter):
         self.book = Workbook(write_only=True)  # rows go to the sheet's stream as appended
         self.layer = layer_name(q.theme)
         self.sheet = self.book.create_sheet(self.layer[:XLSX_MAX_SHEET_NAME])
+        cols = columns(q.theme, q.public)
+        names = [n for n, _ in cols]
+        order = desktop_columns(q.theme, q.public)
+        self.index = [names.index(n) for n in order]  # positions in a row of `export_sql`
+        self.header = [*order, "WKT"]
+        self.id_index = names.index("objekt_id") if "objekt_id" in names else 0
+        self.started = False
+
+    def _start(self, sample: list[list]) -> None:
+        """Column widths, the frozen header row and the header; then the sheet's stream
+        (openpyxl writes the widths and the panes before the rows)."""
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.styles import Font
+        from openpyxl.utils import get_column_letter
+
+        for i, name in enumerate(self.header):
+            width = max([len(name), *(_width(row[i]) for row in sample)])
+            self.sheet.column_dimensions[get_column_letter(i + 1)].width = \
+                min(width + 2, XLSX_MAX_WIDTH)
+        self.sheet.freeze_panes = "A2"
         # Before the first append, which would make openpyxl's own stream.
         self.sheet._writer = _sheet_stream(self.sheet, os.path.join(self.dir, "sheet.xml"))
-        self.sheet.append(["WKT", *(n for n, _ in columns(q.theme, q.public))])
+        self.started = True
+        bold = Font(bold=True)
+        header = []
+        for name in self.header:
+            cell = WriteOnlyCell(self.sheet, value=name)
+            cell.font = bold
+            header.append(cell)
+        self.sheet.append(header)
+
+    def _cells(self, values: list) -> list:
+        """Date and date-time cells with their number format; text that openpyxl would
+        write as a formula (`=` first) as text."""
+        from openpyxl.cell import WriteOnlyCell
+
+        out = list(values)
+        for i, v in enumerate(values):
+            if isinstance(v, date):
+                cell = WriteOnlyCell(self.sheet, value=v)
+                cell.number_format = XLSX_DATETIME if isinstance(v, datetime) else XLSX_DATE
+                out[i] = cell
+            elif isinstance(v, str) and v.startswith("=") and len(v) > 1:
+                cell = WriteOnlyCell(self.sheet, value=v)
+                cell.data_type = "s"
+                out[i] = cell
+        return out
 
     def write(self, rows: list[tuple]) -> None:
         self.count += len(rows)
         if self.count > XLSX_MAX_ROWS:  # a backstop: the service counts before it writes
             raise TooManyRows.xlsx()
+        table = []
         for r in rows:
             wkt = r[-1]
             if wkt is not None and len(wkt) > XLSX_MAX_CELL:
                 raise CellTooLong(
-                    f"the geometry of {r[0]} is {len(wkt)} characters of WKT; an XLSX cell "
-                    f"holds at most {XLSX_MAX_CELL}: export CSV, GeoPackage or GeoJSON")
-            self.sheet.append([wkt, *(_cell(v) for v in r[:-1])])
+                    f"the geometry of {r[self.id_index]} is {len(wkt)} characters of WKT; an "
+                    f"XLSX cell holds at most {XLSX_MAX_CELL}: export CSV, GeoPackage or "
+                    "GeoJSON")
+            table.append([*(_xlsx_value(r[i]) for i in self.index), wkt])
+        if not self.started:
+            self._start(table)
+        append = self.sheet.append
+        for values in table:
+            append(self._cells(values))
 
     def finish(self) -> str:
+        from openpyxl.utils import get_column_letter
         from openpyxl.writer.excel import ExcelWriter
 
+        if not self.started:  # no rows: the header alone
+            self._start([])
+        last = get_column_letter(len(self.header))
+        self.sheet.auto_filter.ref = f"A1:{last}{self.count + 1}"
         path = os.path.join(self.dir, f"{self.layer}.xlsx")
         # `Workbook.save`, with the archive closed also when the save fails (a full disk):
         # else its open file would keep the space of the half-written workbook until the
@@ -325,9 +584,10 @@ class XLSXWriter(_FileWriter):
     def close(self) -> None:
         """Also an export abandoned half-way (too many rows, a cell too long, an error): the
         sheet's XML stream is ended, so its file is closed now rather than by the garbage
-        collector (an unlinked file still takes its space while it is open)."""
+        collector (an unlinked file still takes its space while it is open). A sheet whose
+        stream never started has no file (closing it would make openpyxl's own)."""
         sheet, self.sheet = self.sheet, None
-        if sheet is not None:
+        if sheet is not None and self.started:
             try:
                 sheet.close()
             except Exception:  # openpyxl's internals; the directory goes anyway
@@ -473,8 +733,11 @@ WRITERS = {"geojson": GeoJSONWriter, "csv": CSVWriter, "xlsx": XLSXWriter,
            "gpkg": GPKGWriter, "shp": ShapefileWriter}
 
 
-def writer(fmt: Format, q: query.ItemsQuery, directory: str | None = None):
-    """The writer of `fmt`; a file format's writes in `directory`."""
+def writer(fmt: Format, q: query.ItemsQuery, directory: str | None = None, *,
+           csv_dialect: str = DEFAULT_CSV_DIALECT):
+    """The writer of `fmt`; a file format's writes in `directory`; CSV in `csv_dialect`."""
+    if fmt.name == "csv":
+        return WRITERS["csv"](fmt, q, csv_dialect)
     if fmt.streamed:
         return WRITERS[fmt.name](fmt, q)
     if directory is None:

@@ -8,8 +8,14 @@ actor sees that matches `bbox`,
 storage CRS, for GeoPackage and Shapefile, whose files carry their CRS). Paging does not
 apply, so `limit` and `cursor` are refused (400) rather than silently ignored: an export
 never looks like a page. Columns, geometry type (Point, or MultiPolygon for an area theme),
-layer and file name (`<collectionId>-<UTC time>.<ext>`) follow the theme's descriptor
-(`loaders.exports`).
+layer and file name follow the theme's descriptor (`loaders.exports`). The file name says
+what the file holds: `<collectionId>[-<municipality>-<code>]-<date>.<ext>`, the municipality
+when the filters limit the export to one (`beliggenhedskommune=` or a CQL2 filter on it),
+the (Danish) date of the register read (today, or `asof`).
+
+`csv-dialect` (`PARAMS`; CSV only) chooses the CSV dialect: `da` (default: what Danish Excel
+and LibreOffice open as they are: UTF-8 with BOM, `;`, decimal comma) or `rfc4180` (for
+programs). The items router lists it among its parameters (`params.check_known`).
 
 The read runs in the actor's transaction (`acting`), so row-level security and the
 public's column privileges decide what is exported, as for items: the public's views hold
@@ -49,6 +55,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from datamodel import crs as crsmod
+from datamodel.cql2sql import FilterError, parse_filter
 from datamodel.query import ItemsQuery
 from loaders import exports as writers
 from service import params
@@ -63,6 +70,9 @@ CHUNK = 1 << 20  # bytes per read when streaming a finished file
 #: The status of an export whose client went away before its response began (nginx's
 #: "client closed request"; nobody receives it, the access log shows it).
 CLIENT_GONE = 499
+#: Parameters of an export beyond those of an items page (the items router takes them too).
+CSV_DIALECT = "csv-dialect"
+PARAMS = frozenset({CSV_DIALECT})
 
 
 class _ExportResponse(StreamingResponse):
@@ -78,9 +88,35 @@ class _ExportResponse(StreamingResponse):
                 await self.body_iterator.aclose()
 
 
-def _headers(fmt: writers.Format, q: ItemsQuery) -> dict[str, str]:
+def _municipality(request: Request, q: ItemsQuery) -> int | None:
+    """The one municipality the request's filters limit the export to (for the file name)."""
+    cql = None
+    text = request.query_params.get("filter")
+    if text is not None:
+        try:  # the router has parsed it already: this cannot fail where it did not
+            cql = parse_filter(text, request.query_params.get("filter-lang"))
+        except FilterError:
+            cql = None
+    return writers.filter_municipality(q.equals, cql)
+
+
+def _csv_dialect(request: Request, fmt: writers.Format) -> str:
+    value = request.query_params.get(CSV_DIALECT)
+    if value is None:
+        return writers.DEFAULT_CSV_DIALECT
+    if fmt.name != "csv":
+        raise bad_request(CSV_DIALECT, f"applies to f=csv only, not f={fmt.name}")
+    if value not in writers.CSV_DIALECTS:
+        raise bad_request(CSV_DIALECT, f"{value!r} is not a CSV dialect: "
+                          + "; ".join(f"{d.name} ({d.description})"
+                                      for d in writers.CSV_DIALECTS.values()))
+    return value
+
+
+def _headers(fmt: writers.Format, q: ItemsQuery, request: Request) -> dict[str, str]:
+    name = writers.file_name(fmt, q.theme, q.asof, _municipality(request, q))
     return {
-        "Content-Disposition": f'attachment; filename="{writers.file_name(fmt, q.theme)}"',
+        "Content-Disposition": f'attachment; filename="{name}"',
         "Content-Crs": crsmod.header(q.out),
         "Cache-Control": "private, no-store" if not q.public else "public, max-age=60",
         "Vary": "Authorization, X-API-Key, Cookie",
@@ -130,16 +166,18 @@ async def export(request: Request, q: ItemsQuery, fmt_name: str) -> Response:
         if name in request.query_params:
             raise bad_request(name, f"an export (f={fmt_name}) is the whole filtered result; "
                                     f"{name} does not apply")
+    dialect = _csv_dialect(request, fmt)
     if "crs" not in request.query_params:
         q.out = fmt.default_crs
     stmt, args = writers.export_sql(q, fmt)
-    headers = _headers(fmt, q)
+    headers = _headers(fmt, q, request)
     if request.method == "HEAD":
         return _head(fmt, headers)
     if fmt.streamed:
         stack, cur, first = await _open(request, q, stmt, args, fmt)
-        return _ExportResponse(_stream(stack, cur, first, writers.writer(fmt, q)),
-                               media_type=fmt.media_type, headers=headers)
+        return _ExportResponse(
+            _stream(stack, cur, first, writers.writer(fmt, q, csv_dialect=dialect)),
+            media_type=fmt.media_type, headers=headers)
     f = await _write_file(request, q, fmt, stmt, args)
     if f is None:
         return Response(status_code=CLIENT_GONE)

@@ -11,6 +11,7 @@ import json
 import re
 import time
 import zipfile
+from datetime import datetime, timezone
 
 import httpx
 import pyogrio
@@ -141,15 +142,88 @@ def test_geojson_export_is_the_items_features(ro_client):
     assert epsg["crs"]["properties"]["name"].endswith("/EPSG/0/4326")
 
 
-def test_csv_export_reads_as_csv(anon_client, shared_db_url):
-    r = anon_client.get(ITEMS, params={"f": "csv"})
-    assert r.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(r.text)))
-    assert len(rows) == query(shared_db_url, "SELECT count(*) FROM ly.t_6101_beskyt_rum "
-                                             "WHERE off_kode = 1")[0][0]
-    assert list(rows[0])[:2] == ["WKT", "objekt_id"]
+@pytest.fixture
+def dialect_known(monkeypatch):
+    """`csv-dialect` among the items parameters (a no-op once service.features lists
+    `exports.PARAMS` in ITEMS_PARAMS)."""
+    from service import exports, features
+
+    monkeypatch.setattr(features, "ITEMS_PARAMS", features.ITEMS_PARAMS | exports.PARAMS)
+
+
+def test_csv_export_reads_as_csv(anon_client, shared_db_url, dialect_known):
+    """The default dialect is Danish (BOM, `;`, decimal comma, Danish time); `rfc4180` is
+    for programs (`,`, no BOM, decimal point, RFC 3339 in UTC)."""
+    count = query(shared_db_url, "SELECT count(*) FROM ly.t_6101_beskyt_rum "
+                                 "WHERE off_kode = 1")[0][0]
+    da = anon_client.get(ITEMS, params={"f": "csv"})
+    assert da.headers["content-type"].startswith("text/csv")
+    assert da.content.startswith(b"\xef\xbb\xbf\"WKT\";\"objekt_id\";")
+    rows = list(csv.DictReader(io.StringIO(da.content.decode("utf-8-sig")), delimiter=";"))
+    assert len(rows) == count
+    assert rows[0]["WKT"].startswith("POINT(")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows[0]["systid_fra"])
+    rfc = anon_client.get(ITEMS, params={"f": "csv", "csv-dialect": "rfc4180"})
+    assert rfc.content.startswith(b"WKT,objekt_id,")
+    rows = list(csv.DictReader(io.StringIO(rfc.text)))
+    assert len(rows) == count
     assert rows[0]["WKT"].startswith("POINT(")
     assert rows[0]["systid_fra"].endswith("Z")
+
+
+def test_csv_dialects_write_numbers_and_times_as_their_readers_read_them(
+        ro_client, shared_db_url, dialect_known):
+    oid, areal, systid = query(shared_db_url, "SELECT objekt_id::text, areal_m2, systid_fra "
+                               "FROM ly.t_6101_beskyt_rum WHERE areal_m2 <> round(areal_m2) "
+                               "ORDER BY objekt_id LIMIT 1")[0]
+    by_dialect = {}
+    for dialect, delimiter in (("da", ";"), ("rfc4180", ",")):
+        r = ro_client.get(ITEMS, params={"f": "csv", "csv-dialect": dialect,
+                                         "filter": f"objekt_id = '{oid}'"})
+        assert r.status_code == 200, r.text
+        (row,) = csv.DictReader(io.StringIO(r.content.decode("utf-8-sig")),
+                                delimiter=delimiter)
+        by_dialect[dialect] = row
+    da, rfc = by_dialect["da"], by_dialect["rfc4180"]
+    assert float(rfc["areal_m2"]) == float(areal) and "." in rfc["areal_m2"]
+    assert float(da["areal_m2"].replace(",", ".")) == float(areal) and "," in da["areal_m2"]
+    local = systid.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Copenhagen"))
+    assert da["systid_fra"] == local.strftime("%Y-%m-%d %H:%M:%S")
+    assert rfc["systid_fra"].startswith(systid.astimezone(timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S"))
+    assert da["pladser"] == rfc["pladser"] and da["navn"] == rfc["navn"]
+
+
+@pytest.mark.parametrize("params", [{"f": "csv", "csv-dialect": "excel"},
+                                    {"f": "xlsx", "csv-dialect": "da"}])
+def test_a_bad_csv_dialect_is_a_400_naming_it(ro_client, dialect_known, params):
+    r = ro_client.get(ITEMS, params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["field"] == "csv-dialect"
+
+
+@pytest.mark.parametrize("params, stem", [
+    ({}, "beskyttelsesrum"),
+    ({"beliggenhedskommune": "751"}, "beskyttelsesrum-aarhus-751"),
+    ({"filter": "beliggenhedskommune = 751 AND pladser > 10"}, "beskyttelsesrum-aarhus-751"),
+    ({"filter": "beliggenhedskommune IN (101)"}, "beskyttelsesrum-koebenhavn-101"),
+    ({"filter": "beliggenhedskommune = 751 OR pladser > 10"}, "beskyttelsesrum"),
+    ({"beliggenhedskommune": "751", "filter": "beliggenhedskommune = 101"},
+     "beskyttelsesrum"),
+])
+def test_the_file_name_says_theme_municipality_and_date(ro_client, params, stem):
+    from datamodel.query import VALIDITY_TIME_ZONE
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo(VALIDITY_TIME_ZONE)).date().isoformat()
+    for fmt in ("xlsx", "csv"):
+        r = ro_client.head(ITEMS, params={"f": fmt, **params})
+        assert r.status_code == 200
+        assert r.headers["content-disposition"] == \
+            f'attachment; filename="{stem}-{today}.{SUFFIX[fmt]}"'
+    # the register as it was: the file is named for that day
+    r = ro_client.head(ITEMS, params={"f": "gpkg", "asof": "2026-01-31T23:30:00Z", **params})
+    assert r.headers["content-disposition"].endswith(f'{stem}-2026-02-01.gpkg"')
 
 
 def test_asof_before_the_register_gives_empty_files(ro_client, tmp_path):
@@ -286,3 +360,45 @@ def test_a_client_walking_away_ends_the_export_and_frees_its_connection(live_ro,
         assert busy == 0
         ok = http.get(live_ro.url + ITEMS, params={"f": "csv", "filter": "pladser > 900"})
         assert ok.status_code == 200
+
+
+def test_xlsx_has_typed_cells_human_columns_first_a_frozen_header_and_a_filter(
+        ro_client, shared_db_url):
+    """Numbers are numbers, date-times Excel dates (Danish time) with a number format; the
+    label, address, kinds as text and places come first, the WKT last; column widths, the
+    header row frozen, an autofilter over the table."""
+    from openpyxl import load_workbook
+    from zoneinfo import ZoneInfo
+
+    rows = query(shared_db_url, "SELECT objekt_id::text, navn, pladser, areal_m2, systid_fra "
+                 "FROM ly.t_6101_beskyt_rum WHERE beliggenhedskommune = 751 "
+                 "ORDER BY objekt_id")
+    r = ro_client.get(ITEMS, params={"f": "xlsx", "beliggenhedskommune": "751"})
+    assert r.status_code == 200
+    book = load_workbook(io.BytesIO(r.content))  # not read-only: panes, filter and widths
+    sheet = book.worksheets[0]
+    header = [c.value for c in sheet[1]]
+    assert header[:6] == ["navn", "vejnavn", "husnr", "postnr", "postnr_by", "beskyt_rum"]
+    assert header.index("pladser") < header.index("objekt_id") < header.index("beskyt_rum_kode")
+    assert header[-1] == "WKT" and "cvr_navn" in header
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == f"A1:{sheet.cell(1, len(header)).column_letter}" \
+                                    f"{len(rows) + 1}"
+    widths = {name: sheet.column_dimensions[sheet.cell(1, i + 1).column_letter].width
+              for i, name in enumerate(header)}
+    assert widths["navn"] > widths["husnr"] and widths["objekt_id"] >= 36
+    col = {name: i for i, name in enumerate(header)}
+    local = ZoneInfo("Europe/Copenhagen")
+    by_id = {row[col["objekt_id"]].value: row for row in sheet.iter_rows(min_row=2)}
+    assert len(by_id) == len(rows)
+    for oid, navn, pladser, areal, systid in rows[:50]:
+        row = by_id[oid]
+        assert row[col["navn"]].value == navn
+        assert row[col["pladser"]].data_type == "n" and row[col["pladser"]].value == pladser
+        if areal is not None:
+            assert row[col["areal_m2"]].data_type == "n"
+            assert row[col["areal_m2"]].value == float(areal)
+        cell = row[col["systid_fra"]]
+        assert cell.is_date and cell.number_format == "yyyy-mm-dd hh:mm:ss"
+        assert cell.value == systid.astimezone(local).replace(tzinfo=None, microsecond=0)
+        assert row[col["beskyt_rum"]].data_type == "s"
