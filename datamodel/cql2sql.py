@@ -13,24 +13,41 @@ Safety rules:
   recursive descent overflows the C stack (the process dies with SIGSEGV) on a few thousand
   nested parentheses or chained operators.
 
-Supported (conformance classes of CQL2):
+Supported (conformance classes of CQL2 1.0, OGC 21-065r2):
 
 * basic-cql2: and, or, not, =, <>, <, <=, >, >=, isNull, boolean properties used as
-  predicates, string/number/boolean/timestamp/date literals;
+  predicates, string/number/boolean/timestamp/date literals; booleans are ordered (false <
+  true);
 * advanced-comparison-operators: like, between, in (the pattern of LIKE is a string literal,
-  or CASEI of one, in which a backslash escapes `%`, `_` or a backslash and nothing else);
+  or CASEI/ACCENTI of one, in which a backslash escapes `%`, `_` or a backslash and nothing
+  else);
 * case-insensitive-comparison: casei (as `lower()`);
-* basic-spatial-functions and spatial-functions: s_intersects, s_disjoint, s_contains,
-  s_within, s_touches, s_crosses, s_overlaps, s_equals with any GeoJSON geometry or a bbox;
+* accent-insensitive-comparison: accenti (as `ly.unaccent()`, revision 0013: PostgreSQL's
+  `unaccent` dictionary, IMMUTABLE), combinable with casei in either order;
+* basic-spatial-functions(-plus) and spatial-functions: s_intersects, s_disjoint, s_contains,
+  s_within, s_touches, s_crosses, s_overlaps, s_equals with any GeoJSON geometry or a bbox; a
+  geographic bbox whose west edge exceeds its east edge crosses the antimeridian (CQL2 7.5.1)
+  and is the union of the two boxes either side of it;
 * temporal-functions: t_after, t_before, t_contains, t_disjoint, t_during, t_equals,
   t_finishedBy, t_finishes, t_intersects, t_meets, t_metBy, t_overlappedBy, t_overlaps,
   t_startedBy, t_starts on instants (date-time/date properties, TIMESTAMP/DATE literals)
   and intervals (INTERVAL of those, '..' for an open end); comparisons (=, <, ...) and
   between on temporal properties too;
+* arithmetic: + - * / % div ^ on numeric properties, literals and arithmetic expressions,
+  computed in `numeric`; see `_Compiler._arithmetic` for division by zero and magnitudes;
 * property-property comparisons.
 
-Refused with `FilterError`: accenti, arithmetic, arrays functions (a_*), unknown functions,
-`= NULL` (use IS NULL), comparisons between incompatible types (named after the property).
+Beyond CQL2 1.0: S_DWITHIN(geometry, geometry, distance) is true where the two geometries lie
+within `distance` metres of each other, planar in the storage CRS (EPSG:25832), as
+`ST_DWithin` (which uses the spatial index); BETWEEN also takes strings.
+
+Text ordering (<, <=, >, >=, BETWEEN on strings) uses the collation `TEXT_COLLATION` ("C":
+Unicode code point order), whatever the database's default collation; = <> IN LIKE are
+unchanged.
+
+Refused with `FilterError`: array functions (a_*; no queryable is array-valued), unknown
+functions, `= NULL` (use IS NULL), comparisons between incompatible types (named after the
+property), division by a literal zero, a negative or non-numeric S_DWITHIN distance.
 
 Dates compared with date-times are taken as midnight UTC of that day.
 """
@@ -50,6 +67,7 @@ import cql2
 from psycopg import sql
 
 __all__ = [
+    "TEXT_COLLATION",
     "FilterError",
     "Queryable",
     "parse_filter",
@@ -65,18 +83,25 @@ MAX_DEPTH = 50  # nesting of operators (and of parentheses in CQL2 text)
 MAX_NODES = 1000  # operators, properties and literals (a geometry literal counts as one)
 MAX_COORDINATES = 10_000  # positions in all geometry literals of a filter together
 MAX_FILTER_LENGTH = 1_000_000  # characters of the filter string
-# Operators (AND, OR, NOT, = < > + - * / % ^) in CQL2 text, counted before parsing: the
-# cql2 parser needs some 3-4 KiB of C stack per nested operator and ~8 KiB per parenthesis,
-# so these limits keep it well inside a default 8 MiB thread stack.
+# Operators (AND, OR, NOT, LIKE, IN, BETWEEN, IS, DIV, = < > + - * / % ^) in CQL2 text,
+# counted before parsing: the cql2 parser needs some 3-4 KiB of C stack per nested operator
+# and ~8 KiB per parenthesis, so these limits keep it well inside a default 8 MiB thread stack.
 MAX_TEXT_OPERATORS = 500
 MAX_DENSIFIED_VERTICES = 20_000  # vertices ST_Segmentize may add to one geometry literal
+
+#: The collation of text ordering comparisons (<, <=, >, >=, BETWEEN) in filters: "C" orders by
+#: Unicode code point (PostgreSQL compares UTF-8 bytes, which is the same order), the same on
+#: every server whatever its default collation or operating system locales (no ICU or glibc
+#: version can change it). Other orderings of text (sortby) import it from here.
+TEXT_COLLATION = "C"
 
 TYPES = frozenset(
     {"integer", "number", "string", "boolean", "date-time", "date", "uuid", "geometry"}
 )
 _NUMERIC = frozenset({"integer", "number"})
 _TEMPORAL = frozenset({"date-time", "date"})
-_ORDERED = _NUMERIC | _TEMPORAL | {"string"}
+_ORDERED = _NUMERIC | _TEMPORAL | {"string", "boolean"}  # <, <=, >, >= (false < true)
+_BETWEEN = _NUMERIC | _TEMPORAL | {"string"}
 _INT64_MAX = 2**63 - 1
 
 # Where lon/lat may lie before being transformed to a storage CRS (ETRS89's area of use,
@@ -162,7 +187,9 @@ _WKT_WORDS = frozenset({
     "POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON",
     "GEOMETRYCOLLECTION",
 })
-_OPERATOR_WORDS = frozenset({"AND", "OR", "NOT"})
+# Keyword operators: the cql2 parser recurses on chains of each of these as well (20,000 of
+# `LIKE 'a'`, `IN (1)` or `div 1` in a row kill the process), so they count as operators.
+_OPERATOR_WORDS = frozenset({"AND", "OR", "NOT", "LIKE", "IN", "BETWEEN", "IS", "DIV"})
 _OPERATOR_CHARS = frozenset("=<>+-*/%^")
 _TOO_COMPLEX = f"filter too complex (more than {MAX_TEXT_OPERATORS} operators)"
 
@@ -368,13 +395,16 @@ def _finalize(clause: sql.Composable) -> tuple[sql.Composable, list]:
 
 @dataclass
 class _Operand:
-    """A compiled value: SQL (property, casei(...)) or a literal still to be bound."""
+    """A compiled value: SQL (property, casei(...), arithmetic) or a literal still to be
+    bound."""
 
     kind: str  # a Queryable type, or for literals: "number", "null", "interval", "array"
     sql: sql.Composable | None = None  # None for literals not bound yet
     prop: str | None = None  # property name, for messages
     value: Any = None  # literal value (python)
-    casei: bool = False
+    folds: tuple[str, ...] = ()  # "casei"/"accenti" applied to a string, innermost first
+    # arithmetic: bounds of log10|value| for a non-zero value (upper, lower)
+    magnitude: tuple[float, float] | None = None
 
     @property
     def is_literal(self) -> bool:
@@ -411,19 +441,23 @@ _TEMPORAL_OPS = {
     "t_starts": ["{s1} = {s2}", "{e1} < {e2}"],
 }
 _UNSUPPORTED = {
-    "accenti": "ACCENTI (accent-insensitive comparison) is not supported",
-    "+": "arithmetic is not supported",
-    "-": "arithmetic is not supported",
-    "*": "arithmetic is not supported",
-    "/": "arithmetic is not supported",
-    "%": "arithmetic is not supported",
-    "^": "arithmetic is not supported",
-    "div": "arithmetic is not supported",
-    "a_equals": "array functions are not supported",
-    "a_contains": "array functions are not supported",
-    "a_containedby": "array functions are not supported",
-    "a_overlaps": "array functions are not supported",
+    name: "array functions are not supported (no queryable is array-valued)"
+    for name in ("a_equals", "a_contains", "a_containedby", "a_overlaps")
 }
+_FOLDS = {"casei": "lower", "accenti": "ly.unaccent"}  # revision 0013 made ly.unaccent
+_ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "div", "^"})
+# Arithmetic is computed in `numeric`, which holds up to 131,072 digits before the decimal
+# point and raises an error (not a NULL) beyond them. Each arithmetic expression's magnitude is
+# bounded before it reaches the database (log10 of its largest absolute value, and of its
+# smallest non-zero one) and refused past _MAX_MAGNITUDE. Properties are taken to hold values
+# of at most bigint's (integers) or a double's (numbers) range.
+_MAX_MAGNITUDE = 100_000.0
+_MIN_MAGNITUDE = -16_383.0  # numeric's smallest non-zero value is 1e-16383
+_PROPERTY_MAGNITUDE = {"integer": (18.97, 0.0), "number": (308.26, -324.0)}
+_POWER_MAGNITUDE = 1000  # a power beyond 10^1000 in magnitude is NULL (see _power)
+_LOG10_2 = math.log10(2)
+_METRIC_SRIDS = range(25828, 25839)  # ETRS89 / UTM zones 28N..38N: S_DWITHIN's metres
+_MERCATOR_HALF_WIDTH = math.pi * _MERCATOR_R
 
 _TS_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
@@ -468,16 +502,17 @@ def _parse_date(s: Any, field: str) -> date:
 
 
 def _check_pattern(node: Any) -> None:
-    """A LIKE pattern is a string literal, or CASEI of one (CQL2's patternExpression): `%` and
-    `_` are wildcards, and a backslash makes the next `%`, `_` or backslash literal. Anything
-    else after a backslash, or a backslash at the end, is refused (PostgreSQL would drop the
-    backslash, or fail on the last one)."""
-    while (isinstance(node, dict) and str(node.get("op", "")).lower() == "casei"
+    """A LIKE pattern is a string literal, or CASEI/ACCENTI of one (CQL2's patternExpression):
+    `%` and `_` are wildcards, and a backslash makes the next `%`, `_` or backslash literal.
+    Anything else after a backslash, or a backslash at the end, is refused (PostgreSQL would
+    drop the backslash, or fail on the last one). Neither lower() nor unaccent() changes `%`,
+    `_` or a backslash."""
+    while (isinstance(node, dict) and str(node.get("op", "")).lower() in _FOLDS
            and isinstance(node.get("args"), list) and len(node["args"]) == 1):
         node = node["args"][0]
     if not isinstance(node, str):
-        raise FilterError("the pattern of LIKE must be a string literal (or CASEI of one), "
-                          "not a property")
+        raise FilterError("the pattern of LIKE must be a string literal (or CASEI/ACCENTI of "
+                          "one), not a property")
     i = 0
     while i < len(node):
         if node[i] == "\\":
@@ -586,22 +621,29 @@ class _Compiler:
             self._arity(op, args, 2)
             a, b = (self._geometry(x, op) for x in args)
             return sql.SQL("{}({}, {})").format(sql.SQL(_SPATIAL[op]), a, b)
+        if op == "s_dwithin":
+            self._arity(op, args, 3)
+            return self._dwithin(args)
         if op in _TEMPORAL_OPS:
             self._arity(op, args, 2)
             return self._temporal(op, args)
+        if op in _ARITHMETIC or op in _FOLDS:
+            raise FilterError(f"{'an arithmetic expression' if op in _ARITHMETIC else op.upper()}"
+                              " is a value, not a condition: compare it with something")
         raise self._unknown(op)
 
     def _unknown(self, op: str) -> FilterError:
         if op in _UNSUPPORTED:
             return FilterError(_UNSUPPORTED[op])
-        if op in ("casei", "accenti") or op.startswith(("s_", "t_", "a_")):
+        if op in _FOLDS or op in _ARITHMETIC or op.startswith(("s_", "t_", "a_")):
             return FilterError(f"{op.upper()} is not supported here")
         return FilterError(f"unknown function or operator '{op[:40]}'")
 
     # -- operands ------------------------------------------------------------------------
 
     def operand(self, node: Any) -> _Operand:
-        """A scalar operand: property, casei(...), or literal (bound later)."""
+        """A scalar operand: property, casei(...)/accenti(...), arithmetic, or literal (bound
+        later)."""
         if isinstance(node, bool):
             return _Operand(kind="boolean", value=node)
         if isinstance(node, (int, float)):
@@ -631,16 +673,19 @@ class _Compiler:
         if "op" in node:
             op = _op_name(node)
             args = _args(node)
-            if op == "casei":
-                self._arity("casei", args, 1)
+            if op in _FOLDS:
+                self._arity(op, args, 1)
                 inner = self.operand(args[0])
                 if inner.kind != "string":
                     who = f"property '{inner.prop}'" if inner.prop else "the argument"
-                    raise FilterError(f"CASEI needs a string; {who} is {_a(inner.kind)}",
+                    raise FilterError(f"{op.upper()} needs a string; {who} is {_a(inner.kind)}",
                                       inner.prop or "filter")
                 inner = self._bind(inner, "string", None)
-                return _Operand(kind="string", sql=sql.SQL("lower({})").format(inner.sql),
-                                prop=inner.prop, casei=True)
+                return _Operand(kind="string", sql=_fold(op, inner.sql), prop=inner.prop,
+                                folds=inner.folds + (op,))
+            if op in _ARITHMETIC:
+                self._arity(op, args, 2)
+                return self._arithmetic(op, args)
             raise self._unknown(op)
         raise FilterError(f"invalid CQL2 expression: {json.dumps(node, default=str)[:60]}")
 
@@ -712,7 +757,7 @@ class _Compiler:
             return self._bind_to(a, b), b
         if b.is_literal:
             return a, self._bind_to(b, a)
-        # property (or casei) against property
+        # property (or casei, accenti, arithmetic) against property
         if a.kind == b.kind or {a.kind, b.kind} <= _NUMERIC or {a.kind, b.kind} <= _TEMPORAL:
             if a.kind == "geometry":
                 raise FilterError(f"property '{a.prop}' is a geometry; use a spatial function "
@@ -723,12 +768,15 @@ class _Compiler:
             f"property '{b.prop}'", b.prop or "filter")
 
     def _bind_to(self, lit: _Operand, ref: _Operand) -> _Operand:
-        """Bind a literal against a property (or casei) operand: CASEI(navn) = 'Ly' compares
-        lower(navn) with lower('Ly')."""
+        """Bind a literal against a property (or casei/accenti) operand: CASEI(navn) = 'Ly'
+        compares lower(navn) with lower('Ly'), ACCENTI(navn) = 'Ærø' unaccent(navn) with
+        unaccent('Ærø') (the literal gets the property's folds, in the same order)."""
         bound = self._bind(lit, ref.kind, ref.prop)
-        if ref.casei and bound.kind == "string" and not bound.casei:
-            bound = _Operand(kind="string", sql=sql.SQL("lower({})").format(bound.sql),
-                             casei=True)
+        if ref.folds and bound.kind == "string":
+            s = bound.sql
+            for f in ref.folds:
+                s = _fold(f, s)
+            bound = _Operand(kind="string", sql=s, folds=ref.folds)
         return bound
 
     def _comparison(self, op: str, args: list) -> sql.Composable:
@@ -740,6 +788,8 @@ class _Compiler:
                                       + (f" (property '{x.prop}')" if x.prop else ""),
                                       x.prop or "filter")
         left, right = self._unify_many([a, b])
+        if op not in ("=", "<>") and a.kind == "string":
+            left, right = _collated(left), _collated(right)
         return sql.SQL("({} {} {})").format(left, sql.SQL(_COMPARISONS[op]), right)
 
     def _like(self, args: list) -> sql.Composable:
@@ -777,15 +827,18 @@ class _Compiler:
         ops = [self.operand(v) for v in args]
         ref = next((o for o in ops if not o.is_literal), ops[0])
         kind = ref.kind
-        if kind not in _NUMERIC | _TEMPORAL:
-            raise FilterError("BETWEEN needs numbers, dates or timestamps; "
+        if kind not in _BETWEEN:
+            raise FilterError("BETWEEN needs numbers, strings, dates or timestamps; "
                               f"{_shown(ref)} is {_a(kind)}", ref.prop or "filter")
         bound = self._against(ref, [o for o in ops if o is not ref], "BETWEEN")
         # back in argument order
         position = next(i for i, o in enumerate(ops) if o is ref)
         rest = iter(bound[1:])
         ordered = [bound[0] if i == position else next(rest) for i in range(3)]
-        return sql.SQL("({} BETWEEN {} AND {})").format(*self._unify_many(ordered))
+        parts = self._unify_many(ordered)
+        if kind == "string":
+            parts = [_collated(p) for p in parts]
+        return sql.SQL("({} BETWEEN {} AND {})").format(*parts)
 
     def _in(self, args: list) -> sql.Composable:
         a = self.operand(args[0])
@@ -799,6 +852,73 @@ class _Compiler:
         parts = self._against(a, [self.operand(item) for item in args[1]], "IN")
         sqls = self._unify_many(parts)
         return sql.SQL("({} IN ({}))").format(sqls[0], sql.SQL(", ").join(sqls[1:]))
+
+    # -- arithmetic ----------------------------------------------------------------------
+
+    def _arithmetic(self, op: str, args: list) -> _Operand:
+        """+ - * / % div ^ in `numeric` (so 7 / 2 is 3.5; div truncates towards zero, % takes
+        the sign of the dividend). A NULL operand gives NULL. Dividing by zero: a literal 0
+        divisor is refused here; any other divisor goes through NULLIF(d, 0), so a row whose
+        divisor is 0 gives NULL (the comparison is unknown, the row does not match) instead of
+        an error. Magnitudes are bounded (see _MAX_MAGNITUDE) so numeric never overflows."""
+        a, b = (self._number(x, op) for x in args)
+        if op in ("/", "%", "div") and b.is_literal and b.value == 0:
+            raise FilterError(f"division by zero: the divisor of {op} is 0")
+        (ua, la), (ub, lb) = a.magnitude, b.magnitude
+        if op in ("+", "-"):
+            upper, lower = max(ua, ub) + _LOG10_2, _MIN_MAGNITUDE
+        elif op == "*":
+            upper, lower = ua + ub, la + lb
+        elif op == "/":
+            upper, lower = ua - lb, la - ub
+        elif op == "div":
+            upper, lower = ua - lb, 0.0
+        elif op == "%":
+            upper, lower = min(ua, ub), _MIN_MAGNITUDE
+            if ua - lb > _MAX_MAGNITUDE:  # the quotient it is computed from
+                upper = ua - lb
+        else:  # ^: bounded by _power
+            upper, lower = float(_POWER_MAGNITUDE), _MIN_MAGNITUDE
+        if not upper <= _MAX_MAGNITUDE:  # also NaN
+            raise FilterError(f"arithmetic result too large (it could exceed "
+                              f"10^{int(_MAX_MAGNITUDE)}); simplify the expression")
+        lower = max(lower, _MIN_MAGNITUDE)
+        x, y = self._numeric(a), self._numeric(b)
+        if op in ("+", "-", "*"):
+            out = sql.SQL("({} {} {})").format(x, sql.SQL(op), y)
+        elif op == "/":
+            out = sql.SQL("({} / NULLIF({}, 0))").format(x, y)
+        elif op == "%":
+            out = sql.SQL("mod({}, NULLIF({}, 0))").format(x, y)
+        elif op == "div":
+            out = sql.SQL("div({}, NULLIF({}, 0))").format(x, y)
+        else:
+            out = _power(x, y)
+        return _Operand(kind="number", sql=out, magnitude=(upper, lower))
+
+    def _number(self, node: Any, op: str) -> _Operand:
+        """An operand of arithmetic: a number literal, a numeric property or arithmetic."""
+        x = self.operand(node)
+        if x.magnitude is not None:
+            return x
+        if x.kind == "number" and x.is_literal:
+            v = abs(x.value)
+            mag = (math.log10(v), math.log10(v)) if v else (-math.inf, math.inf)
+            return _Operand(kind="number", value=x.value, magnitude=mag)
+        if x.kind in _NUMERIC and not x.is_literal:
+            return _Operand(kind=x.kind, sql=x.sql, prop=x.prop,
+                            magnitude=_PROPERTY_MAGNITUDE[x.kind])
+        who = f"property '{x.prop}'" if x.prop else _shown(x)
+        raise FilterError(f"arithmetic ({op}) needs numbers; {who} is {_a(x.kind)}",
+                          x.prop or "filter")
+
+    def _numeric(self, x: _Operand) -> sql.Composable:
+        if x.is_literal:
+            v = x.value
+            return self._param(Decimal(v) if isinstance(v, int) else Decimal(repr(v)), "numeric")
+        if x.magnitude is not None and x.prop is None:  # arithmetic: numeric already
+            return x.sql
+        return sql.SQL("({})::numeric").format(x.sql)  # integer or double columns too
 
     # -- temporal ------------------------------------------------------------------------
 
@@ -852,6 +972,24 @@ class _Compiler:
         # An expression of constants: planned with the actual values, PostgreSQL folds it once.
         return self._geometry_literal(x.value)
 
+    def _dwithin(self, args: list) -> sql.Composable:
+        """S_DWITHIN(a, b, distance): a and b lie within `distance` metres of each other,
+        planar in the storage CRS (ST_DWithin, which the spatial index serves)."""
+        if self.storage_srid not in _METRIC_SRIDS:
+            raise FilterError("S_DWITHIN needs a storage CRS in metres (ETRS89 / UTM)")
+        a, b = (self._geometry(x, "s_dwithin") for x in args[:2])
+        d = args[2]
+        if isinstance(d, bool) or not isinstance(d, (int, float)):
+            shown = _shown(self.operand(d)) if not isinstance(d, dict) or "op" not in d \
+                else "an expression"
+            raise FilterError("the third argument of S_DWITHIN is the distance in metres and "
+                              f"must be a number, not {shown}")
+        if not math.isfinite(d):
+            raise FilterError("the distance of S_DWITHIN must be a finite number of metres")
+        if d < 0:
+            raise FilterError(f"the distance of S_DWITHIN must not be negative (got {d:g})")
+        return sql.SQL("ST_DWithin({}, {}, {})").format(a, b, self._param(float(d), "float8"))
+
     def _geometry_literal(self, geom: dict) -> sql.Composable:
         srid = self.filter_srid
         # lonlat_pts: the vertex sequences of the literal (consecutive vertices form edges;
@@ -904,22 +1042,46 @@ class _Compiler:
         x1, y1, x2, y2 = (float(v) for v in bbox)
         if self.flip:  # minlat, minlon, maxlat, maxlon
             x1, y1, x2, y2 = y1, x1, y2, x2
-        if x1 > x2 or y1 > y2:
-            raise FilterError("BBOX minimum exceeds maximum (bounding boxes crossing the "
-                              "antimeridian are not supported)")
+        if y1 > y2:
+            raise FilterError("BBOX: the southern edge lies north of the northern edge")
+        boxes = [(x1, y1, x2, y2)]
+        if x1 > x2:
+            # West edge east of the east edge: the box crosses the antimeridian (CQL2 7.5.1,
+            # OGC API Features 7.15.3), the union of the boxes either side of it.
+            half = self._half_width()
+            if half is None:
+                raise FilterError("BBOX: the western edge exceeds the eastern edge, which only "
+                                  "a box in longitude/latitude (or Web Mercator) can do: it "
+                                  "crosses the antimeridian")
+            if not (-half <= x2 < x1 <= half):
+                raise FilterError(f"BBOX crossing the antimeridian: both edges must lie "
+                                  f"within ±{half:.10g}")
+            boxes = [b for b in ((x1, y1, half, y2), (-half, y1, x2, y2)) if b[0] < b[2]] \
+                or [(half, y1, half, y2)]
+        parts = [self._box(*b) for b in boxes]
+        base = parts[0] if len(parts) == 1 else sql.SQL("ST_Collect({}, {})").format(*parts)
+        rings = [[(a, b), (c, b), (c, d), (a, d), (a, b)] for a, b, c, d in boxes]
+        return base, rings
+
+    def _half_width(self) -> float | None:
+        """Where the antimeridian lies in x of filter_srid (None: no antimeridian)."""
+        if self.filter_srid in _GEOGRAPHIC_SRIDS:
+            return 180.0
+        if self.filter_srid == 3857:
+            return _MERCATOR_HALF_WIDTH
+        return None
+
+    def _box(self, x1: float, y1: float, x2: float, y2: float) -> sql.Composable:
         srid = self._param(self.filter_srid, "int")
         if x1 == x2 or y1 == y2:  # degenerate: a point or a line, not an (empty) envelope
             if x1 == x2 and y1 == y2:
                 gj: dict = {"type": "Point", "coordinates": [x1, y1]}
             else:
                 gj = {"type": "LineString", "coordinates": [[x1, y1], [x2, y2]]}
-            base = sql.SQL("ST_SetSRID(ST_GeomFromGeoJSON({}), {})").format(
+            return sql.SQL("ST_SetSRID(ST_GeomFromGeoJSON({}), {})").format(
                 self._param(json.dumps(gj), "text"), srid)
-        else:
-            base = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, {})").format(
-                *(self._param(v, "float8") for v in (x1, y1, x2, y2)), srid)
-        ring = [(x1, y1), (x2, y1), (x2, y2), (x1, y2), (x1, y1)]
-        return base, [ring]
+        return sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, {})").format(
+            *(self._param(v, "float8") for v in (x1, y1, x2, y2)), srid)
 
     def _check_range(self, parts: list) -> None:
         if self.filter_srid not in _GEOGRAPHIC_SRIDS:
@@ -930,6 +1092,33 @@ class _Compiler:
                 if not (-90.0 <= y <= 90.0 and -360.0 <= x <= 360.0):
                     shown = f"{y:g} {x:g}" if self.flip else f"{x:g} {y:g}"
                     raise FilterError(f"coordinate out of range for {order}: {shown}")
+
+
+def _fold(op: str, s: sql.Composable) -> sql.Composable:
+    """CASEI (lower) or ACCENTI (ly.unaccent) of a string expression."""
+    return sql.SQL("{}({})").format(sql.SQL(_FOLDS[op]), s)
+
+
+def _collated(s: sql.Composable) -> sql.Composable:
+    """A string expression in TEXT_COLLATION, for ordering comparisons. The COLLATE applies
+    to the comparison only: lower()/unaccent() inside still use the database's ctype."""
+    return sql.SQL("({} COLLATE {})").format(s, sql.Identifier(TEXT_COLLATION))
+
+
+def _power(base: sql.Composable, exponent: sql.Composable) -> sql.Composable:
+    """base ^ exponent without the errors numeric's power() raises: NULL for 0 to a negative
+    power, a negative base to a fractional power, and results beyond 10^_POWER_MAGNITUDE in
+    magnitude (instead of overflowing). A scalar subquery evaluates each operand once: CASE
+    needs them several times, and nesting would otherwise grow the statement exponentially."""
+    return sql.SQL(
+        "(SELECT CASE WHEN _ly_pow.a IS NULL OR _ly_pow.b IS NULL THEN NULL "
+        "WHEN _ly_pow.b = 0 THEN 1::numeric "
+        "WHEN _ly_pow.a = 0 THEN CASE WHEN _ly_pow.b > 0 THEN 0::numeric END "
+        "WHEN _ly_pow.a < 0 AND _ly_pow.b <> trunc(_ly_pow.b) THEN NULL "
+        "WHEN _ly_pow.b * log(abs(_ly_pow.a)) > {limit} THEN NULL "
+        "ELSE power(_ly_pow.a, _ly_pow.b) END "
+        "FROM (SELECT {base}, {exponent}) AS _ly_pow(a, b))"
+    ).format(base=base, exponent=exponent, limit=sql.SQL(str(_POWER_MAGNITUDE)))
 
 
 def _as_timestamptz(s: sql.Composable) -> sql.Composable:

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from datamodel.cql2sql import (
     MAX_COORDINATES,
+    TEXT_COLLATION,
     MAX_DEPTH,
     FilterError,
     Queryable,
@@ -181,6 +182,156 @@ def test_cql2_text(conn, text, expected):
     assert ids(conn, text) == expected
 
 
+# The classes added in issue 15: boolean ordering, arithmetic, the antimeridian, S_DWITHIN.
+# Each runs as CQL2 text and, converted by the cql2 library, as CQL2 JSON.
+NEW_CASES = [
+    # booleans are ordered: false < true
+    ("aktiv < true", {2, 5}),
+    ("aktiv > false", {1, 3}),
+    ("aktiv >= false", {1, 2, 3, 5}),
+    ("false < aktiv", {1, 3}),
+    ("true > false", ALL),
+    ("false >= true", set()),
+    ("true <= true AND false < true", ALL),
+    # arithmetic (numeric: / is not integer division)
+    ("pladser + 1 = 21", {3}),
+    ("pladser - 1 = 4", {4}),
+    ("pladser * 2 = 100", {2}),
+    ("pladser / 2 = 2.5", {4}),
+    ("pladser div 2 = 2", {4}),
+    ("pladser DIV 3 = 3", {5}),
+    ("pladser % 3 = 2", {2, 3, 4, 5}),
+    ("pladser ^ 2 = 400", {3}),
+    ("pladser ^ 0.5 > 7", {1, 2}),
+    ("2 ^ 3 = 8", ALL),
+    ("-pladser < -50", {1}),
+    ("pladser + 1 * 2 = 22", {3}),  # precedence
+    ("(pladser + 1) * 2 = 42", {3}),
+    ("10 * 10 = pladser", {1}),
+    ("pladser > areal * 4", {1, 2, 4}),
+    ("areal + 1 IS NULL", {3}),
+    ("pladser BETWEEN 4000 / 400 AND 3 * (10 + 10)", {2, 3, 5}),
+    ("pladser IN (10 * 10, 4 + 1)", {1, 4}),
+    ("kode * 1 = 11", {5}),
+    # a divisor that is 0 in a row makes the value NULL there: the row matches neither way
+    ("pladser / (areal - 0.5) < 10", {1, 2, 5}),
+    ("NOT (pladser / (areal - 0.5) < 10)", set()),
+    ("pladser % (pladser - 5) = 5", {1, 2, 3, 5}),
+    ("pladser div (pladser - pladser) IS NULL", ALL),
+    ("pladser / (1 - 1) IS NULL", ALL),
+    # powers numeric cannot compute are NULL, not errors
+    ("(-8) ^ 0.5 IS NULL", ALL),
+    ("0 ^ (-1) IS NULL", ALL),
+    ("10 ^ 5000 IS NULL", ALL),
+    ("(pladser - 5) ^ (-1) IS NULL", {4}),
+    ("(-2) ^ 3 = -8 AND 0 ^ 0 = 1", ALL),
+    # a BBOX whose west edge lies east of its east edge crosses the antimeridian (CQL2 7.5.1)
+    ("S_INTERSECTS(geometri, BBOX(170, 54, 13, 58))", {1, 2, 3}),  # lon < 13: not Rønne
+    ("S_INTERSECTS(geometri, BBOX(170, 54, 15, 58))", WITH_GEOM),
+    ("S_DISJOINT(geometri, BBOX(170, 54, 13, 58))", {5}),
+    ("S_WITHIN(geometri, BBOX(170, 54, 11, 58))", {2, 3}),
+    ("S_INTERSECTS(geometri, BBOX(13, 54, 170, 58))", {5}),  # the complement, not crossing
+    ("S_INTERSECTS(geometri, BBOX(180, 54, 13, 58))", {1, 2, 3}),
+    ("S_INTERSECTS(geometri, BBOX(170, 54, -180, 58))", set()),
+    ("S_INTERSECTS(geometri, BBOX(170, 54, 0, 13, 58, 100))", {1, 2, 3}),
+    # S_DWITHIN: metres in EPSG:25832
+    ("S_DWITHIN(geometri, POINT(12.5683 55.6761), 0)", {1}),
+    ("S_DWITHIN(POINT(12.5683 55.6761), geometri, 1)", {1}),
+    ("S_DWITHIN(geometri, geometri, 0)", WITH_GEOM),
+    ("S_DWITHIN(geometri, POINT(12.5683 55.6761), 1e9)", WITH_GEOM),
+    ("NOT S_DWITHIN(geometri, POINT(12.5683 55.6761), 1e9)", set()),
+    ("S_DWITHIN(geometri, BBOX(170, 54, 13, 58), 0)", {1, 2, 3}),
+]
+
+
+@pytest.mark.parametrize("text,expected", NEW_CASES, ids=[c[0][:60] for c in NEW_CASES])
+def test_new_classes_text_and_json(conn, text, expected):
+    assert ids(conn, text) == expected
+    as_json = json.dumps(parse_filter(text, "cql2-text"))
+    assert ids(conn, as_json, "cql2-json") == expected
+
+
+def test_antimeridian_bbox_in_each_geographic_crs(conn):
+    # EPSG:4326 is latitude first; Web Mercator's antimeridian is at x = ±pi * R
+    assert ids(conn, "S_INTERSECTS(geometri, BBOX(54, 170, 58, 13))", flip_axes=True) == {1, 2, 3}
+    x170, x13 = 170 / 180 * 20037508.342789244, 13 / 180 * 20037508.342789244
+    y54, y58 = 7170156.29, 7967317.54
+    assert ids(conn, f"S_INTERSECTS(geometri, BBOX({x170}, {y54}, {x13}, {y58}))",
+               filter_srid=3857) == {1, 2, 3}
+    expr = {"op": "s_intersects", "args": [{"property": "geometri"}, {"bbox": [170, 54, 13, 58]}]}
+    assert run(conn, expr) == {1, 2, 3}
+    with pytest.raises(FilterError) as e:  # a projected CRS has no antimeridian
+        ids(conn, "S_INTERSECTS(geometri, BBOX(650000, 6165000, 440000, 6410000))",
+            filter_srid=25832)
+    assert "antimeridian" in e.value.detail and e.value.field == "filter"
+
+
+def test_dwithin_is_planar_metres_in_25832(conn):
+    here = "ST_Transform(ST_SetSRID(ST_MakePoint(12.5683, 55.6761), 4326), 25832)"
+    dist = dict(conn.execute(f"SELECT id, ST_Distance(c_geom, {here}) FROM cql_test "
+                             "WHERE c_geom IS NOT NULL").fetchall())
+    for metres in sorted(dist.values()) + [1000.0, 150_000.0, 200_000.0]:
+        for d in (metres - 0.5, metres + 0.5):
+            if d < 0:
+                continue
+            expected = {i for i, m in dist.items() if m <= d}
+            assert ids(conn, f"S_DWITHIN(geometri, POINT(12.5683 55.6761), {d!r})") == expected
+    # the literal in the filter CRS: UTM, and latitude first
+    x, y = conn.execute(f"SELECT ST_X({here}), ST_Y({here})").fetchone()
+    assert ids(conn, f"S_DWITHIN(geometri, POINT({x} {y}), 160000)", filter_srid=25832) \
+        == {i for i, m in dist.items() if m <= 160000}
+    assert ids(conn, "S_DWITHIN(geometri, POINT(55.6761 12.5683), 1)", flip_axes=True) == {1}
+    clause, params = to_sql(parse_filter("S_DWITHIN(geometri, POINT(12 55), 25)", None),
+                            QUERYABLES, alias="t")
+    assert clause.as_string(conn).startswith('ST_DWithin("t"."c_geom", ST_Transform(')
+    assert params[-1] == 25.0
+
+
+def test_text_ordering_is_code_point_order_whatever_the_column_collation(conn):
+    """'B' < 'Z' < 'a' < 'b' < 'å' by code point; an ICU collation sorts a < å < b < B < Z."""
+    if not conn.execute("SELECT 1 FROM pg_collation WHERE collname = 'en-x-icu'").fetchone():
+        pytest.skip("this PostgreSQL has no ICU collations")
+    conn.execute('CREATE TEMP TABLE cql_icu (id int, c_text text COLLATE "en-x-icu")')
+    conn.execute("INSERT INTO cql_icu VALUES (1, 'a'), (2, 'B'), (3, 'å'), (4, 'Z'), (5, 'b'), "
+                 "(6, NULL)")
+    q = {"tekst": Queryable("tekst", "c_text", "string")}
+
+    def icu_ids(text):
+        clause, params = to_sql(parse_filter(text, None), q)
+        return {r[0] for r in conn.execute(
+            sql.SQL("SELECT id FROM cql_icu WHERE {}").format(clause), params)}
+
+    # the column's own collation disagrees, so these fail without the explicit collation
+    assert conn.execute("SELECT 'a' < 'B'::text COLLATE \"en-x-icu\"").fetchone()[0] is True
+    assert icu_ids("tekst < 'a'") == {2, 4}
+    assert icu_ids("tekst <= 'Z'") == {2, 4}
+    assert icu_ids("tekst > 'Z'") == {1, 3, 5}
+    assert icu_ids("'b' < tekst") == {3}
+    assert icu_ids("tekst BETWEEN 'B' AND 'a'") == {1, 2, 4}
+    assert icu_ids("CASEI(tekst) < 'b'") == {1}  # lower() keeps the database's case mapping
+    assert icu_ids("tekst = 'a'") == {1}  # equality unchanged
+    assert icu_ids("tekst IN ('b', 'å')") == {3, 5}
+    clause, _ = to_sql(parse_filter("tekst < 'a'", None), q)
+    assert 'COLLATE "C"' in clause.as_string(conn)
+    assert TEXT_COLLATION == "C"
+
+
+def test_accenti_and_casei_compose_in_sql():
+    """ACCENTI is ly.unaccent (revision 0013); a bare literal gets the property's folds."""
+    def text(f):
+        return to_sql(parse_filter(f, None), QUERYABLES)[0].as_string(None)
+
+    assert text("ACCENTI(navn) = ACCENTI('Ærø')") == \
+        '(ly.unaccent("the ""name""") = ly.unaccent(%s::text))'
+    assert text("ACCENTI(navn) = 'Ærø'") == text("ACCENTI(navn) = ACCENTI('Ærø')")
+    assert text("CASEI(ACCENTI(navn)) = 'ærø'") == \
+        '(lower(ly.unaccent("the ""name""")) = lower(ly.unaccent(%s::text)))'
+    assert text("ACCENTI(CASEI(navn)) LIKE ACCENTI(CASEI('ær%'))") == \
+        '(ly.unaccent(lower("the ""name""")) LIKE ly.unaccent(lower(%s::text)))'
+    assert "ly.unaccent" in text("ACCENTI(navn) IN ('Ærø', 'Aarhus')")
+    assert 'COLLATE "C"' in text("ACCENTI(navn) < 'b'")
+
+
 @pytest.mark.parametrize("text,expected", CASES[::4], ids=[c[0][:60] for c in CASES[::4]])
 def test_cql2_json_gives_the_same(conn, text, expected):
     as_json = json.dumps(parse_filter(text, "cql2-text"))
@@ -293,6 +444,13 @@ def test_property_names_are_whitelisted():
     assert "unknown queryable" in e.value.detail
 
 
+def _product(n: int, factor: str) -> str:
+    """A balanced product of n factors (a chain would hit MAX_DEPTH first)."""
+    if n == 1:
+        return factor
+    return f"({_product(n // 2, factor)} * {_product(n - n // 2, factor)})"
+
+
 @pytest.mark.parametrize(
     "text,field,fragment",
     [
@@ -314,16 +472,38 @@ def test_property_names_are_whitelisted():
         ("S_INTERSECTS(geometri, pladser)", "pladser", "geometries"),
         ("T_AFTER(pladser, TIMESTAMP('2020-01-01T00:00:00Z'))", "pladser", "temporal"),
         ("pladser BETWEEN 'a' AND 'b'", "pladser", "integer"),
-        ("navn BETWEEN 'a' AND 'b'", "navn", "BETWEEN"),
+        ("aktiv BETWEEN false AND true", "aktiv", "BETWEEN"),
         ("pladser IN (1, 'to')", "pladser", "integer"),
         ("pladser = navn", "navn", "cannot compare"),
         ("pladser", "pladser", "not a boolean"),
         ("pladser = NULL", "pladser", "IS NULL"),
-        ("ACCENTI(navn) = ACCENTI('aero')", "filter", "not supported"),
-        ("pladser + 1 = 3", "filter", "arithmetic"),
+        ("ACCENTI(pladser) = 'a'", "pladser", "ACCENTI needs a string"),
+        ("CASEI(ACCENTI(pladser)) = 'a'", "pladser", "ACCENTI needs a string"),
+        ("navn + 1 = 3", "navn", "arithmetic (+) needs numbers"),
+        ("pladser * aktiv = 3", "aktiv", "arithmetic (*) needs numbers"),
+        ("pladser + 'to' = 3", "filter", "arithmetic (+) needs numbers"),
+        ("pladser - 1 = 'x'", "filter", "is a number"),
+        ("pladser + 1", "filter", "not a condition"),
+        ("ACCENTI(navn)", "filter", "not a condition"),
+        ("pladser / 0 > 1", "filter", "division by zero"),
+        ("pladser % 0.0 > 1", "filter", "division by zero"),
+        ("pladser div 0 > 1", "filter", "division by zero"),
+        (f"pladser * {_product(450, '1e300')} > 1", "filter", "too large"),  # > 131,072 digits
+        ("pladser" + " / (areal - 1)" * 7 + " > 1", "filter", "too large"),
+        ("S_DWITHIN(geometri, POINT(10 56), -1)", "filter", "must not be negative"),
+        ("S_DWITHIN(geometri, POINT(10 56), 'far')", "filter", "must be a number"),
+        ("S_DWITHIN(geometri, POINT(10 56), true)", "filter", "must be a number"),
+        ("S_DWITHIN(geometri, POINT(10 56), pladser)", "filter", "must be a number"),
+        ("S_DWITHIN(geometri, POINT(10 56), 10 * 100)", "filter", "must be a number"),
+        ("S_DWITHIN(geometri, POINT(10 56))", "filter", "takes 3 arguments"),
+        ("S_DWITHIN(geometri, POINT(10 56), 1, 2)", "filter", "takes 3 arguments"),
+        ("S_DWITHIN(navn, POINT(10 56), 1)", "navn", "geometries"),
         ("A_CONTAINS(pladser, (1, 2))", "filter", "not supported"),
         ("FOO(pladser) = 1", "filter", "unknown function"),
-        ("S_INTERSECTS(geometri, BBOX(11, 55.6, 8, 57.8))", "filter", "BBOX"),
+        ("S_INTERSECTS(geometri, BBOX(8, 57.8, 11, 55.6))", "filter", "southern edge"),
+        ("S_INTERSECTS(geometri, BBOX(190, 54, 13, 58))", "filter", "antimeridian"),
+        ("S_INTERSECTS(geometri, BBOX(170, 54, -200, 58))", "filter", "antimeridian"),
+        ("aktiv < 1", "aktiv", "boolean"),
         ("S_INTERSECTS(geometri, POINT(10 95))", "filter", "out of range"),
         ("opdateret > TIMESTAMP('2020-02-30T00:00:00Z')", "filter", "invalid timestamp"),
         ("dato > DATE('2020-13-01')", "filter", "invalid date"),
@@ -423,9 +603,15 @@ def test_depth_limit():
         "S_INTERSECTS(geometri, BBOX(" + "-" * 20_000 + "1, 2, 3, 4))",
         "S_INTERSECTS(geometri, POINT(" + "-" * 20_000 + "1 2))",
         "S_INTERSECTS(geometri, POINT(1 " + "1+" * 20_000 + "2))",
+        "navn" + " LIKE 'a'" * 20_000,
+        "navn" + " NOT LIKE 'a'" * 20_000,
+        "pladser" + " IN (1)" * 20_000,
+        "pladser = 1" + " div 1" * 20_000,
+        "S_DWITHIN(geometri, POINT(1 2), " + "1 DIV " * 20_000 + "1)",
     ],
     ids=["not-chain", "and-chain", "plus-chain", "minus-chain", "long-in-list", "bbox-not-chain",
-         "bbox-minus-chain", "wkt-minus-chain", "wkt-plus-chain"],
+         "bbox-minus-chain", "wkt-minus-chain", "wkt-plus-chain", "like-chain", "not-like-chain",
+         "in-chain", "div-chain", "dwithin-div-chain"],
 )
 def test_node_limit(text):
     # each of these, some 20,000 levels deep, kills the process (SIGSEGV) inside the cql2 parser
