@@ -3,6 +3,14 @@
 Every collection is a registered theme (`datamodel.themes`); the statements, attributes,
 links and titles come from its descriptor (`params.theme_of`), and the read runs in the
 actor's transaction, so row-level security and the public's views decide what is seen.
+
+Beyond Parts 1-3 the items take `sortby` (Part 8 draft / STAC: `+navn,-pladser`, on what the
+caller may read), `properties` (a subset of the readable properties), `skipGeometry` and
+`q` (free text over the theme's name and address, `Theme.search_fields`); one item takes
+`properties` and `skipGeometry`. Pages are keyset pages in both directions: `next` and `prev`
+links carry an opaque cursor (the boundary row's sort key values and objekt_id, and the
+direction), and `first` starts again. Every response's links are mirrored in its `Link`
+header.
 """
 
 from __future__ import annotations
@@ -20,21 +28,23 @@ from datamodel.themes import Theme
 from service import collection, exports, params
 from service.auth import current_actor
 from service.db import acting
-from service.errors import not_found
-from service.http import GEOJSON, HTML, JSON, html_response, link, url
+from service.errors import bad_request, not_found
+from service.http import GEOJSON, HTML, JSON, html_response, link, url, with_links
 
 router = APIRouter(tags=["Objekter"])
 
 ITEMS_PARAMS = {"f", "limit", "bbox", "bbox-crs", "crs", "datetime", "filter", "filter-lang",
-                "filter-crs", "cursor", "asof"}
-ITEM_PARAMS = {"f", "crs", "asof"}
+                "filter-crs", "cursor", "asof", "sortby", "properties", "skipGeometry", "q"}
+ITEM_PARAMS = {"f", "crs", "asof", "properties", "skipGeometry"}
+_SORTBY_PATTERN = r"^\s*[+-]?\s*[A-Za-z_][A-Za-z0-9_]*(\s*,\s*[+-]?\s*[A-Za-z_][A-Za-z0-9_]*)*\s*$"
 #: Attributes every theme shares (FKG generic ones and Ly's): not a theme's own summary.
 _SHARED = frozenset({f.name for f in generic_fields()}
                     | {BELIGGENHEDSKOMMUNE.name, AENDRINGSAARSAG.name})
 _SUMMARY_COLUMNS = 6
 
 
-def _page_links(request: Request, theme: Theme, next_cursor) -> list[dict]:
+def _page_links(request: Request, theme: Theme, next_cursor: str | None,
+                prev_cursor: str | None = None) -> list[dict]:
     path = collection.path(theme, "items")
     keep = {k: v for k, v in request.query_params.items() if k not in ("f", "cursor")}
     current = request.query_params.get("cursor")
@@ -44,11 +54,44 @@ def _page_links(request: Request, theme: Theme, next_cursor) -> list[dict]:
         link(url(request, collection.path(theme)), "collection", JSON, theme.title),
     ]
     if next_cursor is not None:
-        links.append(link(url(request, path, **keep, cursor=str(next_cursor), f="json"),
+        links.append(link(url(request, path, **keep, cursor=next_cursor, f="json"),
                           "next", GEOJSON, "Næste side"))
+    if prev_cursor is not None:
+        links.append(link(url(request, path, **keep, cursor=prev_cursor, f="json"),
+                          "prev", GEOJSON, "Forrige side"))
     if current is not None:
         links.append(link(url(request, path, **keep, f="json"), "first", GEOJSON, "Første side"))
     return links
+
+
+def _page(q: query.ItemsQuery, rows: list) -> tuple[list, str | None, str | None]:
+    """The page of `items_sql`'s rows and its next and prev cursors. A forward page's extra
+    row is its last (a next page exists); a backward page's is its first (a page before it
+    exists). Every page reached by a cursor has one before it, and a backward page has the
+    page it was reached from after it."""
+    boundary = q.boundary
+    if boundary is not None and boundary.backward:
+        more = len(rows) > q.limit
+        page = rows[1:] if more else rows
+        after, before = bool(page), more
+    else:
+        page = rows[: q.limit]
+        after, before = len(rows) > q.limit, boundary is not None and bool(page)
+    next_cursor = params.encode_cursor(q.sortby, page[-1]) if after else None
+    prev_cursor = params.encode_cursor(q.sortby, page[0], backward=True) if before else None
+    return page, next_cursor, prev_cursor
+
+
+async def _collation(request: Request, conn) -> str:
+    """The collation of text sort keys: Danish ICU where this PostgreSQL has it, else C (asked
+    once per application)."""
+    known = getattr(request.app.state, "ly_sort_collation", None)
+    if known is None:
+        row = await (await conn.execute("SELECT 1 FROM pg_collation WHERE collname = %s",
+                                        [query.SORT_COLLATION])).fetchone()
+        known = query.SORT_COLLATION if row else query.FALLBACK_SORT_COLLATION
+        request.app.state.ly_sort_collation = known
+    return known
 
 
 def summary_columns(theme: Theme, public: bool) -> list[dict]:
@@ -113,8 +156,22 @@ async def items(
     filter_lang: str | None = Query(None, alias="filter-lang",
                                     description="cql2-text (default) or cql2-json"),
     filter_crs: str | None = Query(None, alias="filter-crs"),
-    cursor: str | None = Query(None, description="Keyset cursor from a next link"),
+    cursor: str | None = Query(None, description="Keyset cursor from a next or prev link "
+                               "(opaque; a bare objekt_id still means the page after it in the "
+                               "default order)"),
     asof: str | None = Query(None, description="Read the register as it was at this instant"),
+    sortby: str | None = Query(None, description="Sort keys, e.g. +navn,-pladser: attributes "
+                               "the caller may read, - descending, + (or none) ascending; "
+                               "NULLs last ascending, first descending; text in Danish order "
+                               "(ICU da); objekt_id breaks ties. Not for exports",
+                               json_schema_extra={"pattern": _SORTBY_PATTERN}),
+    properties: str | None = Query(None, description="Only these properties (comma-separated, "
+                                   "of those the caller may read); the id stays"),
+    skipGeometry: bool | None = Query(None, description="true: features without geometry "
+                                      "(null); not for exports"),
+    q: str | None = Query(None, description="Free text: every term (separated by spaces or "
+                          "commas) occurs in the object's name or address, ignoring case and "
+                          "accents"),
 ) -> Response:
     theme = params.theme_of(collection_id)
     settings = request.app.state.settings
@@ -125,10 +182,15 @@ async def items(
     fmt = params.output_format(request, exports=True)
     qp = request.query_params  # read here, not from the arguments: blank form fields dropped
     out = params.parse_crs(qp.get("crs"), "crs")
-    q = query.ItemsQuery(
+    keys = params.parse_sortby(qp.get("sortby"), theme, actor)
+    items_query = query.ItemsQuery(
         out=out,
         limit=params.parse_limit(qp.get("limit"), settings.default_limit, settings.max_limit),
-        after=params.parse_uuid(qp.get("cursor"), "cursor"),
+        keyset=params.parse_cursor(qp.get("cursor"), theme, keys),
+        sortby=keys,
+        select=params.parse_properties(qp.get("properties"), theme, actor.public),
+        skip_geometry=bool(skipGeometry),
+        text=params.parse_q(qp.get("q")),
         bbox=params.parse_bbox(qp.get("bbox")),
         bbox_crs=params.parse_crs(qp.get("bbox-crs"), "bbox-crs"),
         datetime_range=params.parse_datetime(qp.get("datetime")),
@@ -138,22 +200,25 @@ async def items(
         public=actor.public,
         theme=theme,
     )
+    q = items_query
     if fmt in params.EXPORT_FORMATS:  # the whole filtered result as a file
+        _check_export(fmt, q)
         return await exports.export(request, q, fmt)
-    stmt, args = query.items_sql(q)
     async with acting(request) as conn:
+        if any(theme.fields_by_name[k.name].type == "string" for k in keys):
+            q.collation = await _collation(request, conn)
+        stmt, args = query.items_sql(q)
         rows = await (await conn.execute(stmt, args)).fetchall()
         matched = None
-        if q.after is None:
+        if q.boundary is None:
             if len(rows) <= q.limit:
                 matched = len(rows)
             else:
                 count_stmt, count_args = query.count_sql(q, settings.count_cap)
                 n = (await (await conn.execute(count_stmt, count_args)).fetchone())[0]
                 matched = n if n <= settings.count_cap else None
-    page, more = rows[: q.limit], len(rows) > q.limit
-    next_cursor = page[-1][1] if more else None
-    links = _page_links(request, theme, next_cursor)
+    page, next_cursor, prev_cursor = _page(q, rows)
+    links = _page_links(request, theme, next_cursor, prev_cursor)
     headers = {"Content-Crs": crsmod.header(out)}
     if fmt == params.FORMAT_HTML:
         features = [orjson.loads(r[0]) for r in page]
@@ -167,7 +232,20 @@ async def items(
     if matched is not None:
         tail["numberMatched"] = matched
     body = head + ",".join(r[0] for r in page).encode() + b"]," + orjson.dumps(tail)[1:]
-    return Response(body, media_type=GEOJSON, headers=headers)
+    return Response(body, media_type=GEOJSON, headers=with_links(headers, links))
+
+
+def _check_export(fmt: str, q: query.ItemsQuery) -> None:
+    """What an export (loaders.exports) does not follow is refused rather than ignored: its
+    order is objekt_id, it always has its geometry, and only GeoJSON's columns follow
+    `properties` (the other writers' columns are the audience's)."""
+    if q.sortby:
+        raise bad_request("sortby", f"an export (f={fmt}) is ordered by objekt_id")
+    if q.skip_geometry:
+        raise bad_request("skipGeometry", f"an export (f={fmt}) has its geometry")
+    if q.select is not None and fmt != "geojson":
+        raise bad_request("properties", f"an export (f={fmt}) has every readable property; "
+                                        "f=geojson takes properties")
 
 
 def _missing(theme: Theme, feature_id: str):
@@ -175,10 +253,13 @@ def _missing(theme: Theme, feature_id: str):
 
 
 async def _read_feature(request: Request, theme: Theme, featureId: str, out: crsmod.Crs,
-                        asof: datetime | None):
+                        asof: datetime | None, select: str | None = None,
+                        skip_geometry: bool = False):
     objekt_id = params.parse_uuid(featureId, "featureId")
     actor = await current_actor(request)
-    stmt, args = query.feature_sql(objekt_id, out, asof, public=actor.public, theme=theme)
+    chosen = params.parse_properties(select, theme, actor.public)
+    stmt, args = query.feature_sql(objekt_id, out, asof, public=actor.public, theme=theme,
+                                   select=chosen, skip_geometry=skip_geometry)
     async with acting(request) as conn:
         row = await (await conn.execute(stmt, args)).fetchone()
     if row is None:
@@ -215,13 +296,17 @@ async def item(
     f: str | None = Query(None),
     crs: str | None = Query(None),
     asof: str | None = Query(None, description="The version valid at this instant"),
+    properties: str | None = Query(None, description="Only these properties (comma-separated, "
+                                   "of those the caller may read)"),
+    skipGeometry: bool | None = Query(None, description="true: the feature without geometry"),
 ) -> Response:
     theme = params.theme_of(collection_id)
     params.check_known(request, ITEM_PARAMS)
     fmt = params.output_format(request)
     out = params.parse_crs(crs, "crs")
-    feature_json, versions_id = await _read_feature(request, theme, featureId, out,
-                                                    params.asof(request))
+    feature_json, versions_id = await _read_feature(
+        request, theme, featureId, out, params.asof(request),
+        request.query_params.get("properties"), bool(skipGeometry))
     path = collection.path(theme, "items", featureId)
     links = [
         link(url(request, path, f="json"), "self", GEOJSON, theme.singular.capitalize()),
@@ -235,7 +320,8 @@ async def item(
         return html_response(request, "item.html", headers=headers, feature=feature,
                              links=links, theme=theme, titles=_field_titles(theme))
     feature["links"] = links
-    return Response(orjson.dumps(feature), media_type=GEOJSON, headers=headers)
+    return Response(orjson.dumps(feature), media_type=GEOJSON,
+                    headers=with_links(headers, links))
 
 
 @router.head("/collections/{collection_id}/items/{featureId}/history", include_in_schema=False)
@@ -276,4 +362,4 @@ async def history(request: Request, collection_id: str, featureId: str,
                              columns=summary_columns(theme, actor.public))
     body = {"type": "FeatureCollection", "objekt_id": featureId, "features": versions,
             "numberReturned": len(versions), "numberMatched": len(versions), "links": links}
-    return Response(orjson.dumps(body), media_type=GEOJSON, headers=headers)
+    return Response(orjson.dumps(body), media_type=GEOJSON, headers=with_links(headers, links))

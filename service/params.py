@@ -6,17 +6,23 @@ parameter.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
-from datetime import datetime, timezone
+import re
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
 from uuid import UUID
 
-from datetime import date
-
+import orjson
 from fastapi import Request
 
 from datamodel import crs as crsmod
 from datamodel import themes
+from datamodel.access import (MACHINE, MUNICIPAL_ADMIN, MUNICIPAL_EDITOR, NATIONAL_ADMIN,
+                              NATIONAL_READER, Actor)
 from datamodel.cql2sql import FilterError, Queryable, parse_filter, to_sql
+from datamodel.query import Keyset, SortKey
 from datamodel.themes import Theme
 from service.errors import Problem, bad_request, not_found
 
@@ -235,3 +241,164 @@ def asof(request: Request) -> datetime | None:
     if moment > datetime.now(timezone.utc):
         raise bad_request("asof", "lies in the future")
     return moment
+
+
+# --- sortby, properties, q and the keyset cursor ---------------------------------------------
+
+#: Roles that read personal data (contact persons, phone numbers): what the database's
+#: `ly.actor_reads_personal()` (datamodel/storage.py) says, for refusing a sort on what the
+#: caller would only see masked.
+PERSONAL_READER_ROLES = frozenset({NATIONAL_READER, NATIONAL_ADMIN, MUNICIPAL_EDITOR,
+                                   MUNICIPAL_ADMIN, MACHINE})
+#: At most this many terms in `q` (each is one more pass of ILIKE over the candidates).
+MAX_TERMS = 20
+_TERM_SPLIT = re.compile(r"[\s,]+")
+
+
+def reads_personal(actor: Actor) -> bool:
+    return actor.authenticated and actor.has(*PERSONAL_READER_ROLES)
+
+
+def sortable(theme: Theme, actor: Actor) -> list[str]:
+    """What an actor may sort a theme on: its queryables but the geometry, and personal data
+    only for those who may read it."""
+    personal_ok = reads_personal(actor)
+    return [f.name for f in theme.audience_fields(actor.public)
+            if personal_ok or not f.personal]
+
+
+def parse_sortby(value: str | None, theme: Theme, actor: Actor) -> tuple[SortKey, ...]:
+    """`sortby=+navn,-pladser` (OGC API - Features Part 8 draft, STAC API Sort): `-` sorts
+    descending, `+` or no sign ascending. An unencoded `+` arrives as a space (form
+    encoding), which is taken as `+`."""
+    if value is None:
+        return ()
+    allowed = sortable(theme, actor)
+    keys: list[SortKey] = []
+    for raw in value.split(","):
+        term = raw.strip()
+        descending = term.startswith("-")
+        name = term[1:].strip() if term[:1] in ("-", "+") else term
+        if not name:
+            raise bad_request("sortby", "each key is an attribute name, optionally after + "
+                                        "(ascending) or - (descending)")
+        if name not in allowed:
+            f = theme.fields_by_name.get(name)
+            why = ("is personal data this caller may not read" if f is not None and f.personal
+                   and f in theme.audience_fields(actor.public) else
+                   "is not an attribute this caller may sort on")
+            raise bad_request("sortby", f"{name!r} {why}; sortable: {', '.join(allowed)}")
+        if any(k.name == name for k in keys):
+            raise bad_request("sortby", f"{name!r} is given more than once")
+        keys.append(SortKey(name, descending))
+    return tuple(keys)
+
+
+def parse_properties(value: str | None, theme: Theme, public: bool) -> tuple[str, ...] | None:
+    """`properties=a,b,c`: the output properties, chosen from those the audience reads (an
+    attribute or a code's text twin); the objekt_id is the feature's id anyway."""
+    if value is None:
+        return None
+    allowed = theme.property_columns(public)
+    names = [n.strip() for n in value.split(",")]
+    if not any(names) or not all(names):
+        raise bad_request("properties", "a comma-separated list of property names")
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise bad_request("properties", f"{unknown[0]!r} is not a property this caller may "
+                                        f"read; readable: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(names))
+
+
+def parse_q(value: str | None) -> tuple[str, ...]:
+    """`q`: free text terms, separated by white space or commas; every term must occur."""
+    if value is None:
+        return ()
+    terms = tuple(t for t in _TERM_SPLIT.split(value) if t)
+    if not terms:
+        raise bad_request("q", "needs at least one term")
+    if len(terms) > MAX_TERMS:
+        raise bad_request("q", f"at most {MAX_TERMS} terms")
+    return terms
+
+
+def _sort_spec(keys: tuple[SortKey, ...]) -> str:
+    return ",".join(k.spec for k in keys)
+
+
+def _to_json(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    return value
+
+
+def encode_cursor(keys: tuple[SortKey, ...], row: tuple, backward: bool = False) -> str:
+    """The opaque cursor of a page boundary: base64url of JSON holding the sort (`s`), the
+    boundary row's sort key values (`v`) and objekt_id (`id`), and `d` = prev for the page
+    before it. `row` is a page row of `query.items_sql`: (feature, objekt_id, *values)."""
+    doc = {"s": _sort_spec(keys), "v": [_to_json(v) for v in row[2:]], "id": str(row[1])}
+    if backward:
+        doc["d"] = "prev"
+    return base64.urlsafe_b64encode(orjson.dumps(doc)).rstrip(b"=").decode()
+
+
+def _from_json(value, type_: str):
+    if value is None:
+        return None
+    if type_ == "integer" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if type_ == "number" and isinstance(value, str):
+        number = Decimal(value)
+        if number.is_finite():
+            return number
+    if type_ == "string" and isinstance(value, str):
+        return value
+    if type_ == "boolean" and isinstance(value, bool):
+        return value
+    if type_ == "date" and isinstance(value, str):
+        return date.fromisoformat(value)
+    if type_ == "date-time" and isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            return moment
+    if type_ == "uuid" and isinstance(value, str):
+        return UUID(value)
+    raise ValueError(f"{value!r} is not a {type_}")
+
+
+def parse_cursor(value: str | None, theme: Theme, keys: tuple[SortKey, ...]) -> Keyset | None:
+    """A cursor from a `next` or `prev` link; a bare objekt_id (the cursors before sortby)
+    still means "after this objekt_id" in the default order."""
+    if value is None:
+        return None
+    try:
+        plain = UUID(value)
+    except ValueError:
+        plain = None
+    if plain is not None:
+        if keys:
+            raise bad_request("cursor", "a bare objekt_id cursor pages the default order only; "
+                                        "follow the links of a response with this sortby")
+        return Keyset(plain)
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        if not isinstance(doc, dict) or not isinstance(doc.get("v"), list):
+            raise ValueError("not a cursor")
+        spec, direction = doc.get("s"), doc.get("d", "next")
+        objekt_id = UUID(doc["id"])
+    except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
+        raise bad_request("cursor", "is not a cursor of this resource; follow a next or "
+                                    "prev link") from None
+    if spec != _sort_spec(keys):
+        raise bad_request("cursor", f"belongs to another order (sortby {spec or 'default'!r}); "
+                                    "start again from the first page")
+    if direction not in ("next", "prev") or len(doc["v"]) != len(keys):
+        raise bad_request("cursor", "is not a cursor of this resource")
+    try:
+        values = tuple(_from_json(v, theme.fields_by_name[k.name].type)
+                       for v, k in zip(doc["v"], keys))
+    except (ValueError, TypeError, InvalidOperation):
+        raise bad_request("cursor", "is not a cursor of this resource") from None
+    return Keyset(objekt_id, values, backward=direction == "prev")

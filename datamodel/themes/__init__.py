@@ -31,6 +31,9 @@ GEOFA_DIR = Path(__file__).resolve().parent.parent / "geofa"
 POINT, MULTIPOLYGON = "Point", "MultiPolygon"
 #: Attributes on the wire of an export that are not stored columns.
 WIRE_ONLY = ("temakode", "temanavn")
+#: FKG's address attributes (and GeoFA's address as text): what the free text search `q`
+#: reads, after the theme's label, unless a theme says otherwise (`Theme.text_search`).
+ADDRESS_FIELDS = ("vejnavn", "husnr", "postnr", "postnr_by", "adr_i_tekst")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class Theme:
     rules: tuple[Callable[[dict[str, Any]], list[tuple[str, str]]], ...] = ()
     #: Colour of the theme on maps (fill/stroke), a CSS colour.
     colour: str = "#1f6fb2"
+    #: The attributes the free text search (`q`) reads: a name and an address. None: the
+    #: label and the FKG address attributes the theme has (`search_fields`).
+    text_search: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.geometry_type not in (POINT, MULTIPOLYGON):
@@ -91,6 +97,9 @@ class Theme:
             for name in self.validity:
                 if name not in names:
                     raise ValueError(f"{self.collection_id}: validity attribute {name} missing")
+        for name in self.text_search or ():
+            if name not in names:
+                raise ValueError(f"{self.collection_id}: text_search attribute {name} missing")
 
     # --- names -------------------------------------------------------------------------------
     @property
@@ -135,6 +144,15 @@ class Theme:
     @cached_property
     def fields_by_name(self) -> dict[str, Field]:
         return {f.name: f for f in self.fields}
+
+    @cached_property
+    def search_fields(self) -> tuple[str, ...]:
+        """What `q` searches (before the audience's subset is taken): `text_search`, or the
+        label and the address attributes."""
+        if self.text_search is not None:
+            return self.text_search
+        names = self.fields_by_name
+        return tuple(n for n in (self.label, *ADDRESS_FIELDS) if n in names)
 
     @cached_property
     def coded_fields(self) -> tuple[Field, ...]:

@@ -135,6 +135,9 @@ STOERRE_UDENDOERS_ARRANGEMENTER = Theme(
     }),
     validity=("gyldig_fra", "gyldig_til"),
     label="arrangement",
+    # The place is also described in words (not public): authorities find an event by it.
+    text_search=("arrangement", "adr_i_tekst", "suppl_sted_beskrivelse", "vejnavn", "husnr",
+                 "postnr", "postnr_by"),
     figures=(Figure("antal_personer", "Forventede deltagere"),),
     demo="loaders.demo:outdoor_events",
     meta_file="fkg.t_6121_stor_ud_arr.json",
