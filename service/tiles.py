@@ -39,7 +39,7 @@ from service import params
 from service.auth import current_actor
 from service.db import acting, acting_as
 from service.errors import Problem, bad_request
-from service.http import JSON, json_response, link, url
+from service.http import JSON, json_response, link, url, with_links
 
 router = APIRouter(tags=["Vector tiles"])
 
@@ -109,8 +109,12 @@ async def tile_matrix_set(request: Request, tileMatrixSetId: str,
                           f: str | None = Query(None)) -> Response:
     params.check_known(request, {"f"})
     _json_only(request)
-    body = _tms(tileMatrixSetId).model_dump(mode="json", exclude_none=True)
-    return json_response(body)
+    tms = _tms(tileMatrixSetId)
+    body = tms.model_dump(mode="json", exclude_none=True)
+    # TMS 2.0 JSON has no links of its own: the Link header says what it is (RFC 8288).
+    self_link = link(url(request, f"/tileMatrixSets/{tileMatrixSetId}"), "self", JSON,
+                     tms.title)
+    return json_response(body, headers=with_links(None, [self_link]))
 
 
 def _filters(request: Request, theme: Theme, public: bool) -> query.ItemsQuery:
