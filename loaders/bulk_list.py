@@ -60,7 +60,9 @@ KILDE_KOMMUNAL_LISTE = 2
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
-_NOT_FAST_TARGETS = {"x", "y", "lat", "lon", "adresse", "objekt_id"}
+#: Targets the fast path does not convert: a row's point from coordinate or WKT columns, an
+#: address to parse, an objekt_id key (the row path does; `municipal_list.SPECIAL_TARGETS`).
+_NOT_FAST_TARGETS = {"x", "y", "lat", "lon", "wkt", "adresse", "objekt_id"}
 #: What a row may match an existing object by (besides objekt_id), where the theme has it:
 #: the object's key in another system, its BBR building, and its address.
 KEY_FIELDS = ("noegle", "bbr_bygning_id")
@@ -137,8 +139,8 @@ class Plan:
 
 def plan(source, ctx, convert: Callable[[str, Any, Any], Any]) -> Plan | None:
     """The fast path's plan for a run, or None when the file must go row by row (a table
-    without a geometry column, coordinate or address columns, objekt_id keys, a CRS other
-    than EPSG:25832 or CRS84, or too few rows)."""
+    without a geometry column, coordinate, WKT or address columns, objekt_id keys, a CRS
+    other than EPSG:25832 or CRS84, or too few rows)."""
     theme = ctx.theme
     frame = getattr(source, "frame", None)
     least = int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS)

@@ -12,10 +12,22 @@ A column mapping (JSON) says which source column holds which attribute:
 
 (a flat `{"Navn": "navn", …}` is read as `kolonner`). Targets are the theme's attribute names
 (`datamodel/themes`) or `x`/`y` (easting/northing, or longitude/latitude), `lat`/`lon`,
-`adresse` ("Vejnavn 12, 2100 København Ø"), `objekt_id` (a match key) and `ignorer`. Columns the
-mapping does not name are taken when they carry an attribute's name or its `feltnavn10` alias
-(so a GeoFA file upload, Shapefile with `temakode`, reads without a mapping). Coded attributes
-take the code or its text ("Betondækningsgrav").
+`wkt` (the point as WKT), `adresse` ("Vejnavn 12, 2100 København Ø"), `objekt_id` (a match key)
+and `ignorer`. Columns the mapping does not name are taken when they carry an attribute's
+name or its `feltnavn10` alias (so a GeoFA file upload, Shapefile with `temakode`, reads
+without a mapping), and a column named as GIS programs name a WKT geometry (`WKT_COLUMNS`:
+`WKT` from QGIS's "save as CSV" with GEOMETRY=AS_WKT, `wkt_geom`, `geometri`, `geometry`,
+`the_geom`, `geom`, any case) is the `wkt` column. Coded attributes take the code or its text
+("Betondækningsgrav").
+
+A WKT column holds a POINT (or a MULTIPOINT of one point; Z is dropped), parsed by shapely
+(GEOS); PostGIS's EWKT prefix `SRID=25832;` or `SRID=4326;` gives the value's own CRS (any
+other SRID rejects the row); blank, `POINT EMPTY`,
+`GEOMETRYCOLLECTION EMPTY` or any other empty geometry is a row without a point (matched to an
+existing object, it keeps that object's point; a new object needs one), and text that is not
+WKT, or another geometry, rejects the row naming the column. Its coordinates are in the
+declared or detected CRS as x/y columns are (longitude first for EPSG:4326, as GIS programs
+write WKT). A list uses either coordinate columns or a WKT column.
 
 Coordinates are EPSG:25832 or EPSG:4326/CRS84, declared (`--crs`, the mapping's `crs`, the
 file's own CRS) or detected from their magnitude; swapped latitude/longitude (or
@@ -60,7 +72,13 @@ ART = "kommunal_liste"
 #: The theme whose lists this import takes unless told otherwise: the shelters.
 THEME = themes.by_temakode(6101)
 COORD_TARGETS = ("x", "y", "lat", "lon")
-SPECIAL_TARGETS = COORD_TARGETS + ("adresse", "objekt_id", "temakode", "ignorer")
+#: The target of a column holding the point as WKT text.
+WKT_TARGET = "wkt"
+SPECIAL_TARGETS = COORD_TARGETS + (WKT_TARGET, "adresse", "objekt_id", "temakode", "ignorer")
+#: Column names (any case) taken as a WKT geometry without a mapping: QGIS's "save as" CSV
+#: with GEOMETRY=AS_WKT (`WKT`), QGIS's layer view (`wkt_geom`), GeoFA's and PostGIS's
+#: geometry column names, Aarhus University's BBR extracts.
+WKT_COLUMNS = ("wkt", "wkt_geom", "geometri", "geometry", "the_geom", "geom")
 SPREADSHEETS = (".csv", ".txt", ".tsv", ".xlsx", ".xlsm")
 VECTORS = (".gpkg", ".shp", ".zip", ".geojson", ".json", ".gml")
 KILDE_KOMMUNAL_LISTE = bulk_list.KILDE_KOMMUNAL_LISTE
@@ -110,7 +128,7 @@ class Mapping:
             if target not in SPECIAL_TARGETS and target not in writable:
                 raise MappingError(f"mapping: column {column!r} maps to {target!r}, which is not "
                                    f"an attribute of {theme.collection_id} (nor x, y, lat, lon, "
-                                   "adresse, objekt_id, ignorer)")
+                                   "wkt, adresse, objekt_id, ignorer)")
         for name in list(m.vaerdier) + list(m.standard):
             if name not in writable:
                 raise MappingError(f"mapping: {name!r} is not a writable attribute")
@@ -131,6 +149,8 @@ def _auto_target(column: str, exact: bool, theme: Theme) -> str | None:
             return c
         if c in ("objekt_id", "temakode", "x", "y", "lat", "lon", "adresse"):
             return c
+        if c in WKT_COLUMNS:
+            return WKT_TARGET
         return None
     for f in theme.fields:
         if f.writable and f.feltnavn10 == c:
@@ -473,6 +493,55 @@ def parse_address(text: str) -> dict | None:
     return out
 
 
+_EWKT_SRID = re.compile(r"^\s*SRID\s*=\s*(\d+)\s*;", re.IGNORECASE)
+
+
+#: The CRS an EWKT `SRID=n;` prefix may name (EPSG:4326 as GIS programs write WKT: longitude
+#: first).
+EWKT_CRS = {25832: crsmod.STORAGE, 4326: crsmod.DEFAULT}
+
+
+def wkt_point(value: Any) -> tuple[float, float, crsmod.Crs | None] | None:
+    """(x, y, CRS) of a WKT POINT, or of a MULTIPOINT of one point (a Z is dropped), the CRS
+    an EWKT `SRID=n;` prefix names (`EWKT_CRS`) or None (the list's); None for a blank cell
+    or an empty geometry. Raises ValueError saying why otherwise."""
+    import shapely
+
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not WKT (a POINT)")
+    text = value.strip()
+    if text == "":
+        return None
+    own = None
+    m = _EWKT_SRID.match(text)
+    if m:
+        own = EWKT_CRS.get(int(m.group(1)))
+        if own is None:
+            raise ValueError(f"declares SRID={m.group(1)}; a point is read in EPSG:25832 or "
+                             "EPSG:4326")
+        text = text[m.end():]
+    try:
+        geom = shapely.from_wkt(text)
+    except (shapely.errors.GEOSException, ValueError) as exc:
+        detail = str(exc).removeprefix("ParseException: ")
+        raise ValueError(f"{_shown(value)} is not WKT ({detail})") from None
+    if geom is None or geom.is_empty:
+        return None
+    if geom.geom_type == "MultiPoint":
+        if len(geom.geoms) != 1:
+            raise ValueError(f"is a MULTIPOINT of {len(geom.geoms)} points; one point is needed")
+        geom = geom.geoms[0]
+    if geom.geom_type != "Point":
+        raise ValueError(f"is a {geom.geom_type.upper()}, not a POINT")
+    return float(geom.x), float(geom.y), own
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 # --- CRS -----------------------------------------------------------------------------------
 
 def declared_crs(value: str | None) -> crsmod.Crs | None:
@@ -503,6 +572,7 @@ class Context:
     crs: crsmod.Crs
     fix_swapped: bool = False
     uses_latlon: bool = False
+    uses_wkt: bool = False  # the point is a WKT column
 
     @property
     def theme(self) -> Theme:
@@ -615,6 +685,16 @@ def _point(row: SourceRow, raw: dict, ctx: Context, problems: list[Problem]
     if "__geometri_fejl__" in row.values:
         problems.append(Problem("geometri", row.values["__geometri_fejl__"]))
         return None, None
+    crs = ctx.crs
+    if ctx.uses_wkt:
+        try:
+            wkt = wkt_point(raw.get(WKT_TARGET))
+        except ValueError as exc:
+            problems.append(Problem(_label(WKT_TARGET, ctx), str(exc)))
+            return None, None
+        if wkt is not None:
+            values["x"], values["y"], own = wkt
+            crs = own or crs
     if ctx.uses_latlon:
         pair = (values.get("lon"), values.get("lat"))
         names = ("lon", "lat")
@@ -630,11 +710,11 @@ def _point(row: SourceRow, raw: dict, ctx: Context, problems: list[Problem]
         problems.append(Problem(_label(missing, ctx), "is missing (both coordinates are needed)"))
         return None, None
     found: list[Problem] = []
-    xy = point_from_geojson({"type": "Point", "coordinates": list(pair)}, ctx.crs, found)
+    xy = point_from_geojson({"type": "Point", "coordinates": list(pair)}, crs, found)
     if xy is not None:
         return xy, None
     if ctx.fix_swapped and found and "swapped" in found[0].detail:
-        xy = point_from_geojson({"type": "Point", "coordinates": [pair[1], pair[0]]}, ctx.crs, [])
+        xy = point_from_geojson({"type": "Point", "coordinates": [pair[1], pair[0]]}, crs, [])
         if xy is not None:
             return xy, f"swapped axes corrected ({pair[0]}, {pair[1]})"
     problems.extend(Problem("geometri", p.detail) for p in found)
@@ -851,7 +931,12 @@ def _context(conn, source: Source, params: dict, theme: Theme) -> Context:
     uses_latlon = bool({"lat", "lon"} & used)
     if uses_latlon and {"x", "y"} & used:
         raise MappingError("mapping: use either x/y or lat/lon columns, not both")
-    has_columns = bool(set(COORD_TARGETS) & used)
+    uses_wkt = WKT_TARGET in used
+    if uses_wkt and set(COORD_TARGETS) & used:
+        wkt_col = next(c for c, t in targets.items() if t == WKT_TARGET)
+        raise MappingError(f"mapping: use either coordinate columns or the WKT column "
+                           f"{wkt_col!r}, not both (map one of them to \"ignorer\")")
+    has_columns = bool(set(COORD_TARGETS) & used) or uses_wkt
     crs = declared_crs(params.get("crs") or mapping.crs)
     if crs is None and source.crs and not has_columns:
         crs = declared_crs(source.crs)
@@ -859,7 +944,12 @@ def _context(conn, source: Source, params: dict, theme: Theme) -> Context:
         sample = []
         for r in source.rows[:200]:
             try:
-                if has_columns:
+                if uses_wkt:  # a value with its own SRID says nothing of the others'
+                    col = next(c for c, t in targets.items() if t == WKT_TARGET)
+                    a, b, own = wkt_point(r.values.get(col)) or (None, None, None)
+                    if own is not None:
+                        continue
+                elif has_columns:
                     names = ("lon", "lat") if uses_latlon else ("x", "y")
                     cols = [next((c for c, t in targets.items() if t == n), None) for n in names]
                     a = _number(r.values.get(cols[0])) if cols[0] else None
@@ -871,10 +961,10 @@ def _context(conn, source: Source, params: dict, theme: Theme) -> Context:
             if a is not None and b is not None:
                 sample.append((a, b))
         crs = detect_crs(sample)
-    if uses_latlon:
+    if uses_latlon or uses_wkt:  # longitude first, as GIS programs write WKT
         crs = crsmod.DEFAULT if crs.geographic else crs
     return Context(params.get("kommunekode"), params.get("cvr_kode"), mapping, targets, crs,
-                   bool(params.get("fix_swapped")), uses_latlon)
+                   bool(params.get("fix_swapped")), uses_latlon, uses_wkt)
 
 
 def _municipality_cvr(conn, kommunekode: int | None) -> int | None:

@@ -834,6 +834,18 @@ async def _feature_6122(conn, e: dict) -> dict:
         "offentlig": offentlig})
 
 
+#: GeoJSON's legacy `crs` member (GeoJSON 2008), which GDAL and QGIS read: RFC 7946 GeoJSON
+#: is CRS84 only, so a file without it is read as longitude/latitude.
+_STORAGE_CRS_MEMBER = {"type": "name",
+                       "properties": {"name": f"urn:ogc:def:crs:EPSG::{crsmod.STORAGE.srid}"}}
+
+
+def _declaring_crs(feature: dict) -> dict:
+    """The 6122 feature (EPSG:25832 coordinates, as GeoFA exchanges them) naming its CRS."""
+    return {"type": feature["type"], "crs": _STORAGE_CRS_MEMBER,
+            **{k: v for k, v in feature.items() if k != "type"}}
+
+
 @router.get("/eftersyn/{eftersyn_id}/6122", summary="The inspection as a GeoFA 6122 feature",
             response_class=Response,
             responses={200: {"content": {"application/geo+json": {}}},
@@ -852,7 +864,8 @@ async def export_6122(request: Request, eftersyn_id: str) -> Response:
     if problems:  # Ly's own export must always satisfy GeoFA; say so loudly if not
         raise Problem(500, "the 6122 export does not validate: " + "; ".join(
             f"{p.field}: {p.detail}" for p in problems[:5]), kind="export-invalid")
-    return Response(orjson.dumps(feature), media_type="application/geo+json")
+    return Response(orjson.dumps(_declaring_crs(feature)), media_type="application/geo+json",
+                    headers={"Content-Crs": crsmod.header(crsmod.STORAGE)})
 
 
 @router.post("/eftersyn/{eftersyn_id}/indberet", summary="Mark as reported to GeoFA",

@@ -511,6 +511,38 @@ def test_the_fast_path_stages_exactly_what_the_row_path_stages(db_url, tmp_path,
     assert kept[runs["rows"]] == 0 and kept[runs["fast"]] >= 20
 
 
+def test_a_wkt_column_of_a_vector_file_stages_the_same_on_both_paths(db_url, tmp_path,
+                                                                    monkeypatch):
+    """A large vector file with a WKT column (mapped) goes the row path whatever its size
+    (`bulk_list.plan`), so the fast path's threshold changes nothing: the WKT's point is
+    taken where it is given (here 10 m east of the file's geometry), the file's own geometry
+    where it is blank."""
+    import geopandas as gpd
+    import shapely
+    from loaders import bulk_list
+
+    path, mapping = _copenhagen_geopackage(tmp_path)
+    frame = gpd.read_file(path)
+    frame["WKT"] = [None if g is None or i % 3 == 0 else f"POINT ({g.x + 10} {g.y})"
+                    for i, g in enumerate(frame.geometry)]
+    frame.to_file(path, layer="beskyttelsesrum", driver="GPKG")
+    mapping["kolonner"]["WKT"] = "wkt"
+    runs = {}
+    with psycopg.connect(db_url) as conn:
+        for way, least in (("fast", "1"), ("rows", str(10 ** 9))):
+            monkeypatch.setenv(bulk_list.MIN_ROWS_ENV, least)
+            runs[way] = municipal_list.import_list(conn, path, mapping=mapping,
+                                                   kommunekode=KBH, batch_size=9)
+    fast, rows = _staged(db_url, runs["fast"]), _staged(db_url, runs["rows"])
+    assert fast == rows
+    points = {r[0]: r[8] for r in rows[1] if r[1] == "opret"}
+    assert points, rows
+    for i, (g, wkt) in enumerate(zip(frame.geometry, frame["WKT"]), start=1):
+        if i in points and g is not None:
+            x = g.x + 10 if isinstance(wkt, str) else g.x
+            assert shapely.from_wkt(points[i]).equals_exact(shapely.Point(x, g.y), 0.001), i
+
+
 def test_a_killed_fast_import_resumes_and_publishes_the_same(db_url, tmp_path):
     from loaders import bulk_list
 
