@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datamodel.db import psycopg_url
@@ -64,6 +66,58 @@ UNCOUNTED_PREFIX = "/static/"
 UNCOUNTED_PATHS = frozenset({"/healthz"})
 #: What a signed-in response varies on: the credentials (service/auth.py).
 CREDENTIAL_HEADERS = ("Authorization", "X-API-Key", "Cookie")
+#: What every other response varies on besides: the format negotiated by Accept (JSON or
+#: HTML, service/params.output_format) and the content coding (gzip); static files on
+#: the coding only.
+NEGOTIATED_HEADERS = ("Accept", "Accept-Encoding")
+STATIC_VARY = ("Accept-Encoding",)
+
+# --- caching of the public's responses -------------------------------------------------------
+#: Cache-Control of a response to a request without credentials that sets none of its
+#: own (tiles and exports do): a successful GET or HEAD (2xx, or 304) by what it is, the
+#: first matching path; everything else (problems, redirects, writes, OPTIONS) `no-store`.
+#: Signed-in responses are private (below), whatever they say.
+NO_STORE = b"no-store"
+#: The register's data (items, objects, history, collections with their extents, tileset
+#: metadata, maps, reports): a minute, as tiles: edits and an activation must show soon.
+CACHE_DATA = b"public, max-age=60"
+#: What changes only with a new release of Ly: five minutes.
+CACHE_DESCRIPTIVE = b"public, max-age=300"
+#: Vendored libraries change only when upgraded (service/static/vendor/README.md): a day.
+CACHE_VENDOR = b"public, max-age=86400"
+CACHE_RULES: tuple[tuple[re.Pattern, bytes], ...] = (
+    (re.compile(r"/static/vendor/"), CACHE_VENDOR),
+    (re.compile(r"/static/"), CACHE_DESCRIPTIVE),
+    (re.compile(r"/healthz$"), NO_STORE),
+    (re.compile(r"/(conformance|openapi\.json|docs|redoc|begreber|kodelister(/[^/]+)?"
+                r"|tileMatrixSets(/[^/]+)?|collections/[^/]+/(queryables|schema))?$"),
+     CACHE_DESCRIPTIVE),
+)
+
+
+def public_cache_control(method: str, path: str, status: int) -> bytes:
+    """Cache-Control of the public's response that has none of its own (`CACHE_RULES`)."""
+    if method not in ("GET", "HEAD") or not (200 <= status < 300 or status == 304):
+        return NO_STORE
+    for pattern, value in CACHE_RULES:
+        if pattern.match(path):
+            return value
+    return CACHE_DATA
+
+
+# --- compression -----------------------------------------------------------------------------
+#: Starlette's GZipMiddleware compresses every response of at least GZIP_MINIMUM_BYTES to a
+#: client that accepts gzip (JSON, GeoJSON, HTML, CSS, JavaScript, CSV, Mapbox Vector
+#: Tiles, streamed GeoJSON and CSV exports too: a streamed chunk is flushed as it goes),
+#: but not these, which are compressed already or gain little: images, ZIP (Shapefile
+#: exports), XLSX (a ZIP), GeoPackage exports (their pages are mostly geometry blobs, and a
+#: client reads the file as it is), PDF.
+GZIP_EXCLUDED = (*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/geopackage+sqlite3",
+                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                 "application/pdf", "application/octet-stream")
+GZIP_MINIMUM_BYTES = 1024
+#: zlib's default level: nearly level 9's size for GeoJSON at a fraction of its time.
+GZIP_LEVEL = 6
 
 _API_KEY = API_KEY_HEADER.encode()
 _COOKIE_NAME = TOKEN_COOKIE.encode() + b"="
@@ -95,6 +149,7 @@ class _Policy:
     """What the edge derives from the settings (cached per settings object)."""
 
     csp_page: bytes  # with NONCE where the response's nonce goes
+    csp_redoc: bytes  # the same, for ReDoc's page (REDOC_PATH)
     csp_other: bytes
     max_url: int
     hosts: frozenset[str]
@@ -103,7 +158,17 @@ class _Policy:
     proxies: tuple
 
 
-def content_security_policy(settings: Settings, nonce: str | None) -> str:
+#: ReDoc's page (service/docs.py): its search index runs in a web worker made from a blob,
+#: and two style elements it inserts as its script loads, before it is given the nonce
+#: (an empty one and perfect-scrollbar's stylesheet), are allowed by their hashes (those
+#: of the vendored ReDoc 2.5.4: tests/test_docs_browser.py sees any other refused).
+REDOC_PATH = "/redoc"
+REDOC_STYLE_HASHES = ("'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
+                      "'sha256-QMIg+bpjm3JdElJ388KYke01izlUW0UoNOeKjpMxdgc='")
+
+
+def content_security_policy(settings: Settings, nonce: str | None,
+                            blob_workers: bool = False) -> str:
     from service.maps import basemap_origins
 
     src = f" 'nonce-{nonce}'" if nonce else ""
@@ -111,12 +176,13 @@ def content_security_policy(settings: Settings, nonce: str | None) -> str:
     return "; ".join((
         "default-src 'self'",
         f"script-src 'self'{src}",
-        f"style-src 'self'{src}",
+        f"style-src 'self'{src}" + ("".join(" " + h for h in REDOC_STYLE_HASHES)
+                                     if blob_workers else ""),
         "style-src-attr 'unsafe-inline'",
         f"img-src {images}",
         "font-src 'self'",
         "connect-src 'self'",
-        "worker-src 'self'",
+        "worker-src 'self' blob:" if blob_workers else "worker-src 'self'",
         "manifest-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
@@ -129,6 +195,7 @@ def _policy(settings: Settings) -> _Policy:
     hosts = settings.hosts
     return _Policy(
         csp_page=content_security_policy(settings, NONCE.decode()).encode(),
+        csp_redoc=content_security_policy(settings, NONCE.decode(), blob_workers=True).encode(),
         csp_other=content_security_policy(settings, None).encode(),
         max_url=max_url_bytes(settings),
         hosts=frozenset(h for h in hosts if not h.startswith("*")),
@@ -162,12 +229,13 @@ def _private(value: bytes | None) -> bytes:
     return ", ".join(kept).encode("latin-1")
 
 
-def _vary(value: bytes | None) -> bytes:
+def _vary(value: bytes | None, names: tuple[str, ...] = CREDENTIAL_HEADERS) -> bytes:
+    """A Vary value with `names` added (once, whatever their case)."""
     tokens = _tokens(value) if value else []
     have = {t.lower() for t in tokens}
     if "*" in have:
         return value
-    tokens += [h for h in CREDENTIAL_HEADERS if h.lower() not in have]
+    tokens += [h for h in names if h.lower() not in have]
     return ", ".join(tokens).encode("latin-1")
 
 
@@ -238,7 +306,7 @@ class Edge:
                 forwarded = True
         nonce = secrets.token_urlsafe(16)
         scope.setdefault("state", {})["csp_nonce"] = nonce
-        send = self._sender(send, policy, nonce, signed_in)
+        send = self._sender(send, policy, nonce, signed_in, scope)
 
         url_bytes = len(scope.get("raw_path") or scope["path"].encode()) \
             + len(scope["query_string"]) + 1
@@ -308,9 +376,16 @@ class Edge:
         return host
 
     @staticmethod
-    def _sender(send: Send, policy: _Policy, nonce: str, signed_in: bool) -> Send:
+    def _sender(send: Send, policy: _Policy, nonce: str, signed_in: bool,
+                scope: Scope) -> Send:
+        method, path = scope["method"], scope["path"]
+        static = path.startswith(UNCOUNTED_PREFIX)
+        vary_names = (STATIC_VARY if static else NEGOTIATED_HEADERS) + \
+            (CREDENTIAL_HEADERS if signed_in or not static else ())
+
         async def sender(message: Message) -> None:
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", ()))
                 names = set()
                 html = False
@@ -328,23 +403,163 @@ class Edge:
                     headers += [h for h in STATIC_HEADERS if h[0] not in names]
                 else:
                     headers += STATIC_HEADERS
-                if b"content-security-policy" not in names:
-                    csp = (policy.csp_page.replace(NONCE, nonce.encode()) if html
-                           else policy.csp_other)
+                # Not on a 304: a cache keeps the stored page's policy, whose nonce is the
+                # one in that page (RFC 9111 4.3.4 would replace it with this response's).
+                if b"content-security-policy" not in names and status != 304:
+                    if html:
+                        csp = policy.csp_redoc if path == REDOC_PATH else policy.csp_page
+                        csp = csp.replace(NONCE, nonce.encode())
+                    else:
+                        csp = policy.csp_other
                     headers.append((b"content-security-policy", csp))
+                if cache is None:
+                    value = public_cache_control(method, path, status)
+                    if signed_in and value != NO_STORE and not static:
+                        value = None  # private, as it was (a static file is everyone's)
+                    if value is not None:
+                        cache = len(headers)
+                        headers.append((b"cache-control", value))
                 if signed_in:
                     if cache is None:
                         headers.append((b"cache-control", b"private"))
                     else:
                         headers[cache] = (b"cache-control", _private(headers[cache][1]))
-                    if vary is None:
-                        headers.append((b"vary", _vary(None)))
-                    else:
-                        headers[vary] = (b"vary", _vary(headers[vary][1]))
+                if vary is None:
+                    headers.append((b"vary", _vary(None, vary_names)))
+                else:
+                    headers[vary] = (b"vary", _vary(headers[vary][1], vary_names))
                 message["headers"] = headers
             await send(message)
 
         return sender
+
+
+# --- validators and conditional requests ---------------------------------------------------
+
+_ENTITY_TAGS = re.compile(rb'\*|(?:W/)?"[^"]*"')
+#: What a 304 keeps of the 200 it stands for (RFC 9110 15.4.5: the fields a 200 would have
+#: sent that a cache updates its stored response with; CORS for a cross-origin reader).
+NOT_MODIFIED_KEEPS = frozenset({b"etag", b"cache-control", b"vary", b"link",
+                                b"content-location", b"expires", b"last-modified", b"date"})
+_TIMESTAMP = b'"timeStamp":"'
+
+
+def _opaque(tag: bytes) -> bytes:
+    return tag[2:] if tag.startswith(b"W/") else tag
+
+
+def none_match(header: bytes, etag: bytes) -> bool:
+    """Whether If-None-Match `header` names `etag` (weak comparison, RFC 9110 13.1.2)."""
+    wanted = _opaque(etag)
+    for tag in _ENTITY_TAGS.findall(header):
+        if tag == b"*" or _opaque(tag) == wanted:
+            return True
+    return False
+
+
+def _validated_bytes(body: bytes, html: bool, json: bool, nonce: bytes) -> bytes:
+    """The part of a body that says whether it changed: an HTML page without its nonce (a
+    new one in every response), a JSON document without its `timeStamp` (an items page's
+    time of answering, OGC API Features 7.15.6)."""
+    if html and nonce:
+        return body.replace(nonce, b"")
+    if json:
+        at = body.rfind(_TIMESTAMP)
+        if at >= 0:
+            end = body.find(b'"', at + len(_TIMESTAMP))
+            if end > 0:
+                return body[:at] + body[end + 1:]
+    return body
+
+
+def body_etag(body: bytes) -> bytes:
+    """A weak ETag of (the validated part of) a body: weak, as the bytes sent differ in
+    what is left out of it, and in their coding (gzip or not)."""
+    return b'W/"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"'
+
+
+class Conditional:
+    """An ETag on every complete (not streamed) GET or HEAD 200 response and `If-None-Match`
+    answered with 304 (no body; ETag, Cache-Control, Vary and Link kept; the edge adds
+    no Content-Security-Policy to it).
+
+    The ETag is the route's when it set one (an object's `"<versions_id>"`, which If-Match
+    on writes compares, service/transactions.py; a tile's hash), except on an HTML page,
+    whose bytes change with every response's nonce and which shows more than the object's
+    version (navigation, the signed-in user); otherwise a weak hash of the body
+    (`body_etag`). A response whose first body message says more follows (a
+    StreamingResponse: exports, static files) passes through untouched, unbuffered;
+    StaticFiles answers If-None-Match itself.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        condition = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                condition = value if condition is None else condition + b"," + value
+        nonce = (scope.get("state") or {}).get("csp_nonce") or ""
+        start: Message | None = None
+        passing = False
+
+        async def sender(message: Message) -> None:
+            nonlocal start, passing
+            if passing:
+                await send(message)
+                return
+            kind = message["type"]
+            if start is None:
+                if kind == "http.response.start":
+                    if message["status"] == 200:
+                        start = message  # held until the first body message says what follows
+                        return
+                    passing = True
+                await send(message)  # another status, or a message before the response
+                return
+            passing = True
+            body = message.get("body", b"")
+            if kind != "http.response.body" or message.get("more_body", False) or not body:
+                await send(start)
+                await send(message)
+                return
+            await self._complete(start, message, body, condition, nonce.encode(), send)
+
+        await self.app(scope, receive, sender)
+
+    @staticmethod
+    async def _complete(start: Message, message: Message, body: bytes,
+                        condition: bytes | None, nonce: bytes, send: Send) -> None:
+        headers = list(start.get("headers", ()))
+        ctype = b""
+        at = None
+        for i, (name, value) in enumerate(headers):
+            name = name.lower()
+            if name == b"content-type":
+                ctype = value.lower()
+            elif name == b"etag":
+                at = i
+        html = ctype.startswith(b"text/html")
+        if at is None or html:
+            etag = body_etag(_validated_bytes(body, html, b"json" in ctype, nonce))
+            if at is None:
+                headers.append((b"etag", etag))
+            else:
+                headers[at] = (b"etag", etag)
+        else:
+            etag = headers[at][1]
+        if condition is not None and none_match(condition, etag):
+            kept = [(k, v) for k, v in headers
+                    if k.lower() in NOT_MODIFIED_KEEPS or k.lower().startswith(b"access-control-")]
+            await send({**start, "status": 304, "headers": kept})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({**start, "headers": headers})
+        await send(message)
 
 
 # --- rate limits ----------------------------------------------------------------------------
@@ -510,6 +725,11 @@ def wrap(app: ASGIApp, owner) -> ASGIApp:
             inner, allow_origins=settings.cors_origins, allow_methods=["GET", "HEAD"],
             allow_headers=["Accept", "Accept-Language", "If-None-Match"],
             allow_credentials=False,
-            expose_headers=["Content-Crs", "ETag", "Content-Disposition", "Retry-After"],
+            expose_headers=["Content-Crs", "ETag", "Link", "Content-Disposition",
+                            "Retry-After"],
             max_age=3600)
+    # Validators on the uncompressed bytes, compression of what leaves them (a 304 is empty).
+    inner = Conditional(inner)
+    inner = GZipMiddleware(inner, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL,
+                           exclude_content_types=GZIP_EXCLUDED)
     return Edge(inner, owner)

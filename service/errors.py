@@ -1,7 +1,8 @@
 """One error model: RFC 9457 problem details (application/problem+json) for every error.
 
 A problem names what was wrong: `errors` lists `{field, detail}` pairs, and `detail` repeats
-the first of them in words. Nothing that reaches a client is a bare 500 traceback.
+the first of them in words; `title` is the status in Danish (`TITLES`). Nothing that
+reaches a client is a bare 500 traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +24,44 @@ log = logging.getLogger("ly")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://ly.beredskab.dk/problemer/"
 
+#: A problem's `title`: the status in Danish, the language of Ly's pages and its API's
+#: summaries (RFC 9457 leaves the title's language to the API; `detail` says what was
+#: wrong). Every status Ly answers with a problem, and those the HTTP layers may.
+TITLES = {
+    400: "Ugyldig forespørgsel",
+    401: "Ikke logget ind",
+    403: "Ingen adgang",
+    404: "Findes ikke",
+    405: "Metoden er ikke tilladt",
+    406: "Formatet kan ikke leveres",
+    408: "Forespørgslen tog for lang tid",
+    409: "Konflikt",
+    410: "Findes ikke længere",
+    411: "Længden mangler",
+    412: "Forudsætning ikke opfyldt",
+    413: "Forespørgslen er for stor",
+    414: "Adressen er for lang",
+    415: "Medietypen understøttes ikke",
+    416: "Området kan ikke leveres",
+    422: "Ugyldige data",
+    428: "Forudsætning påkrævet",
+    429: "For mange forespørgsler",
+    431: "Headerfelterne er for store",
+    500: "Intern fejl",
+    501: "Ikke understøttet",
+    502: "Fejl i en bagvedliggende tjeneste",
+    503: "Midlertidigt utilgængelig",
+    504: "En bagvedliggende tjeneste svarede ikke",
+}
+
+
+def title(status: int) -> str:
+    """The Danish title of a problem's status (TITLES; else by its class)."""
+    found = TITLES.get(status)
+    if found is not None:
+        return found
+    return "Fejl i tjenesten" if status >= 500 else "Fejl i forespørgslen"
+
 
 class Problem(Exception):
     def __init__(self, status: int, detail: str, *, kind: str | None = None,
@@ -43,10 +82,17 @@ def not_found(what: str) -> Problem:
     return Problem(404, f"{what} findes ikke", kind="not-found")
 
 
+def _phrase(status: int) -> str | None:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return None
+
+
 def problem_response(p: Problem, instance: str | None = None) -> Response:
     body = {
         "type": PROBLEM_BASE + p.kind if p.kind else "about:blank",
-        "title": HTTPStatus(p.status).phrase,
+        "title": title(p.status),
         "status": p.status,
         "detail": p.detail,
     }
@@ -169,7 +215,10 @@ def install(app: FastAPI) -> None:
             methods = allow.header(request)
             if methods:
                 headers["Allow"] = methods
-        return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers),
+        detail = str(exc.detail)
+        if detail == _phrase(exc.status_code):  # Starlette's default, in English
+            detail = f"{title(exc.status_code)}: {request.method} {request.url.path}"
+        return problem_response(Problem(exc.status_code, detail, headers=headers),
                                 request.url.path)
 
     @app.exception_handler(psycopg.Error)

@@ -52,24 +52,47 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def link_header(links: list[dict] | None) -> str | None:
+#: The most bytes a Link header takes. A reverse proxy holds a response's whole header in
+#: one buffer (nginx's proxy_buffer_size: 4 KiB on most systems, or 8), and answers 502 when
+#: it does not fit; the policy and the rest take some 1.5 KiB. Ly's resources' links take
+#: about 1 KiB; an items page with a long filter repeats it in every link, and then the
+#: header carries those that fit, by `LINK_PRIORITY` (the document has all of them).
+LINK_HEADER_MAX_BYTES = 2048
+#: Which links a full Link header keeps first (then the rest, in the document's order).
+LINK_PRIORITY = ("self", "next", "prev", "first", "alternate", "collection")
+
+
+def _link_value(lk: dict) -> str:
+    part = f"<{lk['href']}>; rel={_quoted(lk['rel'])}"
+    if lk.get("type"):
+        part += f"; type={_quoted(lk['type'])}"
+    title = lk.get("title")
+    if title:
+        if title.isascii():
+            part += f"; title={_quoted(title)}"
+        else:
+            part += f"; title*=UTF-8''{quote(title, safe='')}"
+    return part
+
+
+def link_header(links: list[dict] | None,
+                max_bytes: int = LINK_HEADER_MAX_BYTES) -> str | None:
     """The `Link` header (RFC 8288) mirroring a resource's links: `<href>; rel=…; type=…;
-    title=…`, with a non-ASCII title as `title*` (RFC 8187), since a header is Latin-1."""
+    title=…`, with a non-ASCII title as `title*` (RFC 8187), since a header is Latin-1; in
+    the document's order, at most `max_bytes` (those that fit, by LINK_PRIORITY)."""
     if not links:
         return None
-    parts = []
-    for lk in links:
-        part = f"<{lk['href']}>; rel={_quoted(lk['rel'])}"
-        if lk.get("type"):
-            part += f"; type={_quoted(lk['type'])}"
-        title = lk.get("title")
-        if title:
-            if title.isascii():
-                part += f"; title={_quoted(title)}"
-            else:
-                part += f"; title*=UTF-8''{quote(title, safe='')}"
-        parts.append(part)
-    return ", ".join(parts)
+    parts = [_link_value(lk) for lk in links]
+    rank = {rel: n for n, rel in enumerate(LINK_PRIORITY)}
+    order = sorted(range(len(parts)),
+                   key=lambda i: (rank.get(links[i].get("rel"), len(rank)), i))
+    chosen, size = set(), 0
+    for i in order:
+        cost = len(parts[i].encode("latin-1", "replace")) + (2 if chosen else 0)
+        if size + cost <= max_bytes:
+            chosen.add(i)
+            size += cost
+    return ", ".join(parts[i] for i in sorted(chosen)) or None
 
 
 def with_links(headers: dict | None, links: list[dict] | None) -> dict | None:

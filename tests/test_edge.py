@@ -187,8 +187,9 @@ def test_signed_in_responses_are_private(ro_client, anon_client):
     assert r.headers["cache-control"].startswith("private") and "max-age" in \
         r.headers["cache-control"]
     assert r.headers["vary"].count("Authorization") == 1
-    # The public's responses keep what the route said (nothing, or public caching).
-    assert "cache-control" not in anon_client.get("/collections").headers
+    # The public's responses keep what the route said, or get the edge's public caching
+    # (tests/test_http_conventions.py).
+    assert anon_client.get("/collections").headers["cache-control"] == "public, max-age=60"
     public_tile = anon_client.get("/collections/beskyttelsesrum/tiles/WebMercatorQuad/7/40/68")
     assert public_tile.headers["cache-control"].startswith("public")
 

@@ -1,6 +1,8 @@
 /* /docs: Swagger UI on Ly's OpenAPI document (the settings FastAPI's own docs page uses).
- * A file rather than an inline script, for the Content-Security-Policy; no validator badge
- * (it would load an image from outside Ly). */
+ * A file rather than an inline script, for the Content-Security-Policy. Nothing is loaded
+ * from outside Ly: no validator badge (`validatorUrl: null`; it would be an image from
+ * validator.swagger.io for a document not on localhost; BaseLayout shows none either), no
+ * fonts (the CSS names none to fetch). tests/test_docs_browser.py checks it offline. */
 (function () {
   "use strict";
   var root = document.getElementById("swagger-ui");

@@ -1,0 +1,129 @@
+"""The API's documentation pages in a real browser, offline: Swagger UI (`/docs`) and ReDoc
+(`/redoc`) render Ly's OpenAPI document, under the Content-Security-Policy (no violation),
+with every request to another host aborted and recorded (none may even be attempted).
+
+The browser knows the live server by a name that is not loopback's (`http://ly.test`, each
+request answered by the live server through Playwright's routing), as a deployment would
+be: Swagger UI never shows its online validator badge for a document on localhost or
+127.0.0.1, so only under another name would it ask validator.swagger.io for it (unless
+`validatorUrl: null`, service/static/ly-docs.js).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import launched, requires_chromium
+from tests.conftest import LiveServer
+
+pytest.importorskip("playwright.sync_api")
+
+pytestmark = requires_chromium
+
+TIMEOUT_MS = 30_000
+LISTENER = """
+document.addEventListener('securitypolicyviolation', (e) => {
+  console.error('CSP-VIOLATION ' + JSON.stringify({
+    directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample}));
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launched() as b:
+        yield b
+
+
+NAME = "http://ly.test"
+
+
+class Offline:
+    """A browser context where only Ly answers (at NAME, by the live server `live`): every
+    other request is aborted and recorded, as are policy violations and script errors."""
+
+    def __init__(self, browser, live: str):
+        self.live = live
+        self.outside: list[str] = []
+        self.problems: list[str] = []
+        self.requests: list[str] = []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.context.add_init_script(LISTENER)
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith(NAME + "/"):
+            headers = {**route.request.headers, "host": NAME.split("//", 1)[1]}
+            route.fulfill(response=route.fetch(url=self.live + url[len(NAME):],
+                                               headers=headers))
+        elif url.startswith(("http:", "https:", "ws:", "wss:")):
+            self.outside.append(url)
+            route.abort()
+        else:
+            route.continue_()
+
+    def _console(self, msg) -> None:
+        if "CSP-VIOLATION" in msg.text or "Content Security Policy" in msg.text:
+            self.problems.append(msg.text)
+
+    def open(self, path: str):
+        response = self.page.goto(NAME + path, wait_until="load")
+        assert response is not None and response.status == 200, path
+        return response
+
+    def close(self):
+        self.context.close()
+
+
+ITEMS_SUMMARY = "En samlings objekter (features)"
+
+
+def _offline_and_clean(v: Offline) -> None:
+    assert v.outside == [], v.outside  # nothing was asked of another host
+    assert v.problems == [], v.problems
+    web = [u for u in v.requests if u.startswith(("http:", "https:"))]
+    # not even what the policy refused before it left the browser
+    assert web and all(u.startswith(NAME + "/") for u in web), web
+
+
+@pytest.fixture(scope="module")
+def live(shared_db_url):
+    """The app, with NAME one of its host names."""
+    with LiveServer(shared_db_url, public_url=NAME) as server:
+        yield server
+
+
+def test_swagger_ui_works_offline(browser, live):
+    v = Offline(browser, live.url)
+    try:
+        v.open("/docs")
+        v.page.get_by_text(ITEMS_SUMMARY).first.wait_for(state="visible")
+        assert v.page.locator(".opblock").count() > 20  # every operation is listed
+        v.page.wait_for_load_state("networkidle")
+        _offline_and_clean(v)
+        assert any(u.endswith("/openapi.json") for u in v.requests)
+    finally:
+        v.close()
+
+
+def test_redoc_works_offline(browser, live):
+    v = Offline(browser, live.url)
+    try:
+        r = v.open("/redoc")
+        assert "worker-src 'self' blob:" in r.headers["content-security-policy"]
+        v.page.locator("h2", has_text=ITEMS_SUMMARY).first.wait_for(state="visible")
+        # The search runs in ReDoc's web worker (from a blob, which the page's policy allows).
+        v.page.fill("input[placeholder='Search...']", "historik")
+        v.page.locator("[role='search'] [role='menuitem'], .search-results li").first \
+            .wait_for(state="visible")
+        v.page.wait_for_load_state("networkidle")
+        _offline_and_clean(v)
+    finally:
+        v.close()
+
