@@ -72,6 +72,7 @@ __all__ = [
     "Queryable",
     "parse_filter",
     "to_sql",
+    "geometry_sql",
     "MAX_DEPTH",
     "MAX_NODES",
     "MAX_COORDINATES",
@@ -358,6 +359,25 @@ def to_sql(
     _check_size(expr, max_vertices)
     compiler = _Compiler(queryables, filter_srid, flip_axes, storage_srid, alias)
     return _finalize(compiler.predicate(expr))
+
+
+def geometry_sql(
+    geometry: dict,
+    *,
+    filter_srid: int = 4326,
+    flip_axes: bool = False,
+    storage_srid: int = 25832,
+    max_vertices: int = MAX_COORDINATES,
+) -> tuple[sql.Composable, list]:
+    """A GeoJSON geometry or `{"bbox": [...]}` as an SQL geometry in `storage_srid` and its
+    parameters, exactly as a filter's geometry literal is built (validated, clipped, densified,
+    transformed; a bbox may cross the antimeridian): for SQL beside a filter, e.g. ordering
+    by distance (`t.geometri <-> g`) next to S_DWITHIN. Raises FilterError."""
+    if not isinstance(geometry, dict) or not _is_geometry_literal(geometry):
+        raise FilterError("not a GeoJSON geometry or bbox")
+    _check_size(geometry, max_vertices)
+    compiler = _Compiler({}, filter_srid, flip_axes, storage_srid, None)
+    return _finalize(compiler._geometry_literal(geometry))
 
 
 class _Param(sql.Composable):

@@ -16,6 +16,7 @@ from datamodel.cql2sql import (
     MAX_DEPTH,
     FilterError,
     Queryable,
+    geometry_sql,
     parse_filter,
     to_sql,
 )
@@ -285,6 +286,23 @@ def test_dwithin_is_planar_metres_in_25832(conn):
                             QUERYABLES, alias="t")
     assert clause.as_string(conn).startswith('ST_DWithin("t"."c_geom", ST_Transform(')
     assert params[-1] == 25.0
+
+
+def test_geometry_sql_is_the_filters_literal(conn):
+    """geometry_sql builds a literal as the filter does (for ORDER BY distance beside it)."""
+    g, params = geometry_sql({"type": "Point", "coordinates": [12.5683, 55.6761]})
+    clause, fparams = to_sql(parse_filter("S_DWITHIN(geometri, POINT(12.5683 55.6761), 5)",
+                                          None), QUERYABLES)
+    assert clause.as_string(conn) == f"ST_DWithin(\"c_geom\", {g.as_string(conn)}, %s::float8)"
+    assert fparams == params + [5.0]
+    stmt = sql.SQL("SELECT id FROM cql_test WHERE c_geom IS NOT NULL ORDER BY c_geom <-> {}"
+                   ).format(g)
+    assert [r[0] for r in conn.execute(stmt, params)] == [1, 3, 5, 2]  # Odense, Rønne, Aarhus
+    g, params = geometry_sql({"bbox": [54, 170, 58, 13]}, flip_axes=True)
+    stmt = sql.SQL("SELECT id FROM cql_test WHERE ST_Intersects(c_geom, {})").format(g)
+    assert {r[0] for r in conn.execute(stmt, params)} == {1, 2, 3}
+    with pytest.raises(FilterError):
+        geometry_sql({"property": "geometri"})
 
 
 def test_text_ordering_is_code_point_order_whatever_the_column_collation(conn):
