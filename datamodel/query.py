@@ -188,8 +188,10 @@ def search_document(theme: Theme, public: bool) -> sql.Composable | None:
     names = [n for n in theme.search_fields if n in readable]
     if not names:
         return None
-    parts = [sql.SQL("t.{}::text").format(sql.Identifier(n)) for n in names]
-    return sql.SQL("concat_ws(' ', {})").format(sql.SQL(", ").join(parts))
+    # coalesce and || rather than concat_ws (STABLE): the expression is IMMUTABLE for text
+    # and integer attributes, so a trigram index on ly.unaccent(<it>) could serve it.
+    parts = [sql.SQL("coalesce(t.{}::text, '')").format(sql.Identifier(n)) for n in names]
+    return sql.SQL("({})").format(sql.SQL(" || ' ' || ").join(parts))
 
 
 def text_clause(theme: Theme, public: bool, terms: tuple[str, ...]

@@ -34,7 +34,8 @@ from service.http import GEOJSON, HTML, JSON, html_response, link, url, with_lin
 router = APIRouter(tags=["Objekter"])
 
 ITEMS_PARAMS = {"f", "limit", "bbox", "bbox-crs", "crs", "datetime", "filter", "filter-lang",
-                "filter-crs", "cursor", "asof", "sortby", "properties", "skipGeometry", "q"}
+                "filter-crs", "cursor", "asof", "sortby", "properties", "skipGeometry", "q",
+                *exports.PARAMS}
 ITEM_PARAMS = {"f", "crs", "asof", "properties", "skipGeometry"}
 _SORTBY_PATTERN = r"^\s*[+-]?\s*[A-Za-z_][A-Za-z0-9_]*(\s*,\s*[+-]?\s*[A-Za-z_][A-Za-z0-9_]*)*\s*$"
 #: Attributes every theme shares (FKG generic ones and Ly's): not a theme's own summary.
@@ -172,6 +173,10 @@ async def items(
     q: str | None = Query(None, description="Free text: every term (separated by spaces or "
                           "commas) occurs in the object's name or address, ignoring case and "
                           "accents"),
+    csv_dialect: str | None = Query(None, alias=exports.CSV_DIALECT,
+                                    description="f=csv only: da (default) or rfc4180",
+                                    json_schema_extra={"enum": list(
+                                        exports.writers.CSV_DIALECTS)}),
 ) -> Response:
     theme = params.theme_of(collection_id)
     settings = request.app.state.settings
