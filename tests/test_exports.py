@@ -142,16 +142,7 @@ def test_geojson_export_is_the_items_features(ro_client):
     assert epsg["crs"]["properties"]["name"].endswith("/EPSG/0/4326")
 
 
-@pytest.fixture
-def dialect_known(monkeypatch):
-    """`csv-dialect` among the items parameters (a no-op once service.features lists
-    `exports.PARAMS` in ITEMS_PARAMS)."""
-    from service import exports, features
-
-    monkeypatch.setattr(features, "ITEMS_PARAMS", features.ITEMS_PARAMS | exports.PARAMS)
-
-
-def test_csv_export_reads_as_csv(anon_client, shared_db_url, dialect_known):
+def test_csv_export_reads_as_csv(anon_client, shared_db_url):
     """The default dialect is Danish (BOM, `;`, decimal comma, Danish time); `rfc4180` is
     for programs (`,`, no BOM, decimal point, RFC 3339 in UTC)."""
     count = query(shared_db_url, "SELECT count(*) FROM ly.t_6101_beskyt_rum "
@@ -172,7 +163,7 @@ def test_csv_export_reads_as_csv(anon_client, shared_db_url, dialect_known):
 
 
 def test_csv_dialects_write_numbers_and_times_as_their_readers_read_them(
-        ro_client, shared_db_url, dialect_known):
+        ro_client, shared_db_url):
     oid, areal, systid = query(shared_db_url, "SELECT objekt_id::text, areal_m2, systid_fra "
                                "FROM ly.t_6101_beskyt_rum WHERE areal_m2 <> round(areal_m2) "
                                "ORDER BY objekt_id LIMIT 1")[0]
@@ -196,7 +187,7 @@ def test_csv_dialects_write_numbers_and_times_as_their_readers_read_them(
 
 @pytest.mark.parametrize("params", [{"f": "csv", "csv-dialect": "excel"},
                                     {"f": "xlsx", "csv-dialect": "da"}])
-def test_a_bad_csv_dialect_is_a_400_naming_it(ro_client, dialect_known, params):
+def test_a_bad_csv_dialect_is_a_400_naming_it(ro_client, params):
     r = ro_client.get(ITEMS, params=params)
     assert r.status_code == 400, r.text
     assert r.json()["errors"][0]["field"] == "csv-dialect"
