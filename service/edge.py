@@ -1,6 +1,6 @@
 """The HTTP edge: what every request meets before a route and every response gets after it.
 
-Three ASGI layers wrap the whole application, FastAPI's error handling included, so that
+Five ASGI layers wrap the whole application, FastAPI's error handling included, so that
 every response has them, errors, static files and tiles as much as pages (`wrap`):
 
 1. `Edge` (outermost): the request's size (a URL longer than `max_url_bytes` is a 414
@@ -10,11 +10,23 @@ every response has them, errors, static files and tiles as much as pages (`wrap`
    `LY_ALLOWED_HOSTS` (400 problem), so that no Host header puts another name into links
    or `Location`; a nonce per response for the Content-Security-Policy
    (`request.state.csp_nonce`, `csp_nonce` in the templates). On every response:
-   `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy`, the policy, and on a
-   signed-in request's (credentials present) `Cache-Control: private` and `Vary` on the
-   credentials.
-2. Starlette's CORSMiddleware (`LY_CORS_ORIGINS`): anonymous GET and HEAD only.
-3. `RateLimit`: requests per client and minute, counted in PostgreSQL (`ly.rate_limit`, an
+   `X-Content-Type-Options`, `X-Frame-Options`, `Referrer-Policy`, the policy (not on a
+   304, see `Conditional`), `Cache-Control` and `Vary`:
+   - a signed-in request's (credentials present) responses are `private` (a route's own
+     directives kept, `public` dropped), varying on the credentials;
+   - the public's responses that set no Cache-Control of their own get one by what they
+     are (`public_cache_control`, `CACHE_RULES`): the register's data a minute, what only
+     a new release changes five minutes, vendored libraries a day, the health check,
+     problems, redirects and writes `no-store` (a signed-in problem `private, no-store`);
+   - every response but a static file's varies on `Accept` (JSON or HTML), `Accept-Encoding`
+     and the credentials (Authorization, X-API-Key, Cookie); a static file's on
+     `Accept-Encoding`.
+2. Starlette's GZipMiddleware: gzip for a client that accepts it (GZIP_EXCLUDED: not what
+   is compressed already or gains little).
+3. `Conditional`: an ETag on every complete GET or HEAD 200, and `If-None-Match` answered
+   304; streamed responses pass unbuffered.
+4. Starlette's CORSMiddleware (`LY_CORS_ORIGINS`): anonymous GET and HEAD only.
+5. `RateLimit`: requests per client and minute, counted in PostgreSQL (`ly.rate_limit`, an
    UNLOGGED table) so every worker shares the counters; a 429 problem with `Retry-After`
    (the seconds left of the client's minute, which starts at its first request).
    It runs before any authentication work; refused credentials (401) count per address.
@@ -24,7 +36,9 @@ nonce, nothing else (no 'unsafe-inline', no 'unsafe-eval'); style elements need 
 too, style attributes are allowed ('unsafe-inline' for style-src-attr: the templates, the
 map's legend and Leaflet's layer control colour swatches with them). Images may come from
 Ly, data: and blob: URLs (report charts, inspection photos) and the configured basemap's
-host (`service.maps.basemap_origins`), nothing else from outside.
+host (`service.maps.basemap_origins`), nothing else from outside. ReDoc's page (`/redoc`)
+alone may also start workers from blob: URLs and apply two style elements by their hashes
+(REDOC_PATH).
 """
 
 from __future__ import annotations

@@ -127,3 +127,50 @@ def test_redoc_works_offline(browser, live):
     finally:
         v.close()
 
+
+
+NONCE_OF_PAGE = "() => document.querySelector('script[nonce]').nonce"
+#: Whether the page's policy refuses a style element without its nonce.
+UNNONCED_STYLE_REFUSED = """() => new Promise((resolve) => {
+  document.addEventListener('securitypolicyviolation', () => resolve(true), {once: true});
+  const s = document.createElement('style');
+  s.textContent = 'body { outline: 0 }';
+  document.head.appendChild(s);
+  setTimeout(() => resolve(false), 2000);
+})"""
+
+
+def test_a_revalidated_page_keeps_its_policy(browser, live_ro):
+    """A page the browser revalidates is answered 304 without a new policy: the stored
+    page runs under the policy it came with, whose nonce is the one in it. ReDoc's page
+    gives its nonce to the style elements ReDoc makes: under a new policy's nonce they
+    would be refused. (No routing here: Playwright's routing turns the browser's cache
+    off; the policy keeps other hosts out, and a request to one would be seen.)"""
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(LISTENER)
+    page = context.new_page()
+    problems, responses = [], []
+    page.on("console", lambda m: problems.append(m.text) if "CSP-VIOLATION" in m.text
+            or "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on("response", lambda r: responses.append(r))
+    heading = page.locator("h2", has_text=ITEMS_SUMMARY).first
+    try:
+        first = page.goto(live_ro.url + "/redoc", wait_until="load")
+        heading.wait_for(state="visible")
+        nonce = page.evaluate(NONCE_OF_PAGE)
+        again = page.reload(wait_until="load")
+        heading.wait_for(state="visible")
+        # The browser asked with the page's ETag and was answered 304 (Playwright reports
+        # the stored page's status; the fields are the 304's: no type, no policy).
+        assert again.request.all_headers()["if-none-match"] == first.headers["etag"]
+        raw = again.all_headers()
+        assert "content-type" not in raw and "content-security-policy" not in raw, raw
+        assert page.evaluate(NONCE_OF_PAGE) == nonce  # the stored page
+        assert page.evaluate("document.querySelectorAll('style[nonce]').length") > 0
+        assert problems == [], problems
+        assert all(r.url.startswith((live_ro.url + "/", "blob:")) for r in responses)
+        assert page.evaluate(UNNONCED_STYLE_REFUSED)  # a policy is in force: the stored one
+    finally:
+        context.close()
