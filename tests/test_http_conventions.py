@@ -232,6 +232,13 @@ def test_an_etag_is_the_same_with_or_without_gzip(anon_client, shelter):
         assert plain.headers["etag"] == packed.headers["etag"], path
 
 
+def test_a_large_body_is_hashed_in_a_thread_to_the_same_tag(anon_client, monkeypatch):
+    path = ITEMS + "?limit=20"
+    inline = anon_client.get(path).headers["etag"]
+    monkeypatch.setattr(edge, "HASH_IN_THREAD_BYTES", 1)
+    assert anon_client.get(path).headers["etag"] == inline
+
+
 def test_the_none_match_parser():
     assert edge.none_match(b'"a", W/"b"', b'W/"b"')
     assert edge.none_match(b'W/"a"', b'"a"')
