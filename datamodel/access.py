@@ -33,6 +33,11 @@ ROLES: dict[str, str] = {
 EDITING_ROLES = frozenset({MUNICIPAL_EDITOR, MUNICIPAL_ADMIN, NATIONAL_ADMIN})
 MUNICIPAL_ROLES = frozenset({MUNICIPAL_EDITOR, MUNICIPAL_ADMIN})
 ADMIN_ROLES = frozenset({MUNICIPAL_ADMIN, NATIONAL_ADMIN})
+#: Roles that read personal data (contact persons, phone numbers), as the database's
+#: `ly.actor_reads_personal()` (datamodel/storage.py) decides; the service uses it to refuse a
+#: sort on what the caller would only see masked.
+PERSONAL_READER_ROLES = frozenset({NATIONAL_READER, NATIONAL_ADMIN, MUNICIPAL_EDITOR,
+                                   MUNICIPAL_ADMIN, MACHINE})
 
 #: NSIS assurance levels, lowest first; "system" marks machine clients (API keys).
 LEVELS = ("low", "substantial", "high")

@@ -161,7 +161,7 @@ async def items(
                                "(opaque; a bare objekt_id still means the page after it in the "
                                "default order)"),
     asof: str | None = Query(None, description="Read the register as it was at this instant"),
-    sortby: str | None = Query(None, description="Sort keys, e.g. +navn,-pladser: attributes "
+    sortby: str | None = Query(None, description="Sort keys, e.g. +navn,-systid_fra: attributes "
                                "the caller may read, - descending, + (or none) ascending; "
                                "NULLs last ascending, first descending; text in Danish order "
                                "(ICU da); objekt_id breaks ties. Not for exports",

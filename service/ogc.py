@@ -29,7 +29,7 @@ from service.conformance import CONFORMANCE
 from service.auth import current_actor
 from service.errors import not_found
 from service.http import (HTML, JSON, OPENAPI_JSON, SCHEMA_JSON, html_response, json_response,
-                          link, self_links, templates, url)
+                          link, self_links, templates, url, with_links)
 
 router = APIRouter()
 
@@ -202,6 +202,7 @@ async def landing(request: Request, f: str | None = _F) -> Response:
         *self_links(request, "/"),
         link(url(request, "/openapi.json"), "service-desc", OPENAPI_JSON, "API-definition"),
         link(url(request, "/docs"), "service-doc", HTML, "API-dokumentation"),
+        link(url(request, "/redoc"), "service-doc", HTML, "API-reference (ReDoc)"),
         link(url(request, "/conformance"), "conformance", JSON, "Overensstemmelse"),
         link(url(request, "/collections"), "data", JSON, "Samlinger"),
         link(url(request, "/tileMatrixSets"),
@@ -286,9 +287,13 @@ async def queryables(request: Request, collection_id: str, f: str | None = _F) -
     params.check_known(request, {"f"})
     public = (await current_actor(request)).public
     body = collection.queryables_document(request, theme, public)
+    # A JSON Schema has no links of its own: its self and alternate links go in the header.
+    headers = with_links(None, self_links(request, collection.path(theme, "queryables"),
+                                          SCHEMA_JSON))
     if params.output_format(request) == params.FORMAT_HTML:
-        return html_response(request, "schema.html", data=body, kind="Queryables")
-    return json_response(body, media_type=SCHEMA_JSON)
+        return html_response(request, "schema.html", headers=headers, data=body,
+                             kind="Queryables")
+    return json_response(body, media_type=SCHEMA_JSON, headers=headers)
 
 
 @router.get("/collections/{collection_id}/schema", summary="Schema (returnables, receivables)",
@@ -300,9 +305,12 @@ async def schema(request: Request, collection_id: str, f: str | None = _F) -> Re
     params.check_known(request, {"f"})
     public = (await current_actor(request)).public
     body = collection.schema_document(request, theme, public)
+    # A JSON Schema has no links of its own: its self and alternate links go in the header.
+    headers = with_links(None, self_links(request, collection.path(theme, "schema"),
+                                          SCHEMA_JSON))
     if params.output_format(request) == params.FORMAT_HTML:
-        return html_response(request, "schema.html", data=body, kind="Skema")
-    return json_response(body, media_type=SCHEMA_JSON)
+        return html_response(request, "schema.html", headers=headers, data=body, kind="Skema")
+    return json_response(body, media_type=SCHEMA_JSON, headers=headers)
 
 
 @router.get("/begreber", summary="Concept glossary (begrebsliste)", tags=["Begreber"],

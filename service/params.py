@@ -19,8 +19,7 @@ from fastapi import Request
 
 from datamodel import crs as crsmod
 from datamodel import themes
-from datamodel.access import (MACHINE, MUNICIPAL_ADMIN, MUNICIPAL_EDITOR, NATIONAL_ADMIN,
-                              NATIONAL_READER, Actor)
+from datamodel.access import PERSONAL_READER_ROLES, Actor
 from datamodel.cql2sql import FilterError, Queryable, parse_filter, to_sql
 from datamodel.query import Keyset, SortKey
 from datamodel.themes import Theme
@@ -245,11 +244,6 @@ def asof(request: Request) -> datetime | None:
 
 # --- sortby, properties, q and the keyset cursor ---------------------------------------------
 
-#: Roles that read personal data (contact persons, phone numbers): what the database's
-#: `ly.actor_reads_personal()` (datamodel/storage.py) says, for refusing a sort on what the
-#: caller would only see masked.
-PERSONAL_READER_ROLES = frozenset({NATIONAL_READER, NATIONAL_ADMIN, MUNICIPAL_EDITOR,
-                                   MUNICIPAL_ADMIN, MACHINE})
 #: At most this many terms in `q` (each is one more pass of ILIKE over the candidates).
 MAX_TERMS = 20
 _TERM_SPLIT = re.compile(r"[\s,]+")

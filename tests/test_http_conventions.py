@@ -97,6 +97,20 @@ def test_a_next_link_is_in_the_header(anon_client):
     assert nxt == next(lk["href"] for lk in r.json()["links"] if lk["rel"] == "next")
 
 
+def test_a_json_schema_names_itself_in_the_link_header(anon_client):
+    """Queryables and schema are JSON Schema documents, without links of their own."""
+    for t in themes.all_themes():
+        for kind in ("queryables", "schema"):
+            path = f"/collections/{t.collection_id}/{kind}"
+            for f, media in (("json", "application/schema+json"), ("html", "text/html")):
+                r = anon_client.get(f"{path}?f={f}")
+                assert r.status_code == 200 and r.headers["content-type"].startswith(media)
+                rels = {lk[1]: lk for lk in _links(r.headers.get("link"))}
+                assert rels["self"][0] == f"http://testserver{path}?f=json", (path, f)
+                assert rels["self"][2] == "application/schema+json"
+                assert rels["alternate"][0] == f"http://testserver{path}?f=html"
+
+
 def test_a_tile_matrix_sets_link_header_names_it(anon_client):
     r = anon_client.get("/tileMatrixSets/WebMercatorQuad")
     assert r.status_code == 200

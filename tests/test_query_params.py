@@ -322,3 +322,24 @@ def test_the_link_header_mirrors_the_links(admin):
     html = admin.get(_rel(second.json(), "next").replace("f=json", "f=html"))
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert {"next", "prev", "first", "self"} <= {rel for _, rel in _header_links(html)}
+
+
+def test_personal_reader_roles_agree_with_the_database(db_url):
+    """`access.PERSONAL_READER_ROLES` (the service refuses sorting on masked attributes with
+    it) says what `ly.actor_reads_personal()` says, role by role."""
+    import psycopg
+
+    from datamodel import access
+
+    with psycopg.connect(db_url, autocommit=False) as conn:
+        for role in access.ROLES:
+            actor = access.Actor(subject="t", roles=frozenset({role}), kommuner=frozenset({101}),
+                                 cvr=29189846)
+            for name, value in access.transaction_settings(actor).items():
+                if name == "role":
+                    conn.execute(f"SET LOCAL ROLE {value}")
+                else:
+                    conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            reads = conn.execute("SELECT ly.actor_reads_personal()").fetchone()[0]
+            conn.rollback()
+            assert reads == (role in access.PERSONAL_READER_ROLES), role
