@@ -37,6 +37,13 @@ SUPPORTED: dict[str, Crs] = {
     EPSG_URI.format(25832): Crs(EPSG_URI.format(25832), 25832, False, METRIC_DECIMALS, False),
     EPSG_URI.format(3857): Crs(EPSG_URI.format(3857), 3857, False, METRIC_DECIMALS, False),
 }
+#: The east-west extent of a CRS whose x axis wraps at the antimeridian (by SRID): a box whose
+#: west edge lies east of its east edge crosses it (OGC API Features Part 1, CQL2 §7) and is
+#: two boxes, west edge to the end of the world and its start to the east edge.
+WRAPPING_X: dict[int, tuple[float, float]] = {
+    4326: (-180.0, 180.0),
+    3857: (-20037508.342789244, 20037508.342789244),
+}
 STORAGE = SUPPORTED[EPSG_URI.format(25832)]
 DEFAULT = SUPPORTED[CRS84]
 

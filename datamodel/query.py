@@ -139,6 +139,23 @@ def envelope_expr(bbox: tuple[float, ...], in_crs: crsmod.Crs) -> tuple[sql.Comp
     return expr, params + [cx1, cy1, cx2, cy2]
 
 
+def _antimeridian_halves(bbox: tuple[float, ...], in_crs: crsmod.Crs
+                         ) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """A box across the antimeridian (west edge east of the east edge, in a CRS that wraps
+    there) as its two halves, in the box's own axis order; None for any other box."""
+    span = crsmod.WRAPPING_X.get(in_crs.srid)
+    if span is None:
+        return None
+    corners = (bbox[0], bbox[1], bbox[3], bbox[4]) if len(bbox) == 6 else bbox
+    x = 1 if in_crs.lat_first else 0
+    low, high = list(corners[:2]), list(corners[2:])
+    if low[x] <= high[x]:
+        return None
+    east_half = (*low, *high[:x], span[1], *high[x + 1:])
+    west_half = (*low[:x], span[0], *low[x + 1:], *high)
+    return tuple(east_half), tuple(west_half)
+
+
 def bbox_clause(bbox: tuple[float, ...], in_crs: crsmod.Crs,
                 column: str = GEOMETRY_COLUMN) -> tuple[sql.Composable, list]:
     """Rows of `t` whose geometry intersects `bbox` (in `in_crs`, its axis order), decided in
@@ -150,6 +167,10 @@ def bbox_clause(bbox: tuple[float, ...], in_crs: crsmod.Crs,
     `in_crs` against the box in `in_crs`, boundary included, so a point 1e-9 degrees inside
     an edge is in and one 1e-9 degrees outside is out, as the box's CRS says.
     """
+    halves = _antimeridian_halves(bbox, in_crs)
+    if halves:
+        (a, a_params), (b, b_params) = (bbox_clause(h, in_crs, column) for h in halves)
+        return sql.SQL("(({}) OR ({}))").format(a, b), a_params + b_params
     geom = sql.SQL("t.{}").format(sql.Identifier(column))
     env, env_params = envelope_expr(bbox, in_crs)
     if in_crs.srid == STORAGE_SRID:

@@ -188,6 +188,7 @@ async def items(
     qp = request.query_params  # read here, not from the arguments: blank form fields dropped
     out = params.parse_crs(qp.get("crs"), "crs")
     keys = params.parse_sortby(qp.get("sortby"), theme, actor)
+    bbox_crs = params.parse_crs(qp.get("bbox-crs"), "bbox-crs")
     items_query = query.ItemsQuery(
         out=out,
         limit=params.parse_limit(qp.get("limit"), settings.default_limit, settings.max_limit),
@@ -196,8 +197,8 @@ async def items(
         select=params.parse_properties(qp.get("properties"), theme, actor.public),
         skip_geometry=bool(skipGeometry),
         text=params.parse_q(qp.get("q")),
-        bbox=params.parse_bbox(qp.get("bbox")),
-        bbox_crs=params.parse_crs(qp.get("bbox-crs"), "bbox-crs"),
+        bbox=params.parse_bbox(qp.get("bbox"), crs=bbox_crs),
+        bbox_crs=bbox_crs,
         datetime_range=params.parse_datetime(qp.get("datetime")),
         asof=params.asof(request),
         equals=params.equals_filters(request, theme, actor.public, ITEMS_PARAMS),

@@ -101,7 +101,11 @@ def parse_crs(value: str | None, name: str, default: crsmod.Crs = crsmod.DEFAULT
     return found
 
 
-def parse_bbox(value: str | None, name: str = "bbox") -> tuple[float, ...] | None:
+def parse_bbox(value: str | None, name: str = "bbox",
+               crs: crsmod.Crs = crsmod.DEFAULT) -> tuple[float, ...] | None:
+    """4 or 6 numbers in `crs`'s axis order. West above east is a box across the antimeridian
+    in a CRS that wraps there (CRS84, EPSG:4326, EPSG:3857); any other lower corner value above
+    the upper corner's is refused."""
     if value is None:
         return None
     try:
@@ -111,7 +115,10 @@ def parse_bbox(value: str | None, name: str = "bbox") -> tuple[float, ...] | Non
     if len(numbers) not in (4, 6) or not all(math.isfinite(n) for n in numbers):
         raise bad_request(name, "must be 4 or 6 comma-separated finite numbers")
     half = len(numbers) // 2
+    x_axis = 1 if crs.lat_first else 0
     for i in range(half):
+        if i == x_axis and crs.srid in crsmod.WRAPPING_X:
+            continue  # across the antimeridian (datamodel.query.bbox_clause splits it)
         if numbers[i] > numbers[i + half]:
             raise bad_request(name, "a lower corner value is greater than the upper corner's")
     return numbers

@@ -156,3 +156,37 @@ def test_every_demo_shelter_round_trips_within_a_millimetre(ro_client, shared_db
         [srid, ids, [float(v) for v in xs], [float(v) for v in ys]])
     assert n == DEMO_COUNT
     assert worst < 0.001, f"a shelter moved {worst * 1000:.3f} mm through {uri}"
+
+
+#: (bbox-crs, its SRID, a box whose west edge lies east of its east edge, in the CRS's axis
+#: order): across the antimeridian, from 170 degrees east round to 12 degrees east.
+ACROSS = {
+    "crs84": (CRS84, 4326, (170.0, 54.0, 12.0, 58.0)),
+    "epsg4326": (EPSG.format(4326), 4326, (54.0, 170.0, 58.0, 12.0)),
+    "epsg3857": (EPSG.format(3857), 3857, (*_mercator(170.0, 54.0), *_mercator(12.0, 58.0))),
+}
+
+
+@pytest.mark.parametrize("name", list(ACROSS))
+def test_a_bbox_across_the_antimeridian_is_its_two_halves(ro_client, shared_db_url, name):
+    uri, srid, given = ACROSS[name]
+    r = ro_client.get(ITEMS, params={"bbox": ",".join(repr(v) for v in given),
+                                     "bbox-crs": uri, "limit": 10000})
+    assert r.status_code == 200, r.text
+    got = {f["id"] for f in r.json()["features"]}
+    x1, y1, x2, y2 = (given[1], given[0], given[3], given[2]) if name == "epsg4326" else given
+    expected = {str(oid) for (oid,) in query(
+        shared_db_url, f"SELECT objekt_id FROM (SELECT objekt_id, ST_Transform(geometri, %s) g "
+                       f"FROM ly.{THEME.current_view}) t WHERE (ST_X(g) >= %s OR ST_X(g) <= %s)"
+                       " AND ST_Y(g) >= %s AND ST_Y(g) <= %s", [srid, x1, x2, y1, y2])}
+    # West of 12 degrees east: most of Denmark, never Bornholm or Zealand's east.
+    assert 0 < len(expected) < DEMO_COUNT
+    assert got == expected
+
+
+def test_a_projected_bbox_with_its_west_edge_east_of_its_east_edge_is_refused(ro_client):
+    for bbox, crs in (("600000,6100000,500000,6200000", EPSG.format(25832)),
+                      ("10,56,12,55", CRS84), ("56,10,55,12", EPSG.format(4326))):
+        r = ro_client.get(ITEMS, params={"bbox": bbox, "bbox-crs": crs})
+        assert r.status_code == 400, (bbox, crs)
+        assert r.json()["errors"][0]["field"] == "bbox"
