@@ -21,7 +21,7 @@ from service.transactions import read_json
 router = APIRouter(tags=["Adgang"])
 
 
-@router.get("/mig", summary="Who is signed in", response_class=Response,
+@router.get("/mig", summary="Hvem er logget ind", response_class=Response,
             responses={200: {"content": {JSON: {}}, "description": "The actor"},
                        401: {"description": "Credentials that do not verify"}})
 async def me(request: Request) -> Response:
@@ -39,7 +39,7 @@ async def _activation(conn) -> dict:
             "af": subjekt}
 
 
-@router.get("/aktivering", summary="The national activation switch", response_class=Response,
+@router.get("/aktivering", summary="Den nationale aktivering", response_class=Response,
             responses={200: {"description": "Whether public shelter locations are public"}})
 async def activation(request: Request) -> Response:
     params.check_known(request, {"f"})
@@ -48,7 +48,7 @@ async def activation(request: Request) -> Response:
     return json_response(body)
 
 
-@router.put("/aktivering", summary="Turn the national activation on or off (national admin)",
+@router.put("/aktivering", summary="Slå den nationale aktivering til eller fra (national administrator)",
             response_class=Response,
             responses={200: {"description": "The switch as now set"},
                        401: {"description": "Not signed in"}, 403: {"description": "Not allowed"},
@@ -90,7 +90,7 @@ def _require_admin(actor) -> None:
         raise forbidden("only administrators may do this")
 
 
-@router.get("/revision", summary="The audit trail (administrators)", response_class=Response,
+@router.get("/revision", summary="Revisionssporet (administratorer)", response_class=Response,
             responses={200: {"description": "Audit entries, newest first"},
                        401: {"description": "Not signed in"}, 403: {"description": "Not allowed"}})
 async def audit_trail(
@@ -126,7 +126,7 @@ async def audit_trail(
     return json_response(body)
 
 
-@router.get("/tildelinger", summary="Inspector assignments visible to you",
+@router.get("/tildelinger", summary="De tildelinger til inspektører du kan se",
             response_class=Response, responses={200: {"description": "Assignments"},
                                                 401: {"description": "Not signed in"}})
 async def assignments(request: Request) -> Response:
@@ -163,7 +163,7 @@ async def _assignable_object(conn, objekt_id) -> tuple[themes.Theme, int, bool] 
     return None
 
 
-@router.post("/tildelinger", summary="Assign an object to an inspector (administrators)",
+@router.post("/tildelinger", summary="Tildel et objekt til en inspektør (administratorer)",
              status_code=201, response_class=Response,
              responses={201: {"description": "Assigned"}, 401: {"description": "Not signed in"},
                         403: {"description": "Not allowed"},

@@ -106,7 +106,7 @@ def _parse_campaign(body) -> dict:
             "deadline": deadline, "kinds": kinds, "municipalities": municipalities}
 
 
-@router.post("/kampagner", summary="Create a campaign and select its shelters", status_code=201,
+@router.post("/kampagner", summary="Opret en kampagne og vælg dens beskyttelsesrum", status_code=201,
              response_class=Response,
              responses={201: {"description": "Created, with the number of shelters selected"},
                         403: {"description": "Not an administrator"},
@@ -146,7 +146,7 @@ def _campaign_json(names, row) -> dict:
                 else v) for k, v in zip(names, row)}
 
 
-@router.get("/kampagner", summary="Campaigns", response_class=Response)
+@router.get("/kampagner", summary="Eftersynskampagner", response_class=Response)
 async def campaigns(request: Request) -> Response:
     params.check_known(request, set())
     if not (await current_actor(request)).authenticated:
@@ -167,7 +167,7 @@ async def _campaign(conn, kampagne_id: str) -> dict:
     return _campaign_json([d.name for d in cur.description], row)
 
 
-@router.get("/kampagner/{kampagne_id}", summary="One campaign", response_class=Response,
+@router.get("/kampagner/{kampagne_id}", summary="Én kampagne", response_class=Response,
             responses={404: {"description": "Not found"}})
 async def campaign(request: Request, kampagne_id: str) -> Response:
     params.check_known(request, set())
@@ -178,8 +178,8 @@ async def campaign(request: Request, kampagne_id: str) -> Response:
 
 
 @router.post("/kampagner/{kampagne_id}/tildelinger",
-             summary="Assign the campaign's shelters (all, one municipality's, or a list) to an "
-                     "inspector", status_code=201, response_class=Response,
+             summary="Tildel kampagnens beskyttelsesrum (alle, én kommunes eller en liste) til en "
+                     "inspektør", status_code=201, response_class=Response,
              responses={201: {"description": "Assigned"}, 404: {"description": "Not found"},
                         422: {"description": "Invalid body"}})
 async def assign(request: Request, kampagne_id: str) -> Response:
@@ -258,7 +258,7 @@ def _total(rows: list[dict]) -> dict:
 
 
 @router.get("/kampagner/{kampagne_id}/fremdrift",
-            summary="Progress per municipality and nationally", response_class=Response,
+            summary="Fremdrift pr. kommune og for hele landet", response_class=Response,
             responses={404: {"description": "Not found"}})
 async def progress(request: Request, kampagne_id: str) -> Response:
     params.check_known(request, set())
@@ -285,7 +285,7 @@ async def _overdue(conn, kid: str) -> list[dict]:
 
 
 @router.get("/rapporter/kampagner/{kampagne_id}",
-            summary="Campaign report: progress, classifications, overdue deficiencies",
+            summary="Kampagnerapport: fremdrift, klassifikationer, overskredne mangler",
             response_class=Response,
             responses={200: {"content": {"text/html": {}, "text/csv": {}, XLSX: {}}},
                        404: {"description": "Not found"}})

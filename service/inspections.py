@@ -49,7 +49,7 @@ _HISTORY = sql.Identifier("ly", THEME.history_view)
 
 # --- templates ---
 
-@router.get("/tjeklister", summary="Checklist templates", response_class=Response)
+@router.get("/tjeklister", summary="Tjeklisteskabeloner", response_class=Response)
 async def templates(request: Request) -> Response:
     params.check_known(request, set())
     items = [{"kode": t.kode, "version": t.version, "titel": t.title}
@@ -65,14 +65,14 @@ def _template(kode: str, version: int | None) -> checklist.Template:
     return t
 
 
-@router.get("/tjeklister/{kode}", summary="The latest version of a checklist",
+@router.get("/tjeklister/{kode}", summary="Den nyeste version af en tjekliste",
             response_class=Response, responses={404: {"description": "No such checklist"}})
 async def template_latest(request: Request, kode: str) -> Response:
     params.check_known(request, set())
     return json_response(_template(kode, None).to_json())
 
 
-@router.get("/tjeklister/{kode}/{version}", summary="One version of a checklist",
+@router.get("/tjeklister/{kode}/{version}", summary="Én version af en tjekliste",
             response_class=Response, responses={404: {"description": "No such version"}})
 async def template_version(request: Request, kode: str, version: int) -> Response:
     params.check_known(request, set())
@@ -107,7 +107,7 @@ async def _approver(request: Request) -> Actor:
 
 # --- the inspector's tasks ---
 
-@router.get("/eftersyn/opgaver", summary="The signed-in inspector's tasks",
+@router.get("/eftersyn/opgaver", summary="Den indloggede inspektørs opgaver",
             response_class=Response)
 async def tasks(request: Request) -> Response:
     params.check_known(request, set())
@@ -145,7 +145,7 @@ async def tasks(request: Request) -> Response:
 
 # --- the inspector form ---
 
-@router.get("/eftersyn/formular", summary="The inspector form (HTML, works offline)",
+@router.get("/eftersyn/formular", summary="Inspektørens formular (HTML, virker offline)",
             include_in_schema=False)
 async def form(request: Request) -> Response:
     return html_response(request, "eftersyn_formular.html")
@@ -342,7 +342,7 @@ async def _stored_response(conn, eid: UUID, status: int) -> Response:
                          headers={"ETag": _etag(stored)})
 
 
-@router.put("/eftersyn/{eftersyn_id}", summary="Upload an inspection (idempotent)",
+@router.put("/eftersyn/{eftersyn_id}", summary="Upload et eftersyn (idempotent)",
             response_class=Response,
             responses={200: {"description": "Updated as sent, or the same upload again"},
                        201: {"description": "Created"},
@@ -514,7 +514,7 @@ def _photo_too_large() -> Problem:
                    kind="too-large", errors=[{"field": "body", "detail": "too large"}])
 
 
-@router.put("/eftersyn/{eftersyn_id}/fotos/{foto_id}", summary="Upload a photo (idempotent)",
+@router.put("/eftersyn/{eftersyn_id}/fotos/{foto_id}", summary="Upload et foto (idempotent)",
             response_class=Response,
             responses={200: {"description": "The same photo again"},
                        201: {"description": "Stored"},
@@ -601,7 +601,7 @@ def _check_photo_target(template: checklist.Template, punkt: str | None, rum: in
                                                     f"{template.kode}")]))
 
 
-@router.get("/eftersyn/{eftersyn_id}/fotos/{foto_id}", summary="A photo (or its thumbnail)",
+@router.get("/eftersyn/{eftersyn_id}/fotos/{foto_id}", summary="Et foto (eller dets miniature)",
             response_class=Response, responses={404: {"description": "Not found"}})
 async def photo(request: Request, eftersyn_id: str, foto_id: str,
                 miniature: bool = Query(False)) -> Response:
@@ -624,7 +624,7 @@ async def photo(request: Request, eftersyn_id: str, foto_id: str,
 
 # --- reading inspections ---
 
-@router.get("/eftersyn/{eftersyn_id}", summary="One inspection", response_class=Response,
+@router.get("/eftersyn/{eftersyn_id}", summary="Ét eftersyn", response_class=Response,
             responses={404: {"description": "Not found"}})
 async def inspection(request: Request, eftersyn_id: str) -> Response:
     params.check_known(request, set())
@@ -648,7 +648,7 @@ def _jsonable(row: dict) -> dict:
         v, (date, datetime)) else v) for k, v in row.items()}
 
 
-@router.get("/eftersyn", summary="Inspections visible to you", response_class=Response)
+@router.get("/eftersyn", summary="De eftersyn du kan se", response_class=Response)
 async def inspections(request: Request, status: str | None = Query(None),
                       kampagne: str | None = Query(None),
                       objekt_id: str | None = Query(None)) -> Response:
@@ -693,7 +693,7 @@ def _class_text(kode: int) -> str:
     return load_codelists()["d_ly_egnethed"].text(kode) or str(kode)
 
 
-@router.post("/eftersyn/{eftersyn_id}/godkend", summary="Approve a submitted inspection",
+@router.post("/eftersyn/{eftersyn_id}/godkend", summary="Godkend et indsendt eftersyn",
              response_class=Response,
              responses={200: {"description": "Approved: classification, deficiencies and the "
                                              "shelter's new version"},
@@ -775,7 +775,7 @@ async def _update_shelter(conn, e: dict, result: checklist.Assessment,
     return row[0] if row else None
 
 
-@router.post("/eftersyn/{eftersyn_id}/afvis", summary="Reject a submitted inspection",
+@router.post("/eftersyn/{eftersyn_id}/afvis", summary="Afvis et indsendt eftersyn",
              response_class=Response,
              responses={200: {"description": "Rejected; the inspector may correct it"},
                         403: {"description": "Not an administrator of the shelter"},
@@ -846,7 +846,7 @@ def _declaring_crs(feature: dict) -> dict:
             **{k: v for k, v in feature.items() if k != "type"}}
 
 
-@router.get("/eftersyn/{eftersyn_id}/6122", summary="The inspection as a GeoFA 6122 feature",
+@router.get("/eftersyn/{eftersyn_id}/6122", summary="Eftersynet som GeoFA 6122-objekt",
             response_class=Response,
             responses={200: {"content": {"application/geo+json": {}}},
                        409: {"description": "Not approved, or not a 6122 checklist"}})
@@ -868,7 +868,7 @@ async def export_6122(request: Request, eftersyn_id: str) -> Response:
                     headers={"Content-Crs": crsmod.header(crsmod.STORAGE)})
 
 
-@router.post("/eftersyn/{eftersyn_id}/indberet", summary="Mark as reported to GeoFA",
+@router.post("/eftersyn/{eftersyn_id}/indberet", summary="Markér som indberettet til GeoFA",
              response_class=Response,
              responses={200: {"description": "Reported"},
                         403: {"description": "Not an administrator of the shelter"},
@@ -887,7 +887,7 @@ async def mark_reported(request: Request, eftersyn_id: str) -> Response:
     return json_response({"id": str(eid), "status": "indberettet"})
 
 
-@router.post("/eftersyn/6122", summary="Import GeoFA 6122 features as submitted inspections",
+@router.post("/eftersyn/6122", summary="Indlæs GeoFA 6122-objekter som indsendte eftersyn",
              status_code=201, response_class=Response,
              responses={201: {"description": "Imported (`oprettet` false: imported before)"},
                         403: {"description": "A shelter you may not record inspections of"},
@@ -963,7 +963,7 @@ _TRANSITIONS = {"aaben": {"planlagt", "udbedret"}, "planlagt": {"udbedret"},
                 "udbedret": {"verificeret", "aaben"}, "verificeret": set()}
 
 
-@router.get("/mangler", summary="Deficiencies visible to you", response_class=Response)
+@router.get("/mangler", summary="De mangler du kan se", response_class=Response)
 async def deficiencies(request: Request, status: str | None = Query(None),
                        objekt_id: str | None = Query(None),
                        forfaldne: bool = Query(False, description="Only past their deadline")
@@ -984,7 +984,7 @@ async def deficiencies(request: Request, status: str | None = Query(None),
     return json_response({"mangler": rows})
 
 
-@router.patch("/mangler/{mangel_id}", summary="Move a deficiency on (aaben → planlagt → "
+@router.patch("/mangler/{mangel_id}", summary="Flyt en mangel videre (aaben → planlagt → "
               "udbedret → verificeret)", response_class=Response,
               responses={200: {"description": "Updated"},
                          403: {"description": "Visible, but not yours to change"},

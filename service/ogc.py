@@ -192,7 +192,7 @@ def codelist_uses() -> dict[str, list[dict]]:
     return uses
 
 
-@router.get("/", summary="Landing page", tags=["Capabilities"], response_class=Response,
+@router.get("/", summary="Forside", tags=["Om tjenesten"], response_class=Response,
             responses={200: {"content": {JSON: {}, HTML: {}}, "description": "Landing page"},
                        400: {"description": "Invalid parameter"}})
 async def landing(request: Request, f: str | None = _F) -> Response:
@@ -237,7 +237,7 @@ def _developer_links(links: list[dict]) -> list[dict]:
     return out
 
 
-@router.get("/conformance", summary="Conformance classes", tags=["Capabilities"],
+@router.get("/conformance", summary="Overensstemmelsesklasser (conformance)", tags=["Om tjenesten"],
             response_class=Response,
             responses={200: {"content": {JSON: {}, HTML: {}}, "description": "conformsTo"},
                        400: {"description": "Invalid parameter"}})
@@ -249,7 +249,7 @@ async def conformance(request: Request, f: str | None = _F) -> Response:
     return json_response(body)
 
 
-@router.get("/collections", summary="Collections", tags=["Capabilities"],
+@router.get("/collections", summary="Samlinger", tags=["Om tjenesten"],
             response_class=Response,
             responses={200: {"content": {JSON: {}, HTML: {}}, "description": "Collections"},
                        400: {"description": "Invalid parameter"}})
@@ -264,7 +264,7 @@ async def collections(request: Request, f: str | None = _F) -> Response:
     return json_response(body)
 
 
-@router.get("/collections/{collection_id}", summary="A collection", tags=["Capabilities"],
+@router.get("/collections/{collection_id}", summary="En samling", tags=["Om tjenesten"],
             response_class=Response,
             responses={200: {"content": {JSON: {}, HTML: {}}, "description": "The collection"},
                        400: {"description": "Invalid parameter"},
@@ -278,8 +278,8 @@ async def collection_page(request: Request, collection_id: str, f: str | None = 
     return json_response(body)
 
 
-@router.get("/collections/{collection_id}/queryables", summary="Queryables",
-            tags=["Capabilities"], response_class=Response,
+@router.get("/collections/{collection_id}/queryables", summary="Søgbare egenskaber (queryables)",
+            tags=["Om tjenesten"], response_class=Response,
             responses={200: {"content": {SCHEMA_JSON: {}, HTML: {}}, "description": "Queryables"},
                        404: {"description": "No such collection"}})
 async def queryables(request: Request, collection_id: str, f: str | None = _F) -> Response:
@@ -296,8 +296,8 @@ async def queryables(request: Request, collection_id: str, f: str | None = _F) -
     return json_response(body, media_type=SCHEMA_JSON, headers=headers)
 
 
-@router.get("/collections/{collection_id}/schema", summary="Schema (returnables, receivables)",
-            tags=["Capabilities"], response_class=Response,
+@router.get("/collections/{collection_id}/schema", summary="Skema (returnables, receivables)",
+            tags=["Om tjenesten"], response_class=Response,
             responses={200: {"content": {SCHEMA_JSON: {}, HTML: {}}, "description": "Schema"},
                        404: {"description": "No such collection"}})
 async def schema(request: Request, collection_id: str, f: str | None = _F) -> Response:
@@ -313,7 +313,7 @@ async def schema(request: Request, collection_id: str, f: str | None = _F) -> Re
     return json_response(body, media_type=SCHEMA_JSON, headers=headers)
 
 
-@router.get("/begreber", summary="Concept glossary (begrebsliste)", tags=["Begreber"],
+@router.get("/begreber", summary="Begrebsliste", tags=["Begreber"],
             response_class=Response,
             responses={200: {"content": {JSON: {}, HTML: {}}, "description": "Glossary"}})
 async def glossary(request: Request, f: str | None = _F) -> Response:
@@ -345,7 +345,7 @@ def _codelist_page(name: str) -> dict:
             "uses": codelist_uses().get(cl.name, [])}
 
 
-@router.get("/kodelister", summary="Code lists", tags=["Begreber"], response_class=Response,
+@router.get("/kodelister", summary="Kodelister", tags=["Begreber"], response_class=Response,
             responses={200: {"content": {JSON: {}, HTML: {}}, "description": "Code lists"}})
 async def codelists(request: Request, f: str | None = _F) -> Response:
     params.check_known(request, {"f"})
@@ -357,7 +357,7 @@ async def codelists(request: Request, f: str | None = _F) -> Response:
     return json_response(body)
 
 
-@router.get("/kodelister/{name}", summary="One code list", tags=["Begreber"],
+@router.get("/kodelister/{name}", summary="Én kodeliste", tags=["Begreber"],
             response_class=Response,
             responses={200: {"content": {JSON: {}, HTML: {}}, "description": "A code list"},
                        404: {"description": "No such code list"}})
@@ -371,7 +371,7 @@ async def codelist(request: Request, name: str, f: str | None = _F) -> Response:
     return json_response(body)
 
 
-@router.get("/healthz", summary="Liveness and database check", tags=["Drift"],
+@router.get("/healthz", summary="Driftstjek (tjenesten og databasen)", tags=["Drift"],
             responses={200: {"description": "Up"}, 503: {"description": "Database unreachable"}})
 async def healthz(request: Request) -> dict:
     async with request.app.state.pool.connection() as conn:

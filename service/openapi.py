@@ -131,7 +131,7 @@ def _problem_schema() -> dict:
     return _obj({
         "type": {"type": "string", "description": "A URI naming the kind of problem "
                                                   "(about:blank when it has none)"},
-        "title": {"type": "string", "description": "The status's phrase"},
+        "title": {"type": "string", "description": "The status in Danish (one language with the operations' summaries)"},
         "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string", "description": "What was wrong, in words"},
         "instance?": {"type": "string", "description": "The path of the request"},

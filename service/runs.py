@@ -47,7 +47,7 @@ async def _require_admin(request: Request) -> None:
         raise forbidden("only administrators may read the run log")
 
 
-@router.get("/koersler", summary="The log of imports and syncs (administrators)",
+@router.get("/koersler", summary="Loggen over indlæsninger og synkroniseringer (administratorer)",
             response_class=Response,
             responses={200: {"description": "Runs, newest first"},
                        401: {"description": "Not signed in"}, 403: {"description": "Not allowed"}})
@@ -83,8 +83,8 @@ async def runs(request: Request) -> Response:
     return json_response({"koersler": rows, "links": self_links(request, "/koersler")[:1]})
 
 
-@router.get("/koersler/{run_id}", name="run", summary="One run: counters, quality gate, "
-            "rejected rows, conflicts and changes (administrators)", response_class=Response,
+@router.get("/koersler/{run_id}", name="run", summary="Én kørsel: tællere, kvalitetsport, "
+            "afviste rækker, konflikter og ændringer (administratorer)", response_class=Response,
             responses={200: {"description": "The run"}, 401: {"description": "Not signed in"},
                        403: {"description": "Not allowed"}, 404: {"description": "No such run"}})
 async def run(request: Request, run_id: str) -> Response:

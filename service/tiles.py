@@ -41,7 +41,7 @@ from service.db import acting, acting_as
 from service.errors import Problem, bad_request
 from service.http import JSON, json_response, link, url, with_links
 
-router = APIRouter(tags=["Vector tiles"])
+router = APIRouter(tags=["Vektorfliser"])
 
 MVT = "application/vnd.mapbox-vector-tile"
 REL_TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
@@ -90,7 +90,7 @@ def _tms_summary(request: Request, tms_id: str) -> dict:
     return out
 
 
-@router.get("/tileMatrixSets", summary="Tile matrix sets (tiling schemes)",
+@router.get("/tileMatrixSets", summary="Flisesæt-skemaer (tile matrix sets)",
             response_class=Response,
             responses={200: {"content": {JSON: {}}, "description": "The tiling schemes"}})
 async def tile_matrix_sets(request: Request, f: str | None = Query(None)) -> Response:
@@ -101,7 +101,7 @@ async def tile_matrix_sets(request: Request, f: str | None = Query(None)) -> Res
     return json_response(body)
 
 
-@router.get("/tileMatrixSets/{tileMatrixSetId}", summary="A tile matrix set (TMS 2.0 JSON)",
+@router.get("/tileMatrixSets/{tileMatrixSetId}", summary="Et flisesæt-skema (TMS 2.0 JSON)",
             response_class=Response,
             responses={200: {"content": {JSON: {}}, "description": "The tile matrix set"},
                        404: {"description": "Unknown tile matrix set"}})
@@ -158,7 +158,7 @@ def _tileset_summary(request: Request, theme: Theme, tms_id: str) -> dict:
     return out
 
 
-@router.get("/collections/{collection_id}/tiles", summary="Vector tilesets of the collection",
+@router.get("/collections/{collection_id}/tiles", summary="Samlingens vektorflisesæt",
             response_class=Response,
             responses={200: {"content": {JSON: {}}, "description": "The tilesets"},
                        404: {"description": "No such collection"}})
@@ -295,7 +295,7 @@ def _layers(theme: Theme, fields: dict[str, str], limit: int,
 
 
 @router.get("/collections/{collection_id}/tiles/{tileMatrixSetId}",
-            summary="Tileset metadata (with TileJSON fields)", response_class=Response,
+            summary="Flisesættets metadata (med TileJSON-felter)", response_class=Response,
             responses={200: {"content": {JSON: {}}, "description": "Tileset metadata"},
                        400: {"description": "Invalid parameter"},
                        404: {"description": "No such collection or tile matrix set"}})
@@ -358,7 +358,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 @router.head("/collections/{collection_id}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}"
              "/{tileCol}", include_in_schema=False)
 @router.get("/collections/{collection_id}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}"
-            "/{tileCol}", summary="A vector tile (Mapbox Vector Tile)", response_class=Response,
+            "/{tileCol}", summary="En vektorflise (Mapbox Vector Tile)", response_class=Response,
             responses={200: {"content": {MVT: {}}, "description": "The tile"},
                        204: {"description": "Nothing in the tile"},
                        304: {"description": "Not modified (If-None-Match)"},

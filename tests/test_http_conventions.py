@@ -446,3 +446,31 @@ def test_every_title_is_ours():
     for status, title in errors.TITLES.items():
         assert title != HTTPStatus(status).phrase and errors.title(status) == title
     assert errors.title(418) == "Fejl i forespørgslen" and errors.title(599) == "Fejl i tjenesten"
+
+
+#: English words that would give away an English summary (Danish summaries use none of them).
+_ENGLISH = re.compile(
+    r"\b(the|a|an|of|to|and|or|one|your?|who|visible|page|collections?|campaigns?|inspections?|"
+    r"inspectors?|photos?|deficienc\w*|reports?|code|lists?|tiles?|sets?|checklists?|schema|"
+    r"queryables|conformance|classes|approve|reject|assign|create|import|mark|move|turn)\b",
+    re.IGNORECASE)
+
+
+def _words(text: str) -> str:
+    """A summary without its parenthesised glosses, e.g. "(queryables)" after the Danish."""
+    return re.sub(r"\([^)]*\)", "", text)
+
+
+def test_operation_summaries_are_danish_like_the_problem_titles(anon_client):
+    """One language for the API's human words: problem titles and OpenAPI summaries."""
+    doc = anon_client.get("/openapi.json").json()
+    summaries = [(path, method, op.get("summary", ""))
+                 for path, ops in doc["paths"].items() for method, op in ops.items()
+                 if isinstance(op, dict) and "responses" in op]
+    assert len(summaries) > 40
+    missing = [(p, m) for p, m, s in summaries if not s]
+    english = [(p, m, s) for p, m, s in summaries if _ENGLISH.search(_words(s))]
+    assert not missing and not english, (missing, english)
+    tags = {t for ops in doc["paths"].values() for op in ops.values() if isinstance(op, dict)
+            for t in op.get("tags", [])}
+    assert not [t for t in tags if _ENGLISH.search(t) or t in ("Capabilities", "Vector tiles")]
