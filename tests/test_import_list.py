@@ -483,16 +483,22 @@ def _staged(url: str, run_id: int) -> tuple:
                    "ORDER BY raekke, id", [run_id]))
 
 
-def test_the_fast_path_stages_exactly_what_the_row_path_stages(db_url, tmp_path, monkeypatch):
+def _both_paths(db_url: str, path, mapping: dict, monkeypatch) -> dict[str, int]:
+    """The run ids of one import of `path` by the fast path and one by the row path."""
     from loaders import bulk_list
 
-    path, mapping = _copenhagen_geopackage(tmp_path)
     runs = {}
     with psycopg.connect(db_url) as conn:
         for way, least in (("fast", "1"), ("rows", str(10 ** 9))):
             monkeypatch.setenv(bulk_list.MIN_ROWS_ENV, least)
             runs[way] = municipal_list.import_list(conn, path, mapping=mapping,
                                                    kommunekode=KBH, batch_size=9)
+    return runs
+
+
+def test_the_fast_path_stages_exactly_what_the_row_path_stages(db_url, tmp_path, monkeypatch):
+    path, mapping = _copenhagen_geopackage(tmp_path)
+    runs = _both_paths(db_url, path, mapping, monkeypatch)
     fast, rows = _staged(db_url, runs["fast"]), _staged(db_url, runs["rows"])
     assert fast == rows
     t = fast[0][0][0]
@@ -519,7 +525,6 @@ def test_a_wkt_column_of_a_vector_file_stages_the_same_on_both_paths(db_url, tmp
     where it is blank."""
     import geopandas as gpd
     import shapely
-    from loaders import bulk_list
 
     path, mapping = _copenhagen_geopackage(tmp_path)
     frame = gpd.read_file(path)
@@ -527,12 +532,7 @@ def test_a_wkt_column_of_a_vector_file_stages_the_same_on_both_paths(db_url, tmp
                     for i, g in enumerate(frame.geometry)]
     frame.to_file(path, layer="beskyttelsesrum", driver="GPKG")
     mapping["kolonner"]["WKT"] = "wkt"
-    runs = {}
-    with psycopg.connect(db_url) as conn:
-        for way, least in (("fast", "1"), ("rows", str(10 ** 9))):
-            monkeypatch.setenv(bulk_list.MIN_ROWS_ENV, least)
-            runs[way] = municipal_list.import_list(conn, path, mapping=mapping,
-                                                   kommunekode=KBH, batch_size=9)
+    runs = _both_paths(db_url, path, mapping, monkeypatch)
     fast, rows = _staged(db_url, runs["fast"]), _staged(db_url, runs["rows"])
     assert fast == rows
     points = {r[0]: r[8] for r in rows[1] if r[1] == "opret"}
