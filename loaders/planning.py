@@ -469,7 +469,7 @@ def result_json(inputs: Inputs, sol: Solution) -> dict:
         "sekunder": sol.seconds, "metode": METHOD, "delte_celler_metode": SPLIT_METHOD,
         "model": ("hele landet som ét problem" if inputs.settings.tvaers_af_kommuner
                   and inputs.kommunekode is None else
-                  "hver kommunes indbyggere til pladser i kommunen"),
+                  "hver kommunes indbyggere til kommunens egen kapacitet"),
     }
 
 

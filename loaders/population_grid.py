@@ -17,7 +17,8 @@ polygon and its centre (EPSG:25832), the residents and the municipality holding 
 with a header row, one row per populated cell. The cell column is DST's variable
 `ddkncelle100m` (`ddkncelle250m`, `ddkncelle1km`, `ddkncelle10km`; any case, `ddkn_celle…` and
 SDFI's `kn100mdk`/`kn1kmdk` accepted); the residents are `pers<year>` (the newest year, or the
-one asked for), `antal_personer`, `personer`, `pers`, `befolkning`, `folketal` or `antal`.
+one asked for), `personer`, `pers`, `befolkning`, `folketal` or `antal`, or the column
+named by `count_column`.
 Other columns (households, `hust<year>`) are ignored. Cells DST has suppressed for
 discretion (an empty value, `..`, or DST's marker 99999 for "1 or 2") count as
 `suppressed_as` residents (default 1) and are counted in the load's report. Every problem (a
@@ -53,12 +54,12 @@ import numpy as np
 SIZES = {"100m": (100, 100), "250m": (250, 10), "1km": (1000, 1000), "10km": (10000, 10000)}
 _ID = re.compile(r"^(100m|250m|1km|10km)_(\d{3,7})_(\d{2,6})$")
 _CELL_COLUMNS = re.compile(r"^(?:ddkn_?celle_?|kn)(100m|250m|1km|10km)(?:dk)?$")
-_COUNT_NAMES = ("antal_personer", "personer", "pers", "befolkning", "folketal", "antal")
+_COUNT_NAMES = ("personer", "pers", "befolkning", "folketal", "antal")
 _YEAR_COLUMN = re.compile(r"^pers_?(\d{4})$")
 #: How DST marks a suppressed (discretion) count.
 SUPPRESSED = frozenset({"", "..", ".", "99999"})
 SYNTHETIC_SOURCE = "syntetisk (Ly demo)"
-DEFAULT_SEED = 6101
+DEFAULT_SEED = 2026
 #: Share of a municipality's residents in hamlets rather than towns (synthetic grid).
 RURAL_SHARE = 0.15
 #: Residents of a hamlet on average, and of a block of houses placed at once in a town.
@@ -132,7 +133,8 @@ def _decode(raw: bytes) -> str:
         return raw.decode("cp1252")
 
 
-def _columns(header: list[str], year: int | None) -> tuple[int, int, list[tuple[int, str, str]]]:
+def _columns(header: list[str], year: int | None, count_column: str | None = None
+             ) -> tuple[int, int, list[tuple[int, str, str]]]:
     names = [h.strip().lower() for h in header]
     problems = []
     cell = next((i for i, n in enumerate(names) if _CELL_COLUMNS.match(n)), None)
@@ -140,7 +142,12 @@ def _columns(header: list[str], year: int | None) -> tuple[int, int, list[tuple[
         problems.append((1, "header", "no DDKN cell column (ddkncelle100m, ddkncelle1km, …)"))
     years = {int(m.group(1)): i for i, n in enumerate(names) if (m := _YEAR_COLUMN.match(n))}
     count = None
-    if year is not None:
+    if count_column is not None:
+        if count_column.strip().lower() not in names:
+            problems.append((1, "header", f"no column {count_column}"))
+        else:
+            count = names.index(count_column.strip().lower())
+    elif year is not None:
         count = years.get(year)
         if count is None:
             problems.append((1, "header", f"no column pers{year}"))
@@ -149,13 +156,13 @@ def _columns(header: list[str], year: int | None) -> tuple[int, int, list[tuple[
     else:
         count = next((names.index(n) for n in _COUNT_NAMES if n in names), None)
         if count is None:
-            problems.append((1, "header", "no residents column (pers<year>, antal_personer, "
-                                          "personer, befolkning, folketal, antal)"))
+            problems.append((1, "header", "no residents column (pers<year>, personer, pers, "
+                                          "befolkning, folketal, antal)"))
     return cell if cell is not None else -1, count if count is not None else -1, problems
 
 
 def read_dst(data: bytes | str | Path, *, year: int | None = None,
-             suppressed_as: int = 1) -> Grid:
+             suppressed_as: int = 1, count_column: str | None = None) -> Grid:
     """The populated cells of a DST population grid file (see the module's docstring);
     raises GridFileError listing every problem."""
     raw = Path(data).read_bytes() if isinstance(data, (str, Path)) else data
@@ -170,7 +177,7 @@ def read_dst(data: bytes | str | Path, *, year: int | None = None,
     header = next(rows, None)
     if not header:
         raise GridFileError([(1, "header", "the file is empty")])
-    cell_col, count_col, problems = _columns(header, year)
+    cell_col, count_col, problems = _columns(header, year, count_column)
     if problems:
         raise GridFileError(problems)
     cell_name, count_name = header[cell_col].strip(), header[count_col].strip()
@@ -483,11 +490,11 @@ def store(conn, grid: Grid, *, kilde: str, syntetisk: bool, periode: str | None 
 
 
 def load_file(conn, path: str | Path, *, kilde: str | None = None, periode: str | None = None,
-              year: int | None = None, suppressed_as: int = 1,
+              year: int | None = None, suppressed_as: int = 1, count_column: str | None = None,
               actor: str | None = None) -> StoredGrid:
     """Read a DST population grid file and store it as a new grid."""
     raw = Path(path).read_bytes()
-    grid = read_dst(raw, year=year, suppressed_as=suppressed_as)
+    grid = read_dst(raw, year=year, suppressed_as=suppressed_as, count_column=count_column)
     return store(conn, grid, kilde=kilde or f"Danmarks Statistik: {Path(path).name}",
                  syntetisk=False, periode=periode, digest=sha256(raw), actor=actor)
 

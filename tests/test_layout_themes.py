@@ -43,6 +43,9 @@ ALLOWED = {
         "6101's own report: coverage, classification and inspection figures",
     "service/templates/_report_beskyttelsesrum_national.html":
         "6101's own report: coverage, classification and inspection figures",
+    "loaders/planning_beskyttelsesrum.py": "6101's planning profile: which shelters count "
+                                           "(functional status) and the scenarios after the "
+                                           "inspections (suitability, type)",
     # 6101: imports from BBR and municipal shelter lists, and the GeoFA sync of 6101 (made
     # theme-ready, not yet offered for other themes)
     "loaders/bbr.py": "BBR sikringsrum import (6101)",
