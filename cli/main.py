@@ -3,6 +3,10 @@
     ly migrate                 create or upgrade the schema (Alembic) and sync code lists
     ly load-municipalities     load the 98 municipalities and the postal-code areas
     ly load-demo [--count N] [--theme ID]   load the deterministic demo data of every theme
+                               (and the synthetic population grid for the planner)
+    ly load-population FILE    load Danmarks Statistik's population grid (kvadratnet)
+    ly plan run [--kommune K] [--scenarie S]  assign residents to places within walking distance
+    ly plan list | show ID     the planner's runs
     ly serve [--port 8000]     serve the API with uvicorn
     ly dev-key                 create the local development signing key
     ly dev-token --role R ...  print a development token (development configurations only)
@@ -77,6 +81,104 @@ def cmd_load_demo(args) -> int:
     for collection_id, n in written.items():
         print(f"{collection_id}: loaded {n} demo objects" if n else
               f"{collection_id}: demo objects already loaded (use --replace)")
+    if not args.uden_befolkning and args.theme is None:
+        from loaders import population_grid
+
+        with psycopg.connect(psycopg_url(_database_url(args))) as conn:
+            grid = population_grid.load_synthetic(conn, replace=args.replace)
+        print(f"population grid: {grid.celler} synthetic cells, {grid.indbyggere} residents "
+              f"(net {grid.id})" if grid else
+              "population grid: the synthetic grid is already loaded (use --replace)")
+    return 0
+
+
+# --- the planner (issue 18: loaders.population_grid, loaders.planning) ---
+
+def cmd_load_population(args) -> int:
+    from loaders import population_grid
+
+    with psycopg.connect(psycopg_url(_database_url(args))) as conn:
+        if args.syntetisk:
+            if args.file:
+                print("give a FILE or --syntetisk, not both", file=sys.stderr)
+                return 2
+            grid = population_grid.load_synthetic(conn, seed=args.seed,
+                                                  kommuner=args.kommune or None,
+                                                  replace=True)
+        elif not args.file:
+            print("give a FILE (Danmarks Statistik's grid) or --syntetisk", file=sys.stderr)
+            return 2
+        else:
+            try:
+                grid = population_grid.load_file(
+                    conn, args.file, kilde=args.kilde, periode=args.periode, year=args.aar,
+                    suppressed_as=args.undertrykt_som, count_column=args.kolonne)
+            except population_grid.GridFileError as exc:
+                print(f"refused, nothing stored: {len(exc.problems)} problem(s)", file=sys.stderr)
+                for row, column, why in exc.problems[:20]:
+                    print(f"  row {row}, {column}: {why}", file=sys.stderr)
+                return 3
+    print(f"net {grid.id}: {grid.celler} cells of {grid.celle_m} m, {grid.indbyggere} "
+          f"residents ({grid.kilde}{', syntetisk' if grid.syntetisk else ''}"
+          f"{f', {grid.undertrykte} suppressed cells' if grid.undertrykte else ''})")
+    return 0
+
+
+def _print_plan(conn, run_id: int) -> None:
+    from loaders import planning
+
+    run = planning.drive(conn, planning.run_steps(run_id))
+    if run is None:
+        print(f"no run {run_id}", file=sys.stderr)
+        return
+    r = run["resultat"]
+    where = f"kommune {run['kommunekode']}" if run["kommunekode"] else "national"
+    print(f"run {run_id} ({where}, {run['scenarie']['navn']}, net {run['net_id']}"
+          f"{', syntetisk' if run['input'].get('net_syntetisk') else ''}): "
+          f"{r['daekket']} of {r['indbyggere']} residents covered ({r['andel_daekket']}), "
+          f"{r['inden_for_raekkevidde']} with enough places within reach, "
+          f"{r['ikke_daekket']} without a place")
+    print(f"  {r['objekter']} objects, {r['kapacitet']} places ({r['belaegning']} used); "
+          f"{r['buer']} arcs; split cells {r['celler_delt_foer']} -> {r['celler_delt']}; "
+          f"mean walk {r['gennemsnit_m']} m; seconds {r['sekunder']}")
+    if run["sammenlignet_med"]:
+        base = planning.drive(conn, planning.run_steps(run["sammenlignet_med"]))
+        print(f"  compared with run {run['sammenlignet_med']}: covered "
+              f"{r['daekket'] - base['resultat']['daekket']:+d}")
+
+
+def cmd_plan(args) -> int:
+    from datamodel import planning as model
+    from loaders import planning
+
+    with psycopg.connect(psycopg_url(_database_url(args))) as conn:
+        if args.action == "list":
+            for run in planning.drive(conn, planning.runs_steps(args.kommune, args.limit)):
+                r = run["resultat"]
+                print(f"{run['id']:>6}  {run['oprettet'][:19]}  "
+                      f"{run['kommunekode'] or 'national':>8}  {run['scenarie']['navn']:<16} "
+                      f"covered {r['daekket']} of {r['indbyggere']}")
+            return 0
+        if args.action == "show":
+            _print_plan(conn, args.id)
+            return 0
+        try:
+            theme = planning.plan_theme(args.tema)
+            raw = {k: v for k, v in (("minutter", args.minutter), ("hastighed_kmt",
+                                                                     args.hastighed),
+                                     ("omvejsfaktor", args.omvej)) if v is not None}
+            if args.tvaers_af_kommuner:
+                raw["tvaers_af_kommuner"] = True
+            settings = model.Settings.parse(raw)
+            scenario = model.parse_scenario(theme, planning.profile_for(theme), args.scenarie)
+            made = planning.run(conn, theme, settings, scenario, args.kommune,
+                                net_id=args.net, sammenlign_med=args.sammenlign_med)
+        except model.PlanInputError as exc:
+            print(f"{exc.field}: {exc.detail}", file=sys.stderr)
+            return 2
+        if made.made_base:
+            _print_plan(conn, made.basis_id)
+        _print_plan(conn, made.koersel_id)
     return 0
 
 
@@ -373,7 +475,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="end the old demo set and reload")
     p.add_argument("--theme", action="append", metavar="ID",
                    help="only this theme (collection id; repeatable); default every theme")
+    p.add_argument("--uden-befolkning", action="store_true",
+                   help="without the synthetic population grid (made unless --theme is given)")
     p.set_defaults(func=cmd_load_demo)
+
+    p = sub.add_parser("load-population",
+                       help="load a population grid: Danmarks Statistik's file, or synthetic")
+    p.add_argument("file", nargs="?", help="DST's befolkning i kvadratnet (CSV)")
+    p.add_argument("--kilde", help="the grid's source (default: the file's name)")
+    p.add_argument("--periode", help="e.g. 2026-01-01")
+    p.add_argument("--aar", type=int, help="the year's persons column (pers<year>; default "
+                                           "the newest)")
+    p.add_argument("--kolonne", help="the residents column, if none of the usual names")
+    p.add_argument("--undertrykt-som", type=int, default=1,
+                   help="residents counted for a cell DST suppressed (default 1)")
+    p.add_argument("--syntetisk", action="store_true",
+                   help="make the synthetic grid from FOLK1A instead of reading a file")
+    p.add_argument("--kommune", type=int, action="append", default=[],
+                   help="with --syntetisk: only these municipalities (repeatable)")
+    p.add_argument("--seed", type=int, default=2026, help="with --syntetisk")
+    p.set_defaults(func=cmd_load_population)
+
+    p = sub.add_parser("plan", help="the planner: assign residents to places within reach")
+    plans = p.add_subparsers(dest="action", required=True)
+    r = plans.add_parser("run", help="make a run (one transaction)")
+    r.add_argument("--kommune", type=int, help="kommunekode (default: national)")
+    r.add_argument("--scenarie", help="a scenario's name (e.g. uden-uegnede, kun-egnede, "
+                                      "med-planlagte, kun-offentlige)")
+    r.add_argument("--minutter", type=float, help="walking limit (default 30, at most 60)")
+    r.add_argument("--hastighed", type=float, help="walking speed km/h (default 4.5)")
+    r.add_argument("--omvej", type=float, help="detour factor (default 1.3)")
+    r.add_argument("--tvaers-af-kommuner", action="store_true",
+                   help="national: one problem across municipal borders")
+    r.add_argument("--net", type=int, help="population grid id (default the newest)")
+    r.add_argument("--sammenlign-med", type=int, help="the base run a scenario is compared with")
+    r.add_argument("--tema", help="collection id (default the first theme with places)")
+    r = plans.add_parser("list", help="the newest runs")
+    r.add_argument("--kommune", type=int)
+    r.add_argument("--limit", type=int, default=30)
+    r = plans.add_parser("show", help="a run's result")
+    r.add_argument("id", type=int)
+    p.set_defaults(func=cmd_plan)
 
     from datamodel.access import ROLES
 

@@ -21,6 +21,11 @@ and the open deficiencies by grade, with those past their deadline.
 
 `kommune_rows_steps` (one row of coverage figures per municipality) is also the maps'
 choropleth, through `loaders.reports.kommune_rows_steps`.
+
+Planned coverage (`planlaegning`, issue 18): the municipality's figures from its newest
+finished plan run that the viewer may read (`loaders.planning.coverage_steps`: residents
+within reach, covered, the deficit, the postal districts with the largest deficit, and the
+newest scenario compared with it), or None without a run.
 """
 
 from __future__ import annotations
@@ -144,6 +149,8 @@ class KommuneFigures:
     handling: list[ActionRow]
     handling_i_alt: int
     eftersyn: InspectionFigures | None = None
+    #: Coverage in the newest plan run (`loaders.planning.PlanCoverage`), None without one.
+    planlaegning: Any = None
 
 
 @dataclass
@@ -349,12 +356,15 @@ def _code_tables_steps(theme: Theme, kommunekode: int | None
 
 def kommune_steps(theme: Theme, kommunekode: int, now: datetime) -> Steps[KommuneFigures]:
     """The shelters' own figures in a municipality's report, for a signed-in viewer."""
+    from loaders import planning
+
     return KommuneFigures(
         figures=(yield from _area_figures_steps(theme, False, kommunekode)),
         **(yield from _code_tables_steps(theme, kommunekode)),
         **dict(zip(("handling", "handling_i_alt"),
                    (yield from _action_steps(theme, kommunekode)))),
         eftersyn=(yield from _inspection_steps(kommunekode)),
+        planlaegning=(yield from planning.coverage_steps(theme, kommunekode)),
     )
 
 

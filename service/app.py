@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from service import (admin, allow, campaigns, docs, edge, errors, features, inspections, maps,
-                     ogc, openapi, reports, runs, tiles, transactions)
+                     ogc, openapi, planning, reports, runs, tiles, transactions)
 from service.auth import build_issuers, current_actor
 from service.db import make_pool
 from service.http import OPENAPI_JSON, json_response
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(inspections.router)
     app.include_router(campaigns.router)
+    app.include_router(planning.router)
     app.include_router(docs.router)
     # OPTIONS on every path (and Allow on a 405): after every router, before /static.
     app.include_router(allow.router)

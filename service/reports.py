@@ -393,10 +393,55 @@ def _story(report, scope: str, title: str, viewer: str, drawn: dict[str, Any]):
                 theme, part, own = parts[t.collection_id]
                 after, end = part.pdf(theme, report, own, drawn[t.collection_id], p, styles)
                 s += after
+                if scope == KOMMUNE:
+                    s += planning_story(theme, getattr(own, "planlaegning", None), p)
                 appendix += end
         return s + appendix
 
     return story
+
+
+def planning_story(theme: Theme, plan, p) -> list:
+    """A municipality's planned coverage (a theme's own figures' `planlaegning`,
+    `loaders.planning.PlanCoverage`) in its PDF: the newest plan run's figures, the postal
+    districts with the largest deficit and the newest scenario compared with it."""
+    if plan is None:
+        return []
+    from reportlab.lib.units import cm
+
+    figure = theme.figures[0].title if theme.figures else "Kapacitet"
+    share = "–" if plan.andel_daekket is None else fmt(100 * plan.andel_daekket, 1)
+    rows = [["Indbyggere", fmt(plan.indbyggere)],
+            ["Med nok inden for rækkevidde (uden konkurrence)",
+             fmt(plan.inden_for_raekkevidde)],
+            ["Dækket (tildelt en plads)", fmt(plan.daekket)],
+            ["Underskud (uden plads)", fmt(plan.underskud)], ["Andel dækket (%)", share],
+            [f"{figure} i planen ({fmt(plan.objekter)} {theme.title.lower()})",
+             fmt(plan.kapacitet)], ["Heraf ikke brugt", fmt(plan.ledige)]]
+    source = (f"Syntetisk befolkning ({plan.kilde}): folketallet fordelt på 100 m-celler, "
+              "ikke Danmarks Statistiks kvadratnet." if plan.syntetisk
+              else f"Befolkning: {plan.kilde}.")
+    s = [p("Planlagt dækning (tildeling inden for gangafstand)", "Heading2"),
+         p(f"Kørsel {plan.koersel_id}, {plan.oprettet[:16].replace('T', ' ')}: højst "
+           f"{fmt(plan.minutter)} minutters gang; flest muligt placeret, med kortest samlet "
+           f"gangafstand. {source}"),
+         pdf_table(rows, widths=[12 * cm, 4 * cm], right=(1,), header=False)]
+    if plan.stoerste_underskud:
+        s.append(pdf_section(p("Områder med størst underskud", "Heading3"), pdf_table(
+            [["Postnummer", "By", "Indbyggere", "Dækket", "Underskud"]]
+            + [[str(a.omraade or "–"), a.navn or "–", fmt(a.indbyggere), fmt(a.daekket),
+                fmt(a.ikke_daekket)] for a in plan.stoerste_underskud], right=(2, 3, 4))))
+    if plan.scenarie:
+        sc = plan.scenarie
+        s.append(p(f"Scenariet {sc['navn']} (kørsel {sc['koersel_id']}) dækker "
+                   f"{fmt(sc['daekket'])} indbyggere: {fmt(sc['forskel'])} i forhold til "
+                   "planen."))
+        if plan.scenarie_omraader:
+            s.append(pdf_table([["Postnummer", "By", "Planen", "Scenariet", "Forskel"]] + [
+                [str(c.omraade or "–"), c.navn or "–", fmt(c.daekket_basis),
+                 fmt(c.daekket_scenarie), fmt(c.forskel)] for c in plan.scenarie_omraader],
+                right=(2, 3, 4)))
+    return s
 
 
 def kommune_pdf(report: figures.KommuneReport, viewer: str, drawn: dict[str, Any]) -> bytes:
