@@ -14,7 +14,7 @@
   and, for a scenario, the difference in covered residents per area against its base.
 - `GET /planlaegning/koersler/{id}/celler`: its cells as GeoJSON (the 100 m squares, CRS84):
   residents, within reach, covered, uncovered, shelters used, mean walking metres: aggregates
-  only (`?kommunekode=`, `?limit=` up to 100 000, `?cursor=`).
+  only (`?kommunekode=`, `?limit=` up to 100 000, `?efter=` the next page's cell).
 - `GET /planlaegning/koersler/{id}/objekter`: its objects with capacity and load as GeoJSON:
   only those the caller may see (row-level security on the run's rows and on the theme's
   view, migration 0014).
@@ -53,6 +53,7 @@ from service.auth import current_actor, forbidden, unauthorized
 from service.db import acting
 from service.errors import Problem, bad_request, from_database, not_found
 from service.http import GEOJSON, JSON, html_response, json_response, link, url
+from service.openapi_planlaegning import CELLS, MAP, OBJECTS, RUN, RUNS, route
 from service.maps import (CHOROPLETH_COLOURS, DENMARK_BOUNDS, NO_DATA_COLOUR, OSM_ATTRIBUTION,
                           OSM_URL, ZERO_COLOUR, _check_local, _local_assets, _num,
                           class_breaks, class_colour, with_nonce)
@@ -147,8 +148,8 @@ def _links(request: Request, run_id: int) -> list[dict]:
                  "Kort")]
 
 
-@router.get("/planlaegning/koersler", summary="Planlægningskørsler (myndigheder)",
-            response_class=Response)
+@router.get(RUNS, summary="Planlægningskørsler (myndigheder)", response_class=Response,
+            **route(RUNS, "get"))
 async def list_runs(request: Request) -> Response:
     params.check_known(request, {"kommunekode", "limit"})
     await _reader(request)
@@ -179,8 +180,8 @@ async def _detail(conn, request: Request, run: dict) -> dict:
     return out
 
 
-@router.get("/planlaegning/koersler/{koersel_id}", summary="En planlægningskørsel",
-            response_class=Response)
+@router.get(RUN, summary="En planlægningskørsel", response_class=Response,
+            **route(RUN, "get"))
 async def get_run(request: Request, koersel_id: str) -> Response:
     params.check_known(request, set())
     await _reader(request)
@@ -218,8 +219,8 @@ def _parse_body(body) -> dict:
         raise _input_problem(exc) from None
 
 
-@router.post("/planlaegning/koersler", summary="Lav en planlægningskørsel",
-             response_class=Response, status_code=201)
+@router.post(RUNS, summary="Lav en planlægningskørsel", response_class=Response,
+             status_code=201, **route(RUNS, "post"))
 async def make_run(request: Request) -> Response:
     params.check_known(request, set())
     await _reader(request)
@@ -290,17 +291,17 @@ async def _readable_run(conn, run_id: int) -> dict:
     return run
 
 
-@router.get("/planlaegning/koersler/{koersel_id}/celler",
-            summary="En kørsels celler (GeoJSON, aggregeret)", response_class=Response)
+@router.get(CELLS, summary="En kørsels celler (GeoJSON, aggregeret)",
+            response_class=Response, **route(CELLS, "get"))
 async def run_cells(request: Request, koersel_id: str) -> Response:
-    params.check_known(request, {"kommunekode", "limit", "cursor"})
+    params.check_known(request, {"kommunekode", "limit", "efter"})
     await _reader(request)
     run_id = _run_id(koersel_id)
     kommune = _kommune_param(request)
     limit = params.parse_limit(request.query_params.get("limit"), CELLS_DEFAULT, CELLS_MAX)
-    cursor = request.query_params.get("cursor")
-    if cursor is not None and (len(cursor) > 24 or not cursor.replace("_", "").isalnum()):
-        raise bad_request("cursor", "is not a cell id")
+    cursor = request.query_params.get("efter")
+    if cursor is not None and not re.fullmatch(r"[0-9a-z_]{1,24}", cursor):
+        raise bad_request("efter", "is not a cell id")
     async with acting(request) as conn:
         await _readable_run(conn, run_id)
         stmt, args = model.cells_geojson_sql(run_id, kommune, cursor, limit + 1)
@@ -308,10 +309,10 @@ async def run_cells(request: Request, koersel_id: str) -> Response:
     more = len(rows) > limit
     rows = rows[:limit]
     links = [link(url(request, f"/planlaegning/koersler/{run_id}/celler", kommunekode=kommune,
-                      limit=limit, cursor=cursor), "self", GEOJSON, "Denne side")]
+                      limit=limit, efter=cursor), "self", GEOJSON, "Denne side")]
     if more:
         links.append(link(url(request, f"/planlaegning/koersler/{run_id}/celler",
-                              kommunekode=kommune, limit=limit, cursor=rows[-1][0]),
+                              kommunekode=kommune, limit=limit, efter=rows[-1][0]),
                           "next", GEOJSON, "Næste side"))
     text = ('{"type":"FeatureCollection","numberReturned":' + str(len(rows))
             + ',"links":' + orjson.dumps(links).decode() + ',"features":['
@@ -319,8 +320,8 @@ async def run_cells(request: Request, koersel_id: str) -> Response:
     return Response(text, media_type=GEOJSON)
 
 
-@router.get("/planlaegning/koersler/{koersel_id}/objekter",
-            summary="En kørsels objekter og deres belægning (GeoJSON)", response_class=Response)
+@router.get(OBJECTS, summary="En kørsels objekter og deres belægning (GeoJSON)",
+            response_class=Response, **route(OBJECTS, "get"))
 async def run_objects(request: Request, koersel_id: str) -> Response:
     params.check_known(request, {"kommunekode"})
     await _reader(request)
@@ -490,8 +491,8 @@ class _PlanMap:
         return [[min(ys), min(xs)], [max(ys), max(xs)]]
 
 
-@router.get("/planlaegning/kort", summary="Kort over en planlægningskørsel (HTML)",
-            response_class=Response)
+@router.get(MAP, summary="Kort over en planlægningskørsel (HTML)", response_class=Response,
+            **route(MAP, "get"))
 async def plan_map(request: Request) -> Response:
     params.check_known(request, {"koersel", "kommune"})
     await _reader(request)
