@@ -38,7 +38,7 @@ from dataclasses import asdict
 import folium
 import orjson
 import psycopg
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -63,6 +63,8 @@ router = APIRouter(tags=["Planlægning"])
 
 READERS = (MUNICIPAL_EDITOR, MUNICIPAL_ADMIN, NATIONAL_READER, NATIONAL_ADMIN, PLANNER)
 RUNNERS = (NATIONAL_READER, NATIONAL_ADMIN, MUNICIPAL_ADMIN)
+#: A run's id in a path: digits (FastAPI refuses anything else with a 400 problem).
+RUN_ID = Path(pattern=r"^[0-9]{1,18}$", description="The run's id")
 BODY_MEMBERS = {"kommunekode", "indstillinger", "scenarie", "sammenlign_med", "net_id", "tema"}
 CELLS_DEFAULT, CELLS_MAX = 10_000, 100_000
 #: Uncovered residents per cell (light to dark reds), and the objects' load.
@@ -182,7 +184,7 @@ async def _detail(conn, request: Request, run: dict) -> dict:
 
 @router.get(RUN, summary="En planlægningskørsel", response_class=Response,
             **route(RUN, "get"))
-async def get_run(request: Request, koersel_id: str) -> Response:
+async def get_run(request: Request, koersel_id: str = RUN_ID) -> Response:
     params.check_known(request, set())
     await _reader(request)
     run_id = _run_id(koersel_id)
@@ -293,7 +295,7 @@ async def _readable_run(conn, run_id: int) -> dict:
 
 @router.get(CELLS, summary="En kørsels celler (GeoJSON, aggregeret)",
             response_class=Response, **route(CELLS, "get"))
-async def run_cells(request: Request, koersel_id: str) -> Response:
+async def run_cells(request: Request, koersel_id: str = RUN_ID) -> Response:
     params.check_known(request, {"kommunekode", "limit", "efter"})
     await _reader(request)
     run_id = _run_id(koersel_id)
@@ -322,7 +324,7 @@ async def run_cells(request: Request, koersel_id: str) -> Response:
 
 @router.get(OBJECTS, summary="En kørsels objekter og deres belægning (GeoJSON)",
             response_class=Response, **route(OBJECTS, "get"))
-async def run_objects(request: Request, koersel_id: str) -> Response:
+async def run_objects(request: Request, koersel_id: str = RUN_ID) -> Response:
     params.check_known(request, {"kommunekode"})
     await _reader(request)
     run_id = _run_id(koersel_id)
