@@ -169,8 +169,14 @@ def bbox_clause(bbox: tuple[float, ...], in_crs: crsmod.Crs,
     """
     halves = _antimeridian_halves(bbox, in_crs)
     if halves:
-        (a, a_params), (b, b_params) = (bbox_clause(h, in_crs, column) for h in halves)
+        (a, a_params), (b, b_params) = (_box_clause(h, in_crs, column) for h in halves)
         return sql.SQL("(({}) OR ({}))").format(a, b), a_params + b_params
+    return _box_clause(bbox, in_crs, column)
+
+
+def _box_clause(bbox: tuple[float, ...], in_crs: crsmod.Crs,
+                column: str) -> tuple[sql.Composable, list]:
+    """`bbox_clause` of a box that does not cross the antimeridian."""
     geom = sql.SQL("t.{}").format(sql.Identifier(column))
     env, env_params = envelope_expr(bbox, in_crs)
     if in_crs.srid == STORAGE_SRID:

@@ -56,6 +56,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datamodel.db import psycopg_url
@@ -135,7 +136,6 @@ GZIP_MINIMUM_BYTES = 1024
 GZIP_LEVEL = 6
 
 _API_KEY = API_KEY_HEADER.encode()
-_COOKIE_NAME = TOKEN_COOKIE.encode() + b"="
 
 
 def max_url_bytes(settings: Settings) -> int:
@@ -315,7 +315,7 @@ class Edge:
             elif name == b"authorization" or name == _API_KEY:
                 signed_in = True
             elif name == b"cookie":
-                if _COOKIE_NAME in value:
+                if _token_cookie(value) is not None:
                     signed_in = True
             elif name.startswith(b"x-forwarded-"):
                 forwarded = True
@@ -628,9 +628,16 @@ def _credential(headers) -> bytes | None:
     for name, value in headers:
         if name == b"authorization" or name == _API_KEY:
             return value
-        if name == b"cookie" and _COOKIE_NAME in value:
-            found = value.split(_COOKIE_NAME, 1)[1].split(b";", 1)[0]
+        if name == b"cookie":
+            found = _token_cookie(value) or found
     return found
+
+
+def _token_cookie(value: bytes) -> bytes | None:
+    """The sign-in cookie's value in a Cookie header, parsed as authentication parses it
+    (Starlette's cookie parser: `ly_token =x` is the cookie too), or None."""
+    token = cookie_parser(value.decode("latin-1")).get(TOKEN_COOKIE)
+    return None if token is None else token.encode("latin-1")
 
 
 class RateLimit:
@@ -754,4 +761,44 @@ def wrap(app: ASGIApp, owner) -> ASGIApp:
     inner = Conditional(inner)
     inner = GZipMiddleware(inner, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL,
                            exclude_content_types=GZIP_EXCLUDED)
-    return Edge(inner, owner)
+    return Edge(_AcceptEncoding(inner), owner)
+
+
+def accepts_gzip(value: bytes) -> bool:
+    """Whether an Accept-Encoding field admits gzip (RFC 9110 12.5.3: codings are
+    case-insensitive, `q=0` refuses one, `*` stands for any not named)."""
+    star = None
+    for element in value.decode("latin-1").split(","):
+        coding, _, params = element.partition(";")
+        coding = coding.strip().lower()
+        q = 1.0
+        for param in params.split(";"):
+            key, _, number = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(number.strip())
+                except ValueError:
+                    q = 0.0
+        if coding in ("gzip", "x-gzip"):
+            return q > 0
+        if coding == "*":
+            star = q > 0
+    return bool(star)
+
+
+class _AcceptEncoding:
+    """Accept-Encoding as GZipMiddleware reads it (the substring `gzip`, case-sensitive, `q`
+    ignored): `gzip` when the client admits it, nothing otherwise."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = [v for n, v in scope["headers"] if n == b"accept-encoding"]
+            if given:
+                headers = [(n, v) for n, v in scope["headers"] if n != b"accept-encoding"]
+                if accepts_gzip(b",".join(given)):
+                    headers.append((b"accept-encoding", b"gzip"))
+                scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)

@@ -58,8 +58,9 @@ def _quoted(value: str) -> str:
 #: about 1 KiB; an items page with a long filter repeats it in every link, and then the
 #: header carries those that fit, by `LINK_PRIORITY` (the document has all of them).
 LINK_HEADER_MAX_BYTES = 2048
-#: Which links a full Link header keeps first (then the rest, in the document's order).
-LINK_PRIORITY = ("self", "next", "prev", "first", "alternate", "collection")
+#: Which links a full Link header keeps first (then the rest, in the document's order): the
+#: paging links before `self`, so a client paging by the header never stops early.
+LINK_PRIORITY = ("next", "prev", "self", "first", "alternate", "collection")
 
 
 def _link_value(lk: dict) -> str:

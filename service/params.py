@@ -116,9 +116,15 @@ def parse_bbox(value: str | None, name: str = "bbox",
         raise bad_request(name, "must be 4 or 6 comma-separated finite numbers")
     half = len(numbers) // 2
     x_axis = 1 if crs.lat_first else 0
+    span = crsmod.WRAPPING_X.get(crs.srid)
+    if span is not None and numbers[x_axis] > numbers[x_axis + half]:
+        # across the antimeridian (datamodel.query.bbox_clause splits it): each edge on Earth
+        if not all(span[0] <= numbers[i] <= span[1] for i in (x_axis, x_axis + half)):
+            raise bad_request(name, f"a box across the antimeridian needs both east-west edges "
+                                    f"within {span[0]:g} and {span[1]:g}")
     for i in range(half):
-        if i == x_axis and crs.srid in crsmod.WRAPPING_X:
-            continue  # across the antimeridian (datamodel.query.bbox_clause splits it)
+        if i == x_axis and span is not None:
+            continue
         if numbers[i] > numbers[i + half]:
             raise bad_request(name, "a lower corner value is greater than the upper corner's")
     return numbers
@@ -350,9 +356,12 @@ def _from_json(value, type_: str):
         return None
     if type_ == "integer" and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("a cursor value must not contain NUL characters")
     if type_ == "number" and isinstance(value, str):
         number = Decimal(value)
-        if number.is_finite():
+        # a stored number is a double: beyond 1e308 it is not a boundary row's value
+        if number.is_finite() and abs(number.adjusted()) <= 400:
             return number
     if type_ == "string" and isinstance(value, str):
         return value
@@ -388,6 +397,8 @@ def parse_cursor(value: str | None, theme: Theme, keys: tuple[SortKey, ...]) -> 
         if not isinstance(doc, dict) or not isinstance(doc.get("v"), list):
             raise ValueError("not a cursor")
         spec, direction = doc.get("s"), doc.get("d", "next")
+        if not isinstance(doc.get("id"), str):
+            raise ValueError("the cursor's id is not a UUID")
         objekt_id = UUID(doc["id"])
     except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
         raise bad_request("cursor", "is not a cursor of this resource; follow a next or "

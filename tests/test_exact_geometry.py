@@ -186,6 +186,10 @@ def test_a_bbox_across_the_antimeridian_is_its_two_halves(ro_client, shared_db_u
 
 def test_a_projected_bbox_with_its_west_edge_east_of_its_east_edge_is_refused(ro_client):
     for bbox, crs in (("600000,6100000,500000,6200000", EPSG.format(25832)),
+                      ("190,50,-190,60", CRS84), ("180.0000001,50,179,60", CRS84),
+                      ("-179,50,-180.5,60", CRS84), ("1e308,50,-1e308,60", CRS84),
+                      ("50,190,60,-190", EPSG.format(4326)),
+                      ("1e9,7e6,-1e9,8e6", EPSG.format(3857)),
                       ("10,56,12,55", CRS84), ("56,10,55,12", EPSG.format(4326))):
         r = ro_client.get(ITEMS, params={"bbox": bbox, "bbox-crs": crs})
         assert r.status_code == 400, (bbox, crs)

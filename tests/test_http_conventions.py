@@ -32,7 +32,7 @@ from datamodel import themes
 from datamodel.codelists import load_codelists
 from service import edge, errors, http as lyhttp
 from service.app import create_app
-from tests.conftest import COLLECTION, ITEMS, LiveServer, make_settings
+from tests.conftest import ADMIN_HEADERS, COLLECTION, ITEMS, LiveServer, make_settings
 
 GEOJSON = "application/geo+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -141,10 +141,18 @@ def test_the_link_header_stays_small_and_keeps_the_paging_links():
     value = lyhttp.link_header(links)
     assert len(value) <= lyhttp.LINK_HEADER_MAX_BYTES
     kept = [lk[1] for lk in _links(value)]
-    # by priority while they fit (self, next; then the short collection link), in the
-    # document's order
-    assert kept == ["self", "collection", "next"]
+    # by priority while they fit (next and prev, before self; then the short collection
+    # link), in the document's order
+    assert kept == ["collection", "next", "prev"]
     assert len(lyhttp.link_header(links[2:3])) < 100
+
+
+def test_a_page_with_a_long_filter_keeps_its_next_link_in_the_header(anon_client):
+    """A client paging by the Link header must not stop after the first page."""
+    r = anon_client.get(ITEMS, params={"limit": 2, "filter": f"navn <> '{'x' * 600}'"})
+    assert r.status_code == 200
+    links = {lk[1]: lk[0] for lk in _links(r.headers["link"])}
+    assert links["next"] == next(lk["href"] for lk in r.json()["links"] if lk["rel"] == "next")
 
 
 def test_an_over_long_filter_does_not_make_a_huge_header(anon_client):
@@ -330,6 +338,31 @@ def test_signed_in_responses_stay_private(ro_client, shelter):
     assert r.headers["cache-control"] == "private, no-store"
     assert ro_client.get(TILE).headers["cache-control"].startswith("private, max-age=")
     assert ro_client.get("/static/ly.css").headers["cache-control"] == "private, max-age=300"
+
+
+def test_a_token_cookie_the_way_authentication_reads_it_is_signed_in(anon_client, shelter):
+    """`ly_token =<jwt>` signs the caller in (Starlette's cookie parser), so the edge must
+    take it for credentials too: a signed-in body is never marked public."""
+    token = ADMIN_HEADERS["Authorization"].split(" ", 1)[1]
+    public = anon_client.get(f"{ITEMS}/{shelter}").json()["properties"]
+    for cookie in (f"ly_token ={token}", f"a=1; ly_token={token}", f" ly_token = {token}"):
+        r = anon_client.get(f"{ITEMS}/{shelter}", headers={"Cookie": cookie})
+        assert r.status_code == 200
+        assert len(r.json()["properties"]) > len(public)  # signed in: more attributes
+        assert r.headers["cache-control"] == "private", cookie
+    anon_client.cookies.clear()
+
+
+def test_accept_encoding_is_read_as_http_says(served):
+    assert edge.accepts_gzip(b"gzip") and edge.accepts_gzip(b"GZIP")
+    assert edge.accepts_gzip(b"br;q=1.0, gzip;q=0.5") and edge.accepts_gzip(b"*")
+    assert not edge.accepts_gzip(b"gzip;q=0") and not edge.accepts_gzip(b"identity")
+    assert not edge.accepts_gzip(b"*;q=0") and not edge.accepts_gzip(b"gzip;q=0, *")
+    for value, compressed in (("GZIP", True), ("gzip;q=0", False), ("deflate, gzip;q=0.0", False),
+                              ("x-gzip", True)):
+        status, headers, body = _raw(served, ITEMS + "?limit=100", {"Accept-Encoding": value})
+        assert status == 200
+        assert (headers.get("content-encoding") == "gzip") is compressed, value
 
 
 def test_the_cache_rules():

@@ -204,6 +204,15 @@ def test_a_cursor_is_checked(admin):
                                                    "cursor": str(uuid.uuid4())})) == "cursor"
     forged = base64.urlsafe_b64encode(json.dumps(
         {"s": "+pladser", "v": ["many"], "id": str(uuid.uuid4())}).encode()).decode()
+    def cursor(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+    some = str(uuid.uuid4())
+    not_a_uuid = cursor({"v": [], "id": 5})
+    nul = cursor({"s": "+navn", "v": ["a\u0000b"], "id": some})
+    huge = cursor({"s": "+areal_m2", "v": ["1e999999"], "id": some})
+    for extra, bad in (({"sortby": "navn"}, nul), ({"sortby": "areal_m2"}, huge),
+                       ({}, not_a_uuid)):
+        assert _problem_field(admin.get(ITEMS, params={**extra, "cursor": bad})) == "cursor"
     for bad in ("not-a-cursor", "e30", forged):
         assert _problem_field(admin.get(ITEMS, params={"sortby": "pladser",
                                                        "cursor": bad})) == "cursor", bad
