@@ -156,6 +156,11 @@ def _pass(cfg: Config, ctx: Context, wanted_scenarios: list[str], versions: dict
         log("import from GeoPackage")
         rows += _guarded("import-gpkg", "ogr2ogr", lambda c: scenarios.import_geopackage(
             c, dataset.geopackage(cfg, mark)), ctx)
+    if "planning-national" in wanted_scenarios:
+        from bench import planning
+
+        log("the planner at national scale (bench/planning.py)")
+        rows += _guarded("planning-national", "Ly", planning.scenario, ctx)
     return rows
 
 

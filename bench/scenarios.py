@@ -784,6 +784,8 @@ HTTP_SCENARIOS = {
 #: Scenarios that `--repeat` runs again (the others run in the first pass only).
 REPEATABLE = {"items-bbox", "single-item", "deep-paging", "cql2-filter+bbox", "mvt-tiles",
               "items-bbox-areas", "mvt-tiles-areas", "physical-limit"}
-OTHER_SCENARIOS = ("physical-limit", "import-gpkg")
+OTHER_SCENARIOS = ("physical-limit", "import-gpkg",
+                   # the planner at national scale, no server and no database (bench/planning.py)
+                   "planning-national")
 #: Scenarios measured on a freshly started server (memory is read from its processes).
 FRESH_SERVER = {"export"}
