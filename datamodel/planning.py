@@ -444,7 +444,8 @@ def summary_sql(run_id: int, kommunekode: int | None = None
         where = sql.SQL("koersel_id = %s AND kommunekode = %s")
         params.append(kommunekode)
     cells = sql.SQL("""
-        SELECT coalesce(sum(indbyggere), 0)::bigint, coalesce(sum(inden_for_raekkevidde), 0)::bigint,
+        SELECT coalesce(sum(indbyggere), 0)::bigint,
+               coalesce(sum(inden_for_raekkevidde), 0)::bigint,
                coalesce(sum(daekket), 0)::bigint, coalesce(sum(ikke_daekket), 0)::bigint,
                count(*), count(*) FILTER (WHERE rum > 1), coalesce(sum(afstand_m), 0)::bigint
         FROM ly.plankoersel_celle WHERE {w}""").format(w=where)

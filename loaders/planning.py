@@ -54,7 +54,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 from psycopg import sql
@@ -607,7 +606,7 @@ def run(conn, theme: Theme, settings: Settings | None = None, scenario: Scenario
                                                net_id=net_id, sammenlign_med=sammenlign_med))
 
 
-# --- reading a run back (the API, the map, the report) ----------------------------------------------
+# --- reading a run back (the API, the map, the report) --------------------------------------------
 
 @dataclass
 class AreaRow:
@@ -689,7 +688,7 @@ def comparison_steps(run_id: int, base_id: int, by: str, kommunekode: int | None
     return [ComparisonRow(r[0], r[1], *(int(v) for v in r[2:])) for r in rows]
 
 
-# --- the municipal report's coverage section ---------------------------------------------------------
+# --- the municipal report's coverage section ------------------------------------------------------
 
 #: Areas (postal districts) listed with the largest deficit, and in the comparison.
 REPORT_AREAS = 5

@@ -338,8 +338,6 @@ def synthetic_grid(areas: Iterable[Area], *, seed: int = DEFAULT_SEED, size: int
         free = np.array([k not in taken for k in keys.tolist()], dtype=bool)
         ce, cn, counts, keys = ce[free], cn[free], counts[free], keys[free]
         if len(counts) == 0:  # a sliver: everyone in the cell of a point inside it
-            import shapely
-
             px, py = area.geometry.representative_point().coords[0]
             ce, cn = (np.array([int(px // size)]), np.array([int(py // size)]))
             counts, keys = np.array([1]), cn * 10_000_000 + ce

@@ -284,7 +284,7 @@ async def _make(conn, req: dict) -> planning.Made:
     return planning.Made(run_id, base, made_base)
 
 
-# --- cells and objects as GeoJSON ------------------------------------------------------------------
+# --- cells and objects as GeoJSON -----------------------------------------------------------------
 
 async def _readable_run(conn, run_id: int) -> dict:
     run = await planning.drive_async(conn, planning.run_steps(run_id))
@@ -338,7 +338,7 @@ async def run_objects(request: Request, koersel_id: str = RUN_ID) -> Response:
     return Response(text, media_type=GEOJSON)
 
 
-# --- the map ---------------------------------------------------------------------------------------
+# --- the map --------------------------------------------------------------------------------------
 
 def _breaks_legend(breaks: list[float], colours: list[str], zero: str) -> list[tuple[str, str]]:
     out = [(zero, "0")]

@@ -11,7 +11,6 @@ arcs and "within reach" recomputed in SQL (ST_DWithin) — with and without the 
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import networkx as nx

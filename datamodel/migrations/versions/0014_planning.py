@@ -231,7 +231,8 @@ def upgrade() -> None:
                 USING ERRCODE = 'LY409';
         END IF;
         SELECT 'celle ' || c.celle_id INTO bad FROM ly.plankoersel_celle c
-        LEFT JOIN (SELECT celle_id, sum(antal) AS n, count(*) AS rum, sum(antal::bigint * afstand_m) AS m
+        LEFT JOIN (SELECT celle_id, sum(antal) AS n, count(*) AS rum,
+                          sum(antal::bigint * afstand_m) AS m
                    FROM ly.plankoersel_tildeling WHERE koersel_id = NEW.id GROUP BY celle_id) t
             ON t.celle_id = c.celle_id
         WHERE c.koersel_id = NEW.id
