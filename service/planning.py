@@ -62,7 +62,6 @@ from service.transactions import read_json
 router = APIRouter(tags=["Planlægning"])
 
 READERS = (MUNICIPAL_EDITOR, MUNICIPAL_ADMIN, NATIONAL_READER, NATIONAL_ADMIN, PLANNER)
-RUNNERS = (NATIONAL_READER, NATIONAL_ADMIN, MUNICIPAL_ADMIN)
 #: A run's id in a path: digits (FastAPI refuses anything else with a 400 problem).
 RUN_ID = Path(pattern=r"^[0-9]{1,18}$", description="The run's id")
 BODY_MEMBERS = {"kommunekode", "indstillinger", "scenarie", "sammenlign_med", "net_id", "tema"}
