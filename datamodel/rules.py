@@ -10,6 +10,10 @@ coordinates are rounded to the millimetre they are stored with), non-empty, insi
 and has at most `max_vertices` vertices (`LY_MAX_VERTICES`, shared with CQL2 filter
 geometries). Nothing is repaired silently: an invalid area is refused with GEOS's reason and,
 where GEOS reports one, its location.
+
+`cap_by_open_deficiencies` is the classification rule an approval applies on top of the
+checklist's outcome (`datamodel.checklist.assess`): while a safety (S) or grade-3 deficiency of
+the shelter is open, an approval classifies it at best *egnet efter udbedring*, never *egnet*.
 """
 
 from __future__ import annotations
@@ -392,3 +396,66 @@ def validate_feature(body: Any, in_crs: crsmod.Crs = crsmod.DEFAULT, *,
     if problems:
         raise Invalid(problems)
     return Candidate(values, *xy, area_ewkt=area)
+
+
+# --- classification capped by open deficiencies ---
+
+#: A deficiency stays open until an administrator has verified its repair: `udbedret` is the
+#: responsible party's word that it is fixed, and a failed verification sends it back to
+#: `aaben`. Statuses of `ly.mangel` (migration 0003).
+OPEN_DEFICIENCY_STATUSES = ("aaben", "planlagt", "udbedret")
+#: Grades of a deficiency that, while open, keep an approval from classifying *egnet*:
+#: S (sikkerhed, safety) and 3 (kritisk).
+CAPPING_GRADES = ("S", "3")
+
+
+@dataclass(frozen=True)
+class OpenDeficiency:
+    """A deficiency of the shelter not yet verified: one found by the inspection being
+    approved (`inspection` None) or one still open from an earlier inspection."""
+
+    grade: str
+    item: str
+    room: int | None = None
+    inspection: UUID | None = None
+    status: str = "aaben"
+
+
+@dataclass(frozen=True)
+class Classification:
+    egnethed_kode: int
+    #: Why the class is lower than the answers alone give (Danish), or None.
+    reason: str | None = None
+
+
+def _describe(d: OpenDeficiency) -> str:
+    text = f"{'S' if d.grade == 'S' else 'grad-' + d.grade}-mangel {d.item}"
+    if d.room is not None:
+        text += f" (rum {d.room})"
+    if d.inspection is not None:
+        text += f" fra eftersyn {d.inspection}"
+    return text
+
+
+def cap_by_open_deficiencies(egnethed_kode: int,
+                             deficiencies: list[OpenDeficiency] | tuple) -> Classification:
+    """The approval's classification: `egnethed_kode` (the checklist's outcome) capped to
+    *egnet efter udbedring* while one of `deficiencies` is open with grade S or 3.
+
+    Only *egnet* is capped; *egnet efter udbedring*, *uegnet* and *ikke vurderet* stand as
+    they are. A deficiency counts whichever inspection found it; one that is verificeret
+    (or of grade 1 or 2) does not."""
+    from datamodel.checklist import EGNET, EGNET_EFTER_UDBEDRING
+
+    capping = [d for d in deficiencies
+               if d.grade in CAPPING_GRADES and d.status in OPEN_DEFICIENCY_STATUSES]
+    if egnethed_kode != EGNET or not capping:
+        return Classification(egnethed_kode)
+    if len(capping) == 1:
+        reason = (f"begrænset af åben {_describe(capping[0])}: højst egnet efter udbedring, "
+                  "indtil den er verificeret")
+    else:
+        reason = (f"begrænset af {len(capping)} åbne S- eller grad-3-mangler: højst egnet efter "
+                  "udbedring, indtil de er verificeret: "
+                  + "; ".join(_describe(d) for d in capping))
+    return Classification(EGNET_EFTER_UDBEDRING, reason)

@@ -5,6 +5,7 @@ GeoFA 6122 exchange. Every database access acts for the signed-in actor (row-lev
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,7 +28,9 @@ from datamodel import checklist
 from datamodel import crs as crsmod
 from datamodel import themes
 from datamodel.access import ADMIN_ROLES, EDITING_ROLES, INSPECTOR, Actor
-from datamodel.rules import Invalid, Problem as RuleProblem, point_from_geojson
+from datamodel.rules import (CAPPING_GRADES, OPEN_DEFICIENCY_STATUSES, Invalid,
+                             OpenDeficiency, Problem as RuleProblem, cap_by_open_deficiencies,
+                             point_from_geojson)
 from service import params
 from service.auth import current_actor, forbidden, unauthorized
 from service.db import acting, equality_filters, lock_object
@@ -710,7 +713,15 @@ async def approve(request: Request, eftersyn_id: str) -> Response:
         result = checklist.assess(template, e["svar"], e["rum"])
         today = datetime.now(timezone.utc).date()
         done = e["svar"].get("udfoert_dato") or today.isoformat()
-        shelter_version = await _update_shelter(conn, e, result, template, done, eid)
+        # The shelter's new version waits for its other writers (lock_object) before the
+        # open deficiencies are read, so the classification sees what they committed.
+        await lock_object(conn, THEME, e["objekt_id"])
+        klass = cap_by_open_deficiencies(result.egnethed_kode, [
+            *await _open_deficiencies(conn, e["objekt_id"]),
+            *(OpenDeficiency(f.grade, f.item, f.room) for f in result.findings)])
+        result = dataclasses.replace(result, egnethed_kode=klass.egnethed_kode)
+        shelter_version = await _update_shelter(conn, e, result, template, done, eid,
+                                                klass.reason)
         if shelter_version is None:
             raise forbidden("the shelter is outside your register", field="objekt_id")
         try:
@@ -732,21 +743,44 @@ async def approve(request: Request, eftersyn_id: str) -> Response:
             raise _outside_scope("eftersyn_id", "eftersyn_id") from None
         if cur.rowcount != 1:
             raise _outside_scope("eftersyn_id", "eftersyn_id")
-        await conn.execute("SELECT ly.audit('godkend', 'eftersyn', %s, NULL, %s)",
-                           [e["objekt_id"], shelter_version])
+        await conn.execute("SELECT ly.audit('godkend', 'eftersyn', %s, NULL, %s, %s)",
+                           [e["objekt_id"], shelter_version,
+                            json.dumps({"eftersyn": str(eid),
+                                        "egnethed_kode": result.egnethed_kode,
+                                        "egnethed_begrundelse": klass.reason})])
     return json_response({
         "id": str(eid), "status": "godkendt", "egnethed_kode": result.egnethed_kode,
-        "egnethed": _class_text(result.egnethed_kode), "pladser": result.places,
+        "egnethed": _class_text(result.egnethed_kode), "egnethed_begrundelse": klass.reason,
+        "pladser": result.places,
         "beskyttelsesrum_versions_id": str(shelter_version),
         "mangler": [{"punkt": f.item, "rum": f.room, "grad": f.grade, "kritisk": f.critical,
                      "ansvarlig": f.responsible, "beskrivelse": f.text}
                     for f in result.findings]})
 
 
+async def _open_deficiencies(conn, objekt_id: UUID) -> list[OpenDeficiency]:
+    """The shelter's deficiencies from earlier inspections that are still open with a grade
+    that caps the classification (datamodel.rules.cap_by_open_deficiencies)."""
+    cur = await conn.execute(
+        "SELECT grad, punkt, rum, eftersyn_id, status FROM ly.mangel WHERE objekt_id = %s "
+        "AND status = ANY(%s) AND grad = ANY(%s) ORDER BY oprettet, id",
+        [objekt_id, list(OPEN_DEFICIENCY_STATUSES), list(CAPPING_GRADES)])
+    return [OpenDeficiency(g.strip(), p, r, i, st) for g, p, r, i, st in await cur.fetchall()]
+
+
+def _reason_text(eid: UUID, kode: int, reason: str | None) -> str:
+    """The shelter version's `aendringsaarsag` (at most 254 characters)."""
+    text = f"Eftersyn {eid} godkendt: {_class_text(kode)}" + (f" ({reason})" if reason else "")
+    limit = THEME.fields_by_name["aendringsaarsag"].max_length or len(text)
+    return text if len(text) <= limit else text[:limit - 2] + "…)"
+
+
 async def _update_shelter(conn, e: dict, result: checklist.Assessment,
-                          template: checklist.Template, done: str, eid: UUID):
+                          template: checklist.Template, done: str, eid: UUID,
+                          reason: str | None = None):
     """The shelter's new version: verified places, condition, inspection dates and the
-    inspection as the reason. Returns the new versions_id, or None when not allowed."""
+    inspection (and why its class is capped, if it is) as the reason. Returns the new
+    versions_id, or None when not allowed."""
     done_date = date.fromisoformat(done)
     try:
         next_date = done_date.replace(year=done_date.year + template.interval_years)
@@ -769,7 +803,7 @@ async def _update_shelter(conn, e: dict, result: checklist.Assessment,
         " seneste_eftersyn_dato = %s, naeste_eftersyn_dato = %s, seneste_eftersyn_id = %s, "
         "aendringsaarsag = %s WHERE objekt_id = %s RETURNING versions_id").format(_CURRENT),
         [result.egnethed_kode, assessed, result.places, assessed, result.places, done_date,
-         next_date, eid, f"Eftersyn {eid} godkendt: {_class_text(result.egnethed_kode)}",
+         next_date, eid, _reason_text(eid, result.egnethed_kode, reason),
          e["objekt_id"]])
     row = await cur.fetchone()
     return row[0] if row else None
