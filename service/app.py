@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service import (admin, allow, campaigns, docs, edge, errors, features, inspections, maps,
                      ogc, openapi, planning, reports, runs, tiles, transactions)
+from service import nearest
 from service.auth import build_issuers, current_actor
 from service.db import make_pool
 from service.http import OPENAPI_JSON, json_response
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(ogc.router)
     app.include_router(features.router)
+    app.include_router(nearest.router)
     app.include_router(tiles.router)
     app.include_router(transactions.router)
     app.include_router(admin.router)
