@@ -433,7 +433,9 @@ def assess(template: Template, svar: dict, rum: list[dict]) -> Assessment:
     not assessed when the not-assessed condition holds (no access, not located); unfit
     (uegnet) when a critical item is graded 3; fit after repair (egnet efter udbedring) when
     anything is graded 2 or 3; fit (egnet) otherwise. Grade S (safety) always makes a
-    deficiency with the shortest deadline but does not by itself change the class."""
+    deficiency with the shortest deadline but does not by itself change the answers' class;
+    at approval, an open S or grade-3 deficiency of the shelter caps *egnet*
+    (`cap_by_open_deficiencies`)."""
     findings = _rule_findings(template.deficiencies, svar, template.by_id, None, svar)
     for item in template.items:
         if item.type == "grad" and svar.get(item.id) in ("1", "2", "3", "S"):
@@ -598,3 +600,64 @@ def from_6122(template: Template, feature: dict) -> tuple[dict, list[dict]]:
     while rooms and not rooms[-1]:
         rooms.pop()
     return svar, rooms
+
+
+# --- classification capped by open deficiencies ---
+
+#: A deficiency stays open until an administrator has verified its repair: `udbedret` is the
+#: responsible party's word that it is fixed, and a failed verification sends it back to
+#: `aaben`. Statuses of `ly.mangel` (migration 0003).
+OPEN_DEFICIENCY_STATUSES = ("aaben", "planlagt", "udbedret")
+#: Grades of a deficiency that, while open, keep an approval from classifying *egnet*:
+#: S (sikkerhed, safety) and 3 (kritisk).
+CAPPING_GRADES = ("S", "3")
+
+
+@dataclass(frozen=True)
+class OpenDeficiency:
+    """A deficiency of the shelter not yet verified: one found by the inspection being
+    approved (`inspection` None) or one still open from an earlier inspection."""
+
+    grade: str
+    item: str
+    room: int | None = None
+    inspection: UUID | None = None
+    status: str = "aaben"
+
+
+@dataclass(frozen=True)
+class Classification:
+    egnethed_kode: int
+    #: Why the class is lower than the answers alone give (Danish), or None.
+    reason: str | None = None
+
+
+def _describe(d: OpenDeficiency) -> str:
+    text = f"{'S' if d.grade == 'S' else 'grad-' + d.grade}-mangel {d.item}"
+    if d.room is not None:
+        text += f" (rum {d.room})"
+    if d.inspection is not None:
+        text += f" fra eftersyn {d.inspection}"
+    return text
+
+
+def cap_by_open_deficiencies(egnethed_kode: int,
+                             deficiencies: list[OpenDeficiency] | tuple) -> Classification:
+    """The approval's classification: `egnethed_kode` (the checklist's outcome) capped to
+    *egnet efter udbedring* while one of `deficiencies` is open with grade S or 3.
+
+    Only *egnet* is capped; *egnet efter udbedring*, *uegnet* and *ikke vurderet* stand as
+    they are. A deficiency counts whichever inspection found it; one that is verificeret
+    (or of grade 1 or 2) does not."""
+    capping = [d for d in deficiencies
+               if d.grade in CAPPING_GRADES and d.status in OPEN_DEFICIENCY_STATUSES]
+    if egnethed_kode != EGNET or not capping:
+        return Classification(egnethed_kode)
+    if len(capping) == 1:
+        reason = (f"begrænset af åben {_describe(capping[0])}: højst egnet efter udbedring, "
+                  "indtil den er verificeret")
+    else:
+        reason = (f"begrænset af {len(capping)} åbne S- eller grad-3-mangler: højst egnet efter "
+                  "udbedring, indtil de er verificeret: "
+                  + "; ".join(_describe(d) for d in capping))
+    return Classification(EGNET_EFTER_UDBEDRING, reason)

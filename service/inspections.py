@@ -28,9 +28,9 @@ from datamodel import checklist
 from datamodel import crs as crsmod
 from datamodel import themes
 from datamodel.access import ADMIN_ROLES, EDITING_ROLES, INSPECTOR, Actor
-from datamodel.rules import (CAPPING_GRADES, OPEN_DEFICIENCY_STATUSES, Invalid,
-                             OpenDeficiency, Problem as RuleProblem, cap_by_open_deficiencies,
-                             point_from_geojson)
+from datamodel.checklist import (CAPPING_GRADES, OPEN_DEFICIENCY_STATUSES, OpenDeficiency,
+                                 cap_by_open_deficiencies)
+from datamodel.rules import Invalid, Problem as RuleProblem, point_from_geojson
 from service import params
 from service.auth import current_actor, forbidden, unauthorized
 from service.db import acting, equality_filters, lock_object
@@ -760,7 +760,7 @@ async def approve(request: Request, eftersyn_id: str) -> Response:
 
 async def _open_deficiencies(conn, objekt_id: UUID) -> list[OpenDeficiency]:
     """The shelter's deficiencies from earlier inspections that are still open with a grade
-    that caps the classification (datamodel.rules.cap_by_open_deficiencies)."""
+    that caps the classification (datamodel.checklist.cap_by_open_deficiencies)."""
     cur = await conn.execute(
         "SELECT grad, punkt, rum, eftersyn_id, status FROM ly.mangel WHERE objekt_id = %s "
         "AND status = ANY(%s) AND grad = ANY(%s) ORDER BY oprettet, id",

@@ -847,8 +847,10 @@ def build(app: FastAPI) -> dict:
     # FastAPI's parameter validation errors are answered as 400 problems (service.errors).
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
-    # The shelters' inspection workflow keeps its part of the document itself.
+    # The shelters' inspection workflow and the planner keep their parts of the document
+    # themselves (the planner declares its parameters, body and answers on its routes).
     from service import openapi_eftersyn as workflow
+    from service import openapi_planlaegning as planning_part
 
     schemas.update(_components())
     schemas.update(workflow.components())
@@ -859,8 +861,8 @@ def build(app: FastAPI) -> dict:
         if op is not None:
             op["requestBody"] = body
     _complete_parameters(spec)
-    _complete_responses(spec, {**_success(), **workflow.success()},
-                        {**_errors(), **workflow.errors()})
+    _complete_responses(spec, {**_success(), **workflow.success(), **planning_part.success()},
+                        {**_errors(), **workflow.errors(), **planning_part.errors()})
     ids = [t.collection_id for t in themes.all_themes()]
     for path in spec["paths"].values():
         for op in path.values():

@@ -9,7 +9,7 @@ import json
 import uuid
 
 from datamodel import checklist
-from datamodel.rules import OpenDeficiency, cap_by_open_deficiencies
+from datamodel.checklist import OpenDeficiency, cap_by_open_deficiencies
 from tests.conftest import query
 from tests.test_inspections import complete_answers, put, room, setup, upload_body  # noqa: F401
 

@@ -128,6 +128,8 @@ OPENED = {
     "/collections/{collection_id}/items/{featureId}/history", "/revision", "/kort",
     "/rapporter/kommune/{kommunekode}", "/rapporter/national",
     "/rapporter/kampagner/{kampagne_id}",
+    # the planner's map: opened under the policy by tests/test_planning_api.py
+    "/planlaegning/kort",
 }
 
 
