@@ -5,19 +5,18 @@ the UTM grid, for a point the distance to it, for an area 0 inside it and the di
 boundary outside), everywhere, whatever CRS the point is given in. The answer is the `k`
 objects nearest by that distance, ties broken by objekt_id.
 
-Two steps, both on the spatial index (the partial GiST index on the current rows):
-
-1. KNN: `ORDER BY t.geometri <-> p LIMIT k` finds k objects by the index. Since PostGIS 2.2
-   (on PostgreSQL 9.5+) `<->` on geometry is the true planar distance, rechecked on the
-   geometry (not the box distance of older PostGIS), for points and areas alike; but the
-   order among equal distances is whatever the index yields. The largest exact distance of
-   these k, `r`, is at least the true k-th distance (even if `<->` were box distance, the k
-   it returns lie at most `r` away, so at least k objects do).
-2. Exact: every object within `r` (`ST_DWithin`, on the index; grown by `RADIUS_SLACK` so no
-   object at exactly `r` is lost to rounding in a different code path), ordered by
-   `ST_Distance, objekt_id`, the first k. Every object tied at the k-th distance is a
-   candidate, so the tie rule is exact too (a candidate set of "k plus some" from KNN alone
-   could miss a tied object with a smaller objekt_id).
+One scan of the spatial index (the partial GiST index on the current rows), as KNN:
+`ORDER BY t.geometri <-> p LIMIT c` takes the `c` candidates nearest to the point. Since
+PostGIS 2.2 (on PostgreSQL 9.5+) `<->` on geometry orders by the true planar distance
+(rechecked on the geometry, not the distance of the boxes), for points and areas alike; the
+order among equal distances is whatever the index yields. The candidates are then ordered by
+`ST_Distance, objekt_id` and the first k kept. That is exact when every object tied at the
+k-th distance is a candidate: when fewer than `c` objects exist, or the farthest candidate
+lies beyond the k-th distance (by more than `RADIUS_SLACK_*`, for rounding in a different
+code path). Otherwise the statement says so (`complete` false) and the service asks again
+with 4 times the candidates (`initial_candidates`: 2k + 10 first; one statement in practice).
+KNN is an ORDER BY, not a condition: row-level security's conditions (not leakproof) keep a
+condition such as `ST_DWithin` from the index, not an index order.
 
 Visibility is not decided here: the statement reads the theme's current view for the
 audience (`query.views`: the public's view for the public) in the caller's transaction, where
@@ -43,8 +42,8 @@ from datamodel.themes import Theme
 #: distance, so two features may show the same afstand_m and still be ordered by it.
 DISTANCE_PROPERTY = "afstand_m"
 DISTANCE_DECIMALS = crsmod.METRIC_DECIMALS
-#: Relative and absolute slack of the exact step's radius (see the module's docstring): a
-#: few more candidates at most, each ordered by its exact distance.
+#: Relative and absolute slack by which the farthest candidate must lie beyond the k-th
+#: distance for the answer to be complete (see the module's docstring).
 RADIUS_SLACK_RELATIVE = 1e-9
 RADIUS_SLACK_M = 1e-6
 MAX_K = 100
@@ -75,9 +74,20 @@ def point_expr(q: NearestQuery) -> tuple[sql.Composable, list]:
     return pt, params
 
 
-def nearest_sql(q: NearestQuery) -> tuple[sql.Composed, list]:
-    """The `q.k` nearest objects, nearest first (ties: objekt_id). Rows: (feature json text
-    with `afstand_m` in its properties, objekt_id, the exact distance in metres)."""
+def initial_candidates(k: int) -> int:
+    """How many candidates the first statement takes: k and a margin for ties at the k-th
+    distance (the service takes 4 times as many again while the answer is incomplete)."""
+    return 2 * k + 10
+
+
+def nearest_sql(q: NearestQuery, candidates: int) -> tuple[sql.Composed, list]:
+    """The `q.k` nearest objects, nearest first (ties: objekt_id), from the `candidates`
+    nearest by the index's KNN order. Rows: (feature json text with `afstand_m` in its
+    properties, objekt_id, the exact distance in metres, complete). `complete` is false when
+    the candidates may not hold every object tied at the k-th distance (the last candidate
+    is no farther than it): the caller then asks again with more candidates."""
+    if candidates < q.k:
+        raise ValueError("candidates must be at least k")
     props = q.theme.property_columns(q.public)
     if DISTANCE_PROPERTY in props:  # a theme's own attribute would be shadowed
         raise ValueError(f"{q.theme.collection_id} has an attribute {DISTANCE_PROPERTY}")
@@ -85,23 +95,25 @@ def nearest_sql(q: NearestQuery) -> tuple[sql.Composed, list]:
     geom = sql.Identifier(GEOMETRY_COLUMN)
     pt, pt_params = point_expr(q)
     stmt = sql.SQL(
-        # Step 1: k objects by the index's KNN order; their largest exact distance.
-        "WITH knn AS MATERIALIZED (SELECT ST_Distance(t.{g}, {p}) AS d FROM {src} t "
-        "ORDER BY t.{g} <-> {p} LIMIT %s), "
-        # Step 2: everything within that radius, exactly ordered, ties by objekt_id. Only
-        # versions_id and the distance here (the view's code-list joins are unused, so
+        # The candidates in the index's KNN order (`<->`: an ORDER BY, not a condition, so
+        # row-level security's conditions do not keep it from the index), with their exact
+        # distances. Only versions_id here (the view's code-list joins are unused, so
         # PostgreSQL removes them); the features are built for the k chosen rows alone.
-        "near AS MATERIALIZED (SELECT t.versions_id, t.objekt_id, ST_Distance(t.{g}, {p}) AS d "
-        "FROM {src} t WHERE ST_DWithin(t.{g}, {p}, "
-        "(SELECT max(d) FROM knn) * (1 + %s) + %s) "
-        "ORDER BY 3, 2 LIMIT %s) "
-        "SELECT {feature}, t.objekt_id, near.d FROM near CROSS JOIN LATERAL "
+        "WITH cand AS MATERIALIZED (SELECT t.versions_id, t.objekt_id, "
+        "ST_Distance(t.{g}, {p}) AS d FROM {src} t ORDER BY t.{g} <-> {p} LIMIT %s), "
+        "near AS MATERIALIZED (SELECT * FROM cand ORDER BY d, objekt_id LIMIT %s), "
+        # Complete: fewer candidates than asked for (all there are), or the farthest lies
+        # beyond the k-th distance (with slack): every object tied at it is a candidate.
+        "done AS (SELECT count(*) < %s OR max(cand.d) > "
+        "(SELECT max(d) FROM near) * (1 + %s) + %s AS complete FROM cand) "
+        "SELECT {feature}, t.objekt_id, near.d, done.complete FROM near CROSS JOIN done "
+        "CROSS JOIN LATERAL "
         "(SELECT v.*, round(near.d::numeric, {dec}) AS {dist} FROM {src} v "
         "WHERE v.versions_id = near.versions_id OFFSET 0) t "
         "ORDER BY near.d, near.objekt_id"
     ).format(g=geom, p=pt, src=src, dec=sql.Literal(DISTANCE_DECIMALS),
              dist=sql.Identifier(DISTANCE_PROPERTY),
              feature=query.feature_expr(q.out, [*props, DISTANCE_PROPERTY]))
-    params = [*pt_params, *pt_params, q.k, *pt_params, *pt_params,
-              RADIUS_SLACK_RELATIVE, RADIUS_SLACK_M, q.k]
+    params = [*pt_params, *pt_params, candidates, q.k, candidates,
+              RADIUS_SLACK_RELATIVE, RADIUS_SLACK_M]
     return stmt, params

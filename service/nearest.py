@@ -130,9 +130,14 @@ async def nearest_objects(
     actor = await current_actor(request)
     q = nearest.NearestQuery(x=x, y=y, in_crs=the_crs, k=antal or DEFAULT_K, out=the_crs,
                              public=actor.public, theme=theme)
-    stmt, args = nearest.nearest_sql(q)
+    candidates = nearest.initial_candidates(q.k)
     async with acting(request) as conn:
-        rows = await (await conn.execute(stmt, args)).fetchall()
+        while True:  # more candidates while objects tied at the k-th distance may be missed
+            stmt, args = nearest.nearest_sql(q, candidates)
+            rows = await (await conn.execute(stmt, args)).fetchall()
+            if not rows or rows[0][3]:
+                break
+            candidates *= 4
     keep = {k: v for k, v in request.query_params.items() if k != "f"}
     links = [link(url(request, PATH, **keep, f="json"), "self", GEOJSON, "Dette dokument"),
              link(url(request, collection.path(theme)), "collection", JSON, theme.title)]
