@@ -42,25 +42,37 @@ def _points(seed: int = SEED, n: int = POINTS) -> list[tuple[float, float, int]]
 
 def _expected(url: str, theme, visible: str, points) -> list[list[tuple[str, float]]]:
     """The test's own answer: for each point the k nearest (objekt_id, distance) by exact
-    ST_Distance over the base table's current rows that satisfy `visible`, ties by
-    objekt_id. No index can serve this order (it is not `<->`): every row is measured."""
+    distance (ST_Distance) over the base table's current rows that satisfy `visible`, ties
+    by objekt_id. No index serves this order (it is not `<->`): every row is measured."""
+    # For a point theme the scan orders by the planar distance of the coordinates, the very
+    # arithmetic of PostGIS's point-to-point distance (sqrt(dx * dx + dy * dy), IEEE doubles
+    # both), 3-4 times faster than ST_Distance on 100,000 rows per point; the rows chosen
+    # also carry ST_Distance, which must be the same number. For an area theme: ST_Distance.
+    if theme.is_area:
+        cols, order = "", "ST_Distance(b.geometri, q.g)"
+    else:
+        cols = ", ST_X(geometri) AS x, ST_Y(geometri) AS y"
+        order = "sqrt((b.x - q.x) * (b.x - q.x) + (b.y - q.y) * (b.y - q.y))"
     with psycopg.connect(url) as conn:
         # The visible current rows' ids and geometries in a narrow table: every point's scan
         # reads 100,000 small rows, not the base table's wide ones.
-        conn.execute(f"CREATE TEMP TABLE visible ON COMMIT DROP AS SELECT objekt_id, geometri "
-                     f"FROM ly.{theme.table} WHERE systid_til IS NULL AND ({visible})")
-        rows = conn.execute("""
-        SELECT p.i, n.objekt_id::text, n.d
+        conn.execute(f"CREATE TEMP TABLE visible ON COMMIT DROP AS SELECT objekt_id, "
+                     f"geometri{cols} FROM ly.{theme.table} "
+                     f"WHERE systid_til IS NULL AND ({visible})")
+        rows = conn.execute(f"""
+        SELECT p.i, n.objekt_id::text, n.d, ST_Distance(n.geometri, q.g)
         FROM unnest(%s::float8[], %s::float8[], %s::int[]) WITH ORDINALITY p(lon, lat, k, i)
-        CROSS JOIN LATERAL (SELECT ST_Transform(ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326),
-                                                25832) AS g) q
+        CROSS JOIN LATERAL (SELECT g, ST_X(g) AS x, ST_Y(g) AS y FROM ST_Transform(
+            ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326), 25832) g) q
         CROSS JOIN LATERAL (
-            SELECT b.objekt_id, ST_Distance(b.geometri, q.g) AS d
+            SELECT b.objekt_id, b.geometri, {order} AS d
             FROM visible b
             ORDER BY d, b.objekt_id LIMIT p.k) n
         ORDER BY p.i, n.d, n.objekt_id""",
                             [[p[0] for p in points], [p[1] for p in points],
                              [p[2] for p in points]]).fetchall()
+    assert all(d == exact for _, _, d, exact in rows)
+    rows = [r[:3] for r in rows]
     out: list[list[tuple[str, float]]] = [[] for _ in points]
     for i, oid, d in rows:
         out[i - 1].append((oid, d))
