@@ -324,3 +324,31 @@ def test_a_bbox_crossing_the_antimeridian_needs_a_geographic_filter_crs(ro_clien
         "filter": "S_INTERSECTS(geometri, BBOX(650000, 6165000, 440000, 6410000))",
         "filter-crs": "http://www.opengis.net/def/crs/EPSG/0/25832"})
     assert_filter_problem(r, "filter", "antimeridian")
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_s_dwithin_uses_the_spatial_index_under_row_level_security(shared_db_url, public):
+    """Migration 0015 makes ST_DWithin LEAKPROOF, so PostgreSQL may take its index condition
+    before the policies: the caller's plan reads the GiST index, not the whole register."""
+    from psycopg import sql
+
+    from datamodel import access, query as itemsquery, themes
+    from datamodel.cql2sql import parse_filter, to_sql
+    from service.params import queryables
+
+    theme = themes.default()
+    expr = parse_filter("S_DWITHIN(geometri, POINT(12.5683 55.6761), 300)", None)
+    q = itemsquery.ItemsQuery(limit=10, public=public, theme=theme,
+                              cql=to_sql(expr, queryables(theme, public), alias="t"))
+    stmt, args = itemsquery.items_sql(q)
+    actor = access.ANONYMOUS if public else access.Actor(
+        subject="t", roles=frozenset({access.NATIONAL_ADMIN}), level="substantial")
+    with psycopg.connect(shared_db_url) as conn:
+        for name, value in access.transaction_settings(actor).items():
+            if name == "role":
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(value)))
+            else:
+                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+        conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + stmt, args))
+    assert f"{theme.table}_gist" in plan or "Bitmap Index Scan" in plan, plan
