@@ -27,7 +27,7 @@ from service.auth import current_actor
 from service.db import acting
 from service.errors import bad_request
 from service.http import GEOJSON, JSON, link, url, with_links
-from service.openapi import INSTANT, LINKS, NUM, OBJ, STR, _arr, _obj
+from service.openapi import INSTANT, LINKS, NUM, OBJ, STR, array_schema, object_schema
 
 router = APIRouter(tags=["Objekter"])
 
@@ -39,7 +39,7 @@ _PUNKT_PATTERN = rf"^\s*{_NUMBER}\s*,\s*{_NUMBER}\s*$"
 
 #: The answer's schema: features of any theme (their properties are the audience's, plus
 #: afstand_m), so the properties are open but afstand_m is required.
-_FEATURE = _obj({
+_FEATURE = object_schema({
     "type": {"type": "string", "enum": ["Feature"]},
     "id": STR,
     "geometry": OBJ,
@@ -47,9 +47,9 @@ _FEATURE = _obj({
         nearest.DISTANCE_PROPERTY: {**NUM, "minimum": 0}},
         "required": [nearest.DISTANCE_PROPERTY]},
 })
-_COLLECTION = _obj({
+_COLLECTION = object_schema({
     "type": {"type": "string", "enum": ["FeatureCollection"]},
-    "features": _arr(_FEATURE, maxItems=nearest.MAX_K),
+    "features": array_schema(_FEATURE, maxItems=nearest.MAX_K),
     "numberReturned": {"type": "integer", "minimum": 0},
     "timeStamp": INSTANT,
     "links": LINKS,

@@ -124,6 +124,8 @@ def _arr(items: dict, **extra) -> dict:
 
 
 LINKS = _arr(_ref("Link"))
+#: The schema builders for routes that declare their own answers (service/nearest.py).
+object_schema, array_schema = _obj, _arr
 
 
 def _problem_schema() -> dict:
