@@ -107,6 +107,24 @@ SHARED_FUNCTIONS = (
 )
 
 
+def leakproof_sql(functions: tuple[str, ...], leakproof: bool) -> list[str]:
+    """`ALTER FUNCTION … [NOT] LEAKPROOF` for each of `functions` (PostGIS predicates, so
+    PostgreSQL may use the spatial index under row-level security; migrations 0005 and 0015).
+    Only a superuser may: without one, and for a function this PostGIS lacks, a notice says so
+    and the migration goes on (answers stay right, spatial filters under RLS stay slow)."""
+    word = "LEAKPROOF" if leakproof else "NOT LEAKPROOF"
+    return [f"""
+        DO $$BEGIN
+            EXECUTE 'ALTER FUNCTION {fn} {word}';
+        EXCEPTION
+            WHEN insufficient_privilege THEN
+                RAISE NOTICE 'not a superuser: % left as it is (no spatial index under RLS)',
+                    '{fn}';
+            WHEN undefined_function THEN
+                RAISE NOTICE '% is not in this PostGIS version', '{fn}';
+        END$$""" for fn in functions]
+
+
 def _column_type(f: Field) -> str:
     if f.type == "string":
         return f"varchar({f.max_length})" if f.max_length else "text"

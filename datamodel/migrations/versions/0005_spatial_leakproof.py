@@ -15,6 +15,8 @@ Create Date: 2026-11-26
 
 from alembic import op
 
+from datamodel import storage
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
@@ -32,18 +34,8 @@ FUNCTIONS = (
 
 
 def _set(leakproof: bool) -> None:
-    word = "LEAKPROOF" if leakproof else "NOT LEAKPROOF"
-    for fn in FUNCTIONS:
-        op.execute(f"""
-        DO $$BEGIN
-            EXECUTE 'ALTER FUNCTION {fn} {word}';
-        EXCEPTION
-            WHEN insufficient_privilege THEN
-                RAISE NOTICE 'not a superuser: % left as it is (no spatial index under RLS)',
-                    '{fn}';
-            WHEN undefined_function THEN
-                RAISE NOTICE '% is not in this PostGIS version', '{fn}';
-        END$$""")
+    for statement in storage.leakproof_sql(FUNCTIONS, leakproof):
+        op.execute(statement)
 
 
 def upgrade() -> None:
